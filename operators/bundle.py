@@ -1,0 +1,35 @@
+"""Stage 3: bundling the worker with Wrangler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from operators.stage import StageOperator
+
+
+class BundleWorkerOperator(StageOperator):
+    """Run the project's own ``wrangler deploy --dry-run`` and return the bundle's facts.
+
+    Returns ``bundle_path`` (relative to the project root), ``sha256`` (hex) and ``size_bytes``,
+    the results the spec's Tekton task recorded. A bundle over the ``max_bundle_bytes`` setting
+    fails here, before anything is uploaded.
+    """
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        p = self.pipeline
+        env = {**self.settings.install_env, "PROJECT_DIR": str(p.project_dir), "INSTALL_DIR": str(p.install_dir)}
+        results = self.run_script("bundle.sh", env)
+        bundle = {
+            "bundle_path": results["bundle-path"],
+            "sha256": results["content-hash"],
+            "size_bytes": int(results["size-bytes"]),
+        }
+        limit = self.settings.max_bundle_bytes
+        if bundle["size_bytes"] > limit:
+            raise AirflowFailException(
+                f"ERROR: Bundle too large: {bundle['bundle_path']} is {bundle['size_bytes']} bytes, "
+                f"over the limit of {limit} bytes (setting max_bundle_bytes)"
+            )
+        return bundle

@@ -1,0 +1,113 @@
+"""Where a stage's script runs. The stage says what to run; the runner decides where.
+
+Stage scripts (``operators/scripts/*.sh``) are POSIX ``sh`` taking input only from environment
+variables and writing results as files in ``RESULTS_DIR``, like Tekton results. The ``local`` mode
+runs them as child processes of the Airflow task; a Kubernetes mode runs the same bytes in a pod.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+from collections import deque
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Protocol
+
+# Inherited from the worker's environment so tools find their caches, proxies and CAs. Nothing
+# else is: credentials in the worker's environment (AWS_*, tokens) never reach a script.
+PASSED_THROUGH_ENV = (
+    "PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS",
+)
+
+
+class StageScriptError(RuntimeError):
+    """A stage script failed; the message is the script's ``ERROR:`` line, or its exit and last output."""
+
+
+def script_path(name: str) -> Path:
+    """Path of a stage script shipped in this package."""
+    return Path(str(resources.files("operators") / "scripts" / name))
+
+
+class ScriptRunner(Protocol):
+    def run(self, script: str, env: Mapping[str, str], *, results_dir: Path, timeout_seconds: int) -> dict[str, str]:
+        """Run ``script`` with ``env`` and return the results it wrote, by file name."""
+
+    def terminate(self) -> None:
+        """Stop the running script (the task was killed)."""
+
+
+class LocalScriptRunner:
+    """Runs a stage script as a local ``sh`` process, streaming its output to the task log."""
+
+    def __init__(self, log: logging.Logger, shell: str = "sh") -> None:
+        self.log = log
+        self.shell = shell
+        self._process: subprocess.Popen[str] | None = None
+
+    def run(self, script: str, env: Mapping[str, str], *, results_dir: Path, timeout_seconds: int) -> dict[str, str]:
+        full_env = {key: os.environ[key] for key in PASSED_THROUGH_ENV if key in os.environ}
+        full_env.update(env)
+        full_env["RESULTS_DIR"] = str(results_dir)
+        results_dir.mkdir(parents=True, exist_ok=True)
+
+        self.log.info("Running %s (local process)", script)
+        process = subprocess.Popen(
+            [self.shell, str(script_path(script))],
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,  # its own process group, so a timeout kills npm's children too
+        )
+        self._process = process
+        tail: deque[str] = deque(maxlen=20)
+        errors: list[str] = []
+        timer = threading.Timer(timeout_seconds, self._kill, args=(process,))
+        timer.start()
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                line = line.rstrip("\n")
+                self.log.info("%s", line)
+                tail.append(line)
+                if line.startswith("ERROR:"):
+                    errors.append(line)
+            code = process.wait()
+        finally:
+            timer.cancel()
+            self._process = None
+        if code != 0:
+            if code == -signal.SIGKILL and not errors:
+                raise StageScriptError(f"{script} timed out after {timeout_seconds} s and was stopped")
+            if errors:
+                raise StageScriptError("\n".join(errors))
+            raise StageScriptError(f"{script} failed with exit code {code}:\n" + "\n".join(tail))
+        return {path.name: path.read_text() for path in sorted(results_dir.iterdir()) if path.is_file()}
+
+    def terminate(self) -> None:
+        if self._process is not None:
+            self._kill(self._process)
+
+    @staticmethod
+    def _kill(process: subprocess.Popen[str]) -> None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def script_runner(mode: str, log: logging.Logger) -> ScriptRunner:
+    """The one place an execution mode becomes a runner."""
+    if mode == "local":
+        return LocalScriptRunner(log)
+    raise ValueError(f"unknown execution mode {mode!r}")

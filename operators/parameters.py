@@ -1,0 +1,319 @@
+"""The pipeline's parameters in one place: their schema, their validation, the paths they imply.
+
+Conf keys are the spec's hyphenated names, exactly: the service catalogue sends them. Everything
+downstream reads a validated :class:`PipelineParameters`, never the raw conf.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+# name -> (default or None when required, section, title, description)
+_SPECS: dict[str, tuple[str | None, str, str, str]] = {
+    "git-url": (None, "Source", "Git URL", "Repository holding the worker (https, ssh, git or scp-like `git@host:org/repo.git`)."),
+    "git-revision": ("main", "Source", "Git revision", "Branch, tag, or full or short commit SHA to build."),
+    "git-branch": ("", "Source", "Git branch", "Optional: the branch to fetch; `git-revision` is then a commit on it."),
+    "sparse-checkout-directories": ("", "Source", "Sparse checkout directories", "Comma-separated directories to check out (root files are always kept); empty checks out everything."),
+    "project-root": (".", "Build", "Project root", "Directory of the worker inside the repository (holds wrangler.toml)."),
+    "package-manager-directory": ("", "Build", "Package manager directory", "Where dependencies are installed: empty means the project root, `.` the repository root (monorepo workspaces)."),
+    "kustomize-base-directory": ("_kustomize", "Build", "Kustomize base directory", "Directory under the project root holding `overlays/`."),
+    "r2-bucket-name": (None, "Storage", "R2 bucket name", "Bucket that receives the bundle."),
+    "r2-endpoint-url": (None, "Storage", "R2 endpoint URL", "S3-compatible endpoint, e.g. https://<account>.r2.cloudflarestorage.com."),
+    "r2-object-key": (None, "Storage", "R2 object key", "Object path in the bucket, e.g. `my-worker/abc123def456.js`."),
+    "worker-script-artifact-config-map-name": (None, "Kubernetes metadata", "Artifact metadata ConfigMap", "ConfigMap that records bucket, path, content-hash and size-bytes."),
+    "kustomize-manifests-config-map-name": (None, "Kubernetes metadata", "Kustomize manifests ConfigMap", "ConfigMap that holds each rendered overlay."),
+    "owner-identifier-label-key": ("", "Kubernetes metadata", "Owner label key", "Optional label key put on both ConfigMaps, e.g. `planton.cloud/service-id`."),
+    "owner-identifier-label-value": ("", "Kubernetes metadata", "Owner label value", "Value of the owner label; give both key and value, or neither."),
+}
+PARAMETER_NAMES = tuple(_SPECS)
+
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+DNS_SUBDOMAIN = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PATH_SEGMENT = re.compile(r"^[A-Za-z0-9._@+=-]+$")
+_REF = re.compile(r"^[A-Za-z0-9._/+=@-]+$")
+_SCP_LIKE = re.compile(r"^(?:[A-Za-z0-9._-]+@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/\\][^\\]*|/.+)$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MANAGED_BY_LABEL = ("app.kubernetes.io/managed-by", "planton-cloud")
+
+
+class InvalidParameterError(ValueError):
+    """A run parameter is missing or malformed; the message names it and says what was expected."""
+
+    def __init__(self, name: str, expected: str, value: object = None, *, show_value: bool = True) -> None:
+        shown = f", got {value!r}" if show_value and value is not None else ""
+        super().__init__(f"Invalid parameter '{name}': expected {expected}{shown}")
+        self.parameter = name
+
+
+def dag_params() -> dict[str, Any]:
+    """The DAG's ``params``: one :class:`~airflow.sdk.Param` per parameter, for the trigger form."""
+    from airflow.sdk import Param
+
+    params: dict[str, Any] = {}
+    for name, (default, section, title, description) in _SPECS.items():
+        schema: dict[str, Any] = {"type": "string", "title": title, "section": section}
+        if default is None:
+            params[name] = Param(description=description, minLength=1, **schema)
+        else:
+            params[name] = Param(default, description=description, **schema)
+    return params
+
+
+@dataclass(frozen=True)
+class PipelineParameters:
+    """Validated run parameters plus the run's workspace; what every stage reads."""
+
+    git_url: str
+    git_revision: str
+    git_branch: str
+    sparse_checkout_directories: tuple[str, ...]
+    project_root: str
+    package_manager_directory: str
+    kustomize_base_directory: str
+    r2_bucket_name: str
+    r2_endpoint_url: str
+    r2_object_key: str
+    worker_script_artifact_config_map_name: str
+    kustomize_manifests_config_map_name: str
+    owner_label: tuple[str, str] | None
+    workspace: str
+
+    @classmethod
+    def from_conf(cls, conf: Mapping[str, Any], *, workspace: str, allow_file_git_urls: bool) -> PipelineParameters:
+        """Validate raw conf (spec names) and return parameters, or raise InvalidParameterError."""
+        unknown = sorted(set(conf) - set(_SPECS))
+        if unknown:
+            raise InvalidParameterError(unknown[0], f"one of the pipeline's parameters ({', '.join(PARAMETER_NAMES)})")
+        raw = {name: _string(name, conf.get(name, default)) for name, (default, *_rest) in _SPECS.items()}
+
+        project_root = _relative_path("project-root", raw["project-root"])
+        sparse = tuple(
+            _relative_path("sparse-checkout-directories", part.strip(), allow_root=False)
+            for part in raw["sparse-checkout-directories"].split(",")
+            if part.strip()
+        )
+        pm_dir = raw["package-manager-directory"]
+        package_manager_directory = project_root if pm_dir == "" else _relative_path("package-manager-directory", pm_dir)
+        params = cls(
+            git_url=_git_url(raw["git-url"], allow_file_git_urls),
+            git_revision=_ref("git-revision", raw["git-revision"], required=True),
+            git_branch=_ref("git-branch", raw["git-branch"], required=False),
+            sparse_checkout_directories=sparse,
+            project_root=project_root,
+            package_manager_directory=package_manager_directory,
+            kustomize_base_directory=_relative_path("kustomize-base-directory", raw["kustomize-base-directory"], allow_root=False),
+            r2_bucket_name=_bucket(raw["r2-bucket-name"]),
+            r2_endpoint_url=_endpoint_url(raw["r2-endpoint-url"]),
+            r2_object_key=_object_key(raw["r2-object-key"]),
+            worker_script_artifact_config_map_name=_dns_subdomain("worker-script-artifact-config-map-name", raw["worker-script-artifact-config-map-name"]),
+            kustomize_manifests_config_map_name=_dns_subdomain("kustomize-manifests-config-map-name", raw["kustomize-manifests-config-map-name"]),
+            owner_label=_owner_label(raw["owner-identifier-label-key"], raw["owner-identifier-label-value"]),
+            workspace=workspace,
+        )
+        for name, path in (("project-root", params.project_root), ("package-manager-directory", params.package_manager_directory)):
+            if sparse and not _covered_by_sparse(path, sparse):
+                raise InvalidParameterError(
+                    name, f"a directory inside one of sparse-checkout-directories ({', '.join(sparse)})", path
+                )
+        return params
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> PipelineParameters:
+        """Rebuild parameters from :meth:`to_dict` output (an XCom value)."""
+        fields = dict(values)
+        fields["sparse_checkout_directories"] = tuple(fields["sparse_checkout_directories"])
+        label = fields.get("owner_label")
+        fields["owner_label"] = tuple(label) if label else None
+        return cls(**fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def checkout_dir(self) -> Path:
+        return Path(self.workspace) / "source"
+
+    @property
+    def project_dir(self) -> Path:
+        return self.checkout_dir / self.project_root
+
+    @property
+    def install_dir(self) -> Path:
+        return self.checkout_dir / self.package_manager_directory
+
+    @property
+    def dist_dir(self) -> Path:
+        return self.project_dir / "dist"
+
+    @property
+    def kustomize_dir(self) -> Path:
+        return self.project_dir / self.kustomize_base_directory
+
+    @property
+    def labels(self) -> dict[str, str]:
+        labels = dict([MANAGED_BY_LABEL])
+        if self.owner_label:
+            labels[self.owner_label[0]] = self.owner_label[1]
+        return labels
+
+
+def _string(name: str, value: object) -> str:
+    if value is None:
+        raise InvalidParameterError(name, "a value (this parameter is required)")
+    if not isinstance(value, str):
+        raise InvalidParameterError(name, "a string", value)
+    if _CONTROL.search(value):
+        raise InvalidParameterError(name, "no control characters (newlines, tabs, NUL)", value)
+    if value != value.strip():
+        raise InvalidParameterError(name, "no leading or trailing whitespace", value)
+    if len(value) > 2048:
+        raise InvalidParameterError(name, "at most 2048 characters", f"{len(value)} characters")
+    return value
+
+
+def _required(name: str, value: str) -> str:
+    if not value:
+        raise InvalidParameterError(name, "a non-empty value (this parameter is required)")
+    return value
+
+
+def _relative_path(name: str, value: str, *, allow_root: bool = True) -> str:
+    if value in ("", "."):
+        if allow_root:
+            return "."
+        raise InvalidParameterError(name, "a directory below the repository root", value)
+    if value.startswith("/") or value.startswith("-"):
+        raise InvalidParameterError(name, "a relative path that does not start with '/' or '-'", value)
+    parts = [part for part in PurePosixPath(value).parts if part != "."]
+    for part in parts:
+        if part == "..":
+            raise InvalidParameterError(name, "a path that stays inside the repository (no '..')", value)
+        if not _PATH_SEGMENT.match(part):
+            raise InvalidParameterError(name, "a path of letters, digits and . _ - @ + = only", value)
+    return "/".join(parts) or "."
+
+
+def _covered_by_sparse(path: str, sparse: tuple[str, ...]) -> bool:
+    return path == "." or any(path == d or path.startswith(d + "/") for d in sparse)
+
+
+def _ref(name: str, value: str, *, required: bool) -> str:
+    if not value:
+        if required:
+            raise InvalidParameterError(name, "a branch, tag or commit SHA")
+        return ""
+    if (
+        not _REF.match(value)
+        or value.startswith(("-", "/", "."))
+        or value.endswith(("/", ".", ".lock"))
+        or ".." in value
+        or "//" in value
+        or len(value) > 255
+    ):
+        raise InvalidParameterError(name, "a git branch, tag or commit SHA (letters, digits, . _ / - only)", value)
+    return value
+
+
+def _git_url(value: str, allow_file: bool) -> str:
+    name = "git-url"
+    _required(name, value)
+    if value.startswith("-"):
+        raise InvalidParameterError(name, "a URL that does not start with '-'", value)
+    if "::" in value:
+        raise InvalidParameterError(name, "a https, ssh or git URL (git remote helpers like ext:: are refused)", value)
+    if " " in value or "\\" in value:
+        raise InvalidParameterError(name, "a URL without spaces or backslashes", value)
+    if "://" in value:
+        parts = urlsplit(value)
+        schemes = ("https", "ssh", "git") + (("file",) if allow_file else ())
+        if parts.scheme not in schemes:
+            hint = " (file:// needs the allow_file_git_urls setting)" if parts.scheme == "file" else ""
+            raise InvalidParameterError(name, f"a URL with scheme {', '.join(schemes)}{hint}", value)
+        if parts.password is not None:
+            raise InvalidParameterError(
+                name, "a URL without a password or token; put credentials in an Airflow connection", show_value=False
+            )
+        if parts.scheme != "file" and not parts.hostname:
+            raise InvalidParameterError(name, "a URL with a host", value)
+        if parts.query or parts.fragment:
+            raise InvalidParameterError(name, "a URL without query or fragment", value)
+        return value
+    if allow_file and value.startswith("/"):
+        return value
+    if _SCP_LIKE.match(value):
+        return value
+    raise InvalidParameterError(name, "a https://, ssh://, git:// URL or scp-like user@host:path", value)
+
+
+def _bucket(value: str) -> str:
+    name = "r2-bucket-name"
+    _required(name, value)
+    if not _BUCKET.match(value) or ".." in value:
+        raise InvalidParameterError(name, "3-63 lowercase letters, digits, '-' or '.', starting and ending alphanumeric", value)
+    return value
+
+
+def _endpoint_url(value: str) -> str:
+    name = "r2-endpoint-url"
+    _required(name, value)
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise InvalidParameterError(name, "an http(s) URL with a host, like https://<account>.r2.cloudflarestorage.com", value)
+    if parts.username or parts.password:
+        raise InvalidParameterError(name, "a URL without credentials; they belong in the R2 connection", show_value=False)
+    if parts.query or parts.fragment or parts.path.strip("/"):
+        raise InvalidParameterError(name, "the endpoint only, without path, query or fragment", value)
+    try:
+        parts.port
+    except ValueError:
+        raise InvalidParameterError(name, "a valid port number", value) from None
+    return value.rstrip("/")
+
+
+def _object_key(value: str) -> str:
+    name = "r2-object-key"
+    _required(name, value)
+    if value.startswith("/"):
+        raise InvalidParameterError(name, "a key without a leading '/', like my-worker/abc123.js", value)
+    if ".." in value.split("/") or "." in value.split("/") or "//" in value:
+        raise InvalidParameterError(name, "a key without '.', '..' or empty path segments", value)
+    if len(value.encode()) > 1024:
+        raise InvalidParameterError(name, "at most 1024 bytes", f"{len(value.encode())} bytes")
+    return value
+
+
+def _dns_subdomain(name: str, value: str) -> str:
+    _required(name, value)
+    if len(value) > 253 or not DNS_SUBDOMAIN.match(value):
+        raise InvalidParameterError(
+            name, "a DNS-1123 subdomain: lowercase letters, digits, '-' and '.', at most 253 characters", value
+        )
+    return value
+
+
+def _owner_label(key: str, value: str) -> tuple[str, str] | None:
+    if not key and not value:
+        return None
+    if not key:
+        raise InvalidParameterError("owner-identifier-label-key", "a label key, since owner-identifier-label-value is set")
+    if not value:
+        raise InvalidParameterError("owner-identifier-label-value", "a label value, since owner-identifier-label-key is set")
+    prefix, _, label_name = key.rpartition("/")
+    if (prefix and (len(prefix) > 253 or not DNS_SUBDOMAIN.match(prefix))) or len(label_name) > 63 or not _LABEL_NAME.match(label_name):
+        raise InvalidParameterError(
+            "owner-identifier-label-key", "a Kubernetes label key: optional DNS prefix and '/', then a name of at most 63 characters", key
+        )
+    if key == MANAGED_BY_LABEL[0]:
+        raise InvalidParameterError("owner-identifier-label-key", f"a key other than {MANAGED_BY_LABEL[0]}, which the pipeline sets", key)
+    if len(value) > 63 or not _LABEL_NAME.match(value):
+        raise InvalidParameterError(
+            "owner-identifier-label-value", "a Kubernetes label value: at most 63 letters, digits, '-', '_' or '.', alphanumeric at both ends", value
+        )
+    return key, value

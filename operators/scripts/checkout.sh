@@ -1,0 +1,68 @@
+#!/bin/sh
+# Stage 1: clone GIT_URL at GIT_REVISION into CHECKOUT_DIR; write the resolved commit SHA to
+# RESULTS_DIR/commit. Inputs come only from the environment, and reach git as argv, never as code.
+#   GIT_URL, GIT_REVISION         required
+#   GIT_BRANCH                    optional: the branch to fetch; GIT_REVISION is a commit on it
+#   SPARSE_CHECKOUT_DIRECTORIES   optional: newline-separated directories (cone mode keeps root files)
+#   CHECKOUT_DIR, RESULTS_DIR     required
+set -eu
+
+: "${GIT_URL:?GIT_URL is required}" "${GIT_REVISION:?GIT_REVISION is required}"
+: "${CHECKOUT_DIR:?CHECKOUT_DIR is required}" "${RESULTS_DIR:?RESULTS_DIR is required}"
+GIT_BRANCH="${GIT_BRANCH:-}"
+SPARSE_CHECKOUT_DIRECTORIES="${SPARSE_CHECKOUT_DIRECTORIES:-}"
+
+# No prompts, no helpers such as ext::, no submodules: only the transports the caller allows.
+export GIT_TERMINAL_PROMPT=0
+export GIT_ALLOW_PROTOCOL="${GIT_ALLOW_PROTOCOL:-https:ssh:git}"
+
+rm -rf "$CHECKOUT_DIR"
+mkdir -p "$CHECKOUT_DIR" "$RESULTS_DIR"
+cd "$CHECKOUT_DIR"
+git init --quiet
+git config advice.detachedHead false
+git remote add origin "$GIT_URL"
+
+fetch_opts=""
+if [ -n "$SPARSE_CHECKOUT_DIRECTORIES" ]; then
+  echo "checkout: sparse checkout of: $(printf '%s' "$SPARSE_CHECKOUT_DIRECTORIES" | tr '\n' ' ')"
+  git config extensions.partialClone origin
+  fetch_opts="--filter=blob:none"
+  # One directory per line, passed as separate arguments without word-splitting surprises.
+  git sparse-checkout init --cone
+  printf '%s\n' "$SPARSE_CHECKOUT_DIRECTORIES" | git sparse-checkout set --cone --stdin
+fi
+
+resolve() {
+  git rev-parse --quiet --verify "$1^{commit}" 2>/dev/null
+}
+
+if [ -n "$GIT_BRANCH" ]; then
+  echo "checkout: fetching branch $GIT_BRANCH"
+  # shellcheck disable=SC2086
+  git fetch --quiet --no-tags $fetch_opts origin "+refs/heads/$GIT_BRANCH:refs/remotes/origin/$GIT_BRANCH"
+  if [ "$GIT_REVISION" = "$GIT_BRANCH" ] || [ "$GIT_REVISION" = "HEAD" ]; then
+    commit=$(resolve "refs/remotes/origin/$GIT_BRANCH")
+  else
+    commit=$(resolve "$GIT_REVISION") || {
+      echo "ERROR: git-revision $GIT_REVISION not found on git-branch $GIT_BRANCH" >&2; exit 1; }
+    git merge-base --is-ancestor "$commit" "refs/remotes/origin/$GIT_BRANCH" || {
+      echo "ERROR: git-revision $GIT_REVISION is not on git-branch $GIT_BRANCH" >&2; exit 1; }
+  fi
+# A branch, tag or full SHA can be fetched alone, one commit deep.
+# shellcheck disable=SC2086
+elif git fetch --quiet --no-tags --depth=1 $fetch_opts origin "$GIT_REVISION" 2>/dev/null; then
+  echo "checkout: shallow fetch of $GIT_REVISION"
+  commit=$(resolve FETCH_HEAD)
+else
+  # A short SHA (or a server refusing SHAs in wants) needs the refs' history to resolve against.
+  echo "checkout: $GIT_REVISION is not a ref the server serves alone; fetching branches and tags"
+  # shellcheck disable=SC2086
+  git fetch --quiet $fetch_opts origin "+refs/heads/*:refs/remotes/origin/*" "+refs/tags/*:refs/tags/*"
+  commit=$(resolve "$GIT_REVISION") || {
+    echo "ERROR: git-revision $GIT_REVISION not found in $GIT_URL" >&2; exit 1; }
+fi
+
+git checkout --quiet --detach "$commit"
+printf '%s' "$commit" > "$RESULTS_DIR/commit"
+echo "checkout: $GIT_REVISION is commit $commit"

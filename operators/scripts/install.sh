@@ -1,0 +1,59 @@
+#!/bin/sh
+# Stage 2: install dependencies in INSTALL_DIR with the package manager its lockfile names,
+# frozen so the lockfile is the truth. Writes the manager's name to RESULTS_DIR/package-manager.
+#   INSTALL_DIR, RESULTS_DIR   required
+# Detection order: yarn.lock, pnpm-lock.yaml, package-lock.json, package.json alone.
+# Yarn and pnpm run through corepack, which honours package.json's packageManager field.
+set -eu
+
+: "${INSTALL_DIR:?INSTALL_DIR is required}" "${RESULTS_DIR:?RESULTS_DIR is required}"
+mkdir -p "$RESULTS_DIR"
+cd "$INSTALL_DIR"
+
+package_manager_field() {
+  [ -f package.json ] || return 0
+  node -e 'const p = require(process.argv[1]); process.stdout.write(typeof p.packageManager === "string" ? p.packageManager : "")' "$PWD/package.json"
+}
+
+declared=$(package_manager_field)
+if [ -n "$declared" ]; then
+  echo "install: package.json declares packageManager $declared"
+fi
+
+if [ -f yarn.lock ]; then
+  case "$declared" in
+    yarn@1.*|"") berry=no ;;
+    yarn@*) berry=yes ;;
+    *) berry=no ;;
+  esac
+  [ -f .yarnrc.yml ] && berry=yes
+  if [ "$berry" = yes ]; then
+    manager="yarn-berry"
+    echo "install: yarn.lock with Yarn 2+ (.yarnrc.yml or packageManager yarn@2+): yarn install --immutable"
+    set -- corepack yarn install --immutable
+  else
+    manager="yarn-classic"
+    echo "install: yarn.lock with Yarn classic: yarn install --frozen-lockfile"
+    set -- corepack yarn install --frozen-lockfile --non-interactive
+  fi
+elif [ -f pnpm-lock.yaml ]; then
+  manager="pnpm"
+  echo "install: pnpm-lock.yaml found: pnpm install --frozen-lockfile"
+  set -- corepack pnpm install --frozen-lockfile
+elif [ -f package-lock.json ]; then
+  manager="npm"
+  echo "install: package-lock.json found: npm ci"
+  set -- npm ci
+elif [ -f package.json ]; then
+  manager="npm"
+  echo "install: package.json without a lockfile: npm install (not reproducible; commit a lockfile)"
+  set -- npm install
+else
+  echo "install: no package.json in $INSTALL_DIR: nothing to install, skipping"
+  printf 'none' > "$RESULTS_DIR/package-manager"
+  exit 0
+fi
+
+"$@"
+printf '%s' "$manager" > "$RESULTS_DIR/package-manager"
+echo "install: dependencies installed with $manager"

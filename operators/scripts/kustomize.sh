@@ -1,0 +1,28 @@
+#!/bin/sh
+# Stage 6: render every overlay under KUSTOMIZE_DIR/overlays with `kubectl kustomize`, one file
+# per overlay in OUTPUT_DIR (<overlay>.yaml). No overlays directory renders nothing.
+#   KUSTOMIZE_DIR, OUTPUT_DIR   required
+#   KUBECTL                     optional: the kubectl binary (default: kubectl)
+set -eu
+
+: "${KUSTOMIZE_DIR:?KUSTOMIZE_DIR is required}" "${OUTPUT_DIR:?OUTPUT_DIR is required}"
+KUBECTL="${KUBECTL:-kubectl}"
+rm -rf "$OUTPUT_DIR"
+mkdir -p "$OUTPUT_DIR"
+
+overlays="$KUSTOMIZE_DIR/overlays"
+if [ ! -d "$overlays" ]; then
+  echo "kustomize: no overlays directory at $overlays: nothing to render"
+  exit 0
+fi
+
+for dir in "$overlays"/*/; do
+  [ -d "$dir" ] || continue
+  name=$(basename "$dir")
+  if ! "$KUBECTL" kustomize "$dir" > "$OUTPUT_DIR/$name.yaml" 2> "$OUTPUT_DIR/$name.err"; then
+    echo "ERROR: kustomize build failed for overlay $name: $(cat "$OUTPUT_DIR/$name.err")" >&2
+    exit 1
+  fi
+  rm -f "$OUTPUT_DIR/$name.err"
+  echo "kustomize: rendered overlay $name ($(wc -c < "$OUTPUT_DIR/$name.yaml" | tr -d ' ') bytes)"
+done

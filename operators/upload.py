@@ -1,0 +1,90 @@
+"""Stage 4: uploading the bundle to R2 through the S3 API."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from operators.stage import StageOperator
+
+# S3 error codes no retry can fix: fail at once instead of burning Airflow retries.
+PERMANENT_ERRORS = {
+    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket", "InvalidBucketName",
+    "BadDigest", "InvalidDigest", "EntityTooLarge", "InvalidArgument", "InvalidRequest", "MethodNotAllowed",
+}
+
+
+class UploadError(RuntimeError):
+    """A transient upload failure, left to Airflow's retries."""
+
+
+class UploadBundleOperator(StageOperator):
+    """Upload the bundle with its SHA-256 so the server verifies what it stores, then verify it.
+
+    :param bundle: the output of the bundle stage.
+    Returns ``artifact_url`` (``<endpoint>/<bucket>/<key>``, as the spec's task did), ``bucket``,
+    ``key``, ``sha256`` and ``size_bytes``.
+    """
+
+    template_fields = (*StageOperator.template_fields, "bundle")
+
+    def __init__(self, *, bundle: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bundle = bundle
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from operators.r2 import R2Hook
+
+        p = self.pipeline
+        path = p.project_dir / self.bundle["bundle_path"]
+        body = path.read_bytes()
+        digest = hashlib.sha256(body)
+        if digest.hexdigest() != self.bundle["sha256"] or len(body) != self.bundle["size_bytes"]:
+            raise AirflowFailException(
+                f"{path} changed after bundling: expected sha256 {self.bundle['sha256']} "
+                f"({self.bundle['size_bytes']} bytes), found {digest.hexdigest()} ({len(body)} bytes)"
+            )
+        target = f"s3://{p.r2_bucket_name}/{p.r2_object_key}"
+        client = R2Hook(endpoint_url=p.r2_endpoint_url, aws_conn_id=self.settings.r2_conn_id).get_conn()
+        checksum = base64.b64encode(digest.digest()).decode()
+        self.log.info("Uploading %s (%d bytes, sha256 %s) to %s at %s", path.name, len(body), digest.hexdigest(), target, p.r2_endpoint_url)
+        try:
+            client.put_object(
+                Bucket=p.r2_bucket_name,
+                Key=p.r2_object_key,
+                Body=body,
+                ChecksumSHA256=checksum,
+                ContentType="application/javascript",
+                Metadata={"content-hash": digest.hexdigest()},
+            )
+            head = client.head_object(Bucket=p.r2_bucket_name, Key=p.r2_object_key, ChecksumMode="ENABLED")
+        except ClientError as error:
+            err = error.response.get("Error", {})
+            message = f"upload: failed: {target} {err.get('Code', 'Error')}: {err.get('Message', '')}".rstrip(": ")
+            if err.get("Code") in PERMANENT_ERRORS:
+                raise AirflowFailException(message) from None
+            raise UploadError(message) from None
+        except BotoCoreError as error:
+            reason = "Connection refused" if "Connect" in type(error).__name__ else str(error)
+            raise UploadError(f"upload: failed: {target} {reason}") from None
+
+        stored_checksum = head.get("ChecksumSHA256")
+        if head["ContentLength"] != len(body) or (stored_checksum and stored_checksum != checksum):
+            raise UploadError(
+                f"upload: failed: {target} stored object does not match: {head['ContentLength']} bytes, "
+                f"sha256 {stored_checksum}; expected {len(body)} bytes, sha256 {checksum}"
+            )
+        artifact_url = f"{p.r2_endpoint_url}/{p.r2_bucket_name}/{p.r2_object_key}"
+        self.log.info("Uploaded and verified %s", artifact_url)
+        return {
+            "artifact_url": artifact_url,
+            "bucket": p.r2_bucket_name,
+            "key": p.r2_object_key,
+            "sha256": digest.hexdigest(),
+            "size_bytes": len(body),
+        }

@@ -1,0 +1,35 @@
+"""Run the DAG with ``dag.test()`` and read back what Airflow recorded: states, XComs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class PipelineRun:
+    state: str
+    task_states: dict[str, str]
+    xcoms: dict[str, Any]
+
+    def xcom(self, task_id: str) -> Any:
+        return self.xcoms.get(task_id)
+
+
+def run_pipeline(dag: Any, conf: dict[str, Any]) -> PipelineRun:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    dag_run = dag.test(run_conf=conf)
+    with create_session() as session:
+        tis = dag_run.get_task_instances(session=session)
+        task_states = {ti.task_id: _value(ti.state) for ti in tis}
+        rows = session.query(XComModel).filter(
+            XComModel.dag_id == dag.dag_id, XComModel.run_id == dag_run.run_id, XComModel.key == "return_value"
+        ).all()
+        xcoms = {row.task_id: XComModel.deserialize_value(row) for row in rows}
+    return PipelineRun(state=_value(dag_run.state), task_states=task_states, xcoms=xcoms)
+
+
+def _value(state: Any) -> str:
+    return str(getattr(state, "value", state))
