@@ -134,7 +134,11 @@ class PipelineParameters:
         return cls(**fields)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain JSON types only, so the XCom reads cleanly in the UI."""
+        values = asdict(self)
+        values["sparse_checkout_directories"] = list(self.sparse_checkout_directories)
+        values["owner_label"] = list(self.owner_label) if self.owner_label else None
+        return values
 
     @property
     def checkout_dir(self) -> Path:

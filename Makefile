@@ -1,0 +1,35 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Everything else is a step of them.
+SHELL := /bin/bash
+export UV_COMPILE_BYTECODE := 1
+export UV_LINK_MODE := copy
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+PY := .venv/bin/python
+
+.PHONY: demo test setup system-deps lint clean
+
+## demo: set up, start SeaweedFS on 127.0.0.1, build examples/hello-worker through the real DAG
+demo: setup
+	$(PY) examples/demo.py
+
+## test: set up and run the test suite (real git, npm registry, wrangler, S3, Kubernetes API emulator)
+test: setup system-deps
+	$(PY) -m pytest
+
+## setup: Python environment from uv.lock (Airflow 3.3.2, providers, SeaweedFS); checks Node 20 and kubectl
+setup:
+	@python3 -m uv --version >/dev/null 2>&1 || command -v uv >/dev/null || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+	$(UV) sync --frozen
+	@node -e 'const m = +process.versions.node.split(".")[0]; if (m < 20) { console.error(`Node ${process.version}: Node 20+ is needed (Wrangler 4.86.0)`); process.exit(1) }'
+	@command -v kubectl >/dev/null || { echo "kubectl (with kustomize) is needed on PATH"; exit 1; }
+
+## system-deps: busybox, to prove the stage scripts run under a POSIX sh like node:20-alpine's
+system-deps:
+	@command -v busybox >/dev/null || { apt-get update -qq && apt-get install -y -qq busybox >/dev/null; }
+
+lint: setup
+	$(PY) -m ruff check operators dags plugins tests examples
+	$(PY) -m mypy operators dags
+
+clean:
+	rm -rf .venv .demo .pytest_cache .ruff_cache .mypy_cache
