@@ -44,10 +44,11 @@ if [ -n "$GIT_BRANCH" ]; then
   if [ "$GIT_REVISION" = "$GIT_BRANCH" ] || [ "$GIT_REVISION" = "HEAD" ]; then
     commit=$(resolve "refs/remotes/origin/$GIT_BRANCH")
   else
-    commit=$(resolve "$GIT_REVISION") || {
-      echo "ERROR: git-revision $GIT_REVISION not found on git-branch $GIT_BRANCH" >&2; exit 1; }
-    git merge-base --is-ancestor "$commit" "refs/remotes/origin/$GIT_BRANCH" || {
-      echo "ERROR: git-revision $GIT_REVISION is not on git-branch $GIT_BRANCH" >&2; exit 1; }
+    if ! commit=$(resolve "$GIT_REVISION") \
+      || ! git merge-base --is-ancestor "$commit" "refs/remotes/origin/$GIT_BRANCH"; then
+      echo "ERROR: git-revision $GIT_REVISION is not a commit on git-branch $GIT_BRANCH" >&2
+      exit 1
+    fi
   fi
 # A branch, tag or full SHA can be fetched alone, one commit deep.
 # shellcheck disable=SC2086
