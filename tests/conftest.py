@@ -7,8 +7,10 @@ at the top, before anything imports Airflow.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -90,10 +92,14 @@ def git_server() -> Iterator[object]:
     daemon.stop()
 
 
+_bucket_numbers = itertools.count(1)
+
+
 @pytest.fixture
 def bucket(s3_client: object, request: pytest.FixtureRequest) -> str:
     """A new, empty bucket per test, so tests can assert exactly what was stored."""
-    name = "t-" + request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")[:50].strip("-")
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())
+    name = f"t{next(_bucket_numbers)}-{slug}"[:63].strip("-")
     s3_client.create_bucket(Bucket=name)  # type: ignore[attr-defined]
     return name
 

@@ -20,7 +20,13 @@ def run_pipeline(dag: Any, conf: dict[str, Any]) -> PipelineRun:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    dag_run = dag.test(run_conf=conf)
+    # dag.test() runs every task in this process, and Airflow's param merging writes each run's
+    # conf into the DAG's Param objects; a later run would inherit values it did not send. Each
+    # run therefore sends every parameter, defaults taken from the pristine schema.
+    from operators.parameters import dag_params
+
+    defaults = {name: param.value for name, param in dag_params().items() if param.has_value}
+    dag_run = dag.test(run_conf={**defaults, **conf})
     with create_session() as session:
         tis = dag_run.get_task_instances(session=session)
         task_states = {ti.task_id: _value(ti.state) for ti in tis}

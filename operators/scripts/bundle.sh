@@ -57,6 +57,12 @@ if [ -f "$meta" ]; then
     process.stdout.write(entry ? require("path").basename(entry) : "");
   ' "$meta")
 fi
+# With `no_bundle = true` there is no metafile: Wrangler copies the entry as it is.
+if [ -z "$bundle" ]; then
+  set -- "$dist"/*.js
+  if [ -f "$dist/index.js" ]; then bundle="index.js"
+  elif [ "$#" -eq 1 ] && [ -f "$1" ]; then bundle=$(basename "$1"); fi
+fi
 if [ -z "$bundle" ] || [ ! -f "$dist/$bundle" ]; then
   echo "ERROR: Bundle not created at dist/${bundle:-index.js}" >&2
   exit 1

@@ -1,0 +1,266 @@
+"""The DAG end to end with ``dag.test()``: real git (git daemon), the npm registry, yarn, pnpm,
+Wrangler 4.86.0, SeaweedFS as S3 and the Kubernetes API emulator, all on 127.0.0.1.
+
+Assertions read what the servers hold, not what was called.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import shutil
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import FIXTURES, REPO
+from tests.pipeline_run import PipelineRun, run_pipeline
+from tests.servers import free_port
+
+NAMESPACE = "planton-cloud-pipelines"
+OWNER = ("planton.cloud/service-id", "svc-abc123")
+
+
+def conf_for(url: str, bucket: str, endpoint: str, **overrides: str) -> dict[str, str]:
+    conf = {
+        "git-url": url,
+        "r2-bucket-name": bucket,
+        "r2-endpoint-url": endpoint,
+        "r2-object-key": "my-worker/build.js",
+        "worker-script-artifact-config-map-name": "my-worker-artifact-metadata",
+        "kustomize-manifests-config-map-name": "my-worker-manifests",
+        "owner-identifier-label-key": OWNER[0],
+        "owner-identifier-label-value": OWNER[1],
+    }
+    conf.update({key.replace("_", "-"): value for key, value in overrides.items()})
+    return conf
+
+
+def objects_in(s3_client: Any, bucket: str) -> dict[str, bytes]:
+    listing = s3_client.list_objects_v2(Bucket=bucket).get("Contents", [])
+    return {item["Key"]: s3_client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read() for item in listing}
+
+
+def workspace_of(run: PipelineRun) -> Path:
+    return Path(run.xcom("validate_parameters")["workspace"])
+
+
+def assert_published(run: PipelineRun, s3_client: Any, kube_api: Any, bucket: str, key: str) -> bytes:
+    """The object, the XCom results and the artifact ConfigMap agree, byte for byte."""
+    assert run.state == "success", run.task_states
+    body = objects_in(s3_client, bucket)[key]
+    digest = hashlib.sha256(body).hexdigest()
+    assert run.xcom("bundle")["sha256"] == run.xcom("upload")["sha256"] == digest
+    assert run.xcom("upload")["size_bytes"] == len(body)
+    head = s3_client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    assert base64.b64decode(head["ChecksumSHA256"]) == hashlib.sha256(body).digest()
+    artifact = kube_api.get(NAMESPACE, "my-worker-artifact-metadata")
+    assert artifact["data"] == {"bucket": bucket, "path": key, "content-hash": digest, "size-bytes": str(len(body))}
+    assert artifact["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "planton-cloud", OWNER[0]: OWNER[1]}
+    assert not workspace_of(run).exists(), "the run's workspace must be removed when the run ends"
+    return body
+
+
+def test_npm_worker_is_bundled_uploaded_and_recorded(pipeline_dag, git_server, connections, bucket, s3_server, s3_client,
+                                                      tmp_path) -> None:
+    repo = git_server.publish("hello-worker", REPO / "examples" / "hello-worker")
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    body = assert_published(run, s3_client, connections, bucket, "my-worker/build.js")
+    assert b"Hello from a Worker built by Airflow" in body
+    assert run.xcom("checkout") == {"commit_sha": repo.head()}
+    assert run.xcom("install") == {"package_manager": "npm"}
+    assert run.xcom("bundle")["bundle_path"] == "dist/index.js"
+    assert run.xcom("upload")["artifact_url"] == f"{s3_server.endpoint_url}/{bucket}/my-worker/build.js"
+
+    manifests = connections.get(NAMESPACE, "my-worker-manifests")
+    assert set(manifests["data"]) == {"dev", "prod"}
+    for overlay in ("dev", "prod"):
+        expected = subprocess.run(["kubectl", "kustomize", str(REPO / "examples/hello-worker/_kustomize/overlays" / overlay)],
+                                  check=True, capture_output=True).stdout
+        assert base64.b64decode(manifests["data"][overlay]) == expected
+    assert manifests["metadata"]["labels"][OWNER[0]] == OWNER[1]
+    assert all(ctype == "application/apply-patch+yaml" for method, _, ctype in connections.requests if method == "PATCH")
+
+    kubeconfig = connections.write_kubeconfig(tmp_path / "kubeconfig")
+    listed = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "get", "configmaps", "-n", NAMESPACE,
+                             "-l", f"{OWNER[0]}={OWNER[1]}", "-o", "name"], check=True, capture_output=True, text=True)
+    assert listed.stdout.split() == ["configmap/my-worker-artifact-metadata", "configmap/my-worker-manifests"]
+
+
+def test_rerun_updates_the_same_object_and_config_maps(pipeline_dag, git_server, connections, bucket, s3_server,
+                                                        s3_client) -> None:
+    repo = git_server.publish("rerun-worker", REPO / "examples" / "hello-worker")
+    conf = conf_for(repo.url, bucket, s3_server.endpoint_url)
+    first = run_pipeline(pipeline_dag, conf)
+    first_cm = connections.get(NAMESPACE, "my-worker-artifact-metadata")
+    second = run_pipeline(pipeline_dag, conf)
+    second_cm = connections.get(NAMESPACE, "my-worker-artifact-metadata")
+
+    assert first.state == second.state == "success"
+    assert list(objects_in(s3_client, bucket)) == ["my-worker/build.js"]
+    assert first_cm["data"] == second_cm["data"]
+    assert first_cm["metadata"]["uid"] == second_cm["metadata"]["uid"], "updated in place, not recreated"
+    assert int(second_cm["metadata"]["resourceVersion"]) > int(first_cm["metadata"]["resourceVersion"])
+
+
+@pytest.mark.parametrize("fixture,manager", [("yarn-classic", "yarn-classic"), ("yarn-berry", "yarn-berry"), ("pnpm", "pnpm")])
+def test_each_package_manager_builds_the_worker(fixture, manager, pipeline_dag, git_server, connections, bucket,
+                                                s3_server, s3_client) -> None:
+    repo = git_server.publish(fixture, FIXTURES / "projects" / fixture)
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+    body = assert_published(run, s3_client, connections, bucket, "my-worker/build.js")
+    assert run.xcom("install") == {"package_manager": manager}
+    assert b"Hello from a Worker built by Airflow" in body
+
+
+def test_monorepo_workspace_with_sparse_checkout_jsonc_and_a_pinned_commit(pipeline_dag, git_server, connections, bucket,
+                                                                           s3_server, s3_client) -> None:
+    repo = git_server.publish("monorepo", FIXTURES / "projects" / "pnpm-monorepo")
+    pinned = repo.head()
+    repo.commit({"services/api-worker/src/index.ts": "export default {};\n"}, "a later commit the build must not see")
+    run = run_pipeline(pipeline_dag, conf_for(
+        repo.url, bucket, s3_server.endpoint_url,
+        git_revision=pinned[:12], git_branch="main",
+        project_root="services/api-worker", package_manager_directory=".",
+        sparse_checkout_directories="services/api-worker,packages",
+    ))
+    body = assert_published(run, s3_client, connections, bucket, "my-worker/build.js")
+    assert run.xcom("checkout") == {"commit_sha": pinned}
+    assert run.xcom("install") == {"package_manager": "pnpm"}
+    assert b"from the monorepo" in body, "the workspace:* dependency is bundled in"
+    assert set(connections.get(NAMESPACE, "my-worker-manifests")["data"]) == {"staging"}
+
+
+def test_without_a_kubernetes_connection_config_maps_are_written_as_manifest_files(
+        pipeline_dag, git_server, no_kubernetes_connection, bucket, s3_server, s3_client, kube_api) -> None:
+    kube_api.clear()
+    repo = git_server.publish("embedded-default", REPO / "examples" / "hello-worker")
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert run.state == "success", run.task_states
+    artifact_file = no_kubernetes_connection / NAMESPACE / "my-worker-artifact-metadata.yaml"
+    assert run.xcom("store_artifact_metadata") == {"config_map": str(artifact_file)}
+    artifact = yaml.safe_load(artifact_file.read_text())
+    body = objects_in(s3_client, bucket)["my-worker/build.js"]
+    assert artifact == {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "my-worker-artifact-metadata", "namespace": NAMESPACE,
+                     "labels": {"app.kubernetes.io/managed-by": "planton-cloud", OWNER[0]: OWNER[1]}},
+        "data": {"bucket": bucket, "path": "my-worker/build.js", "content-hash": hashlib.sha256(body).hexdigest(),
+                 "size-bytes": str(len(body))},
+    }
+    manifests = yaml.safe_load((no_kubernetes_connection / NAMESPACE / "my-worker-manifests.yaml").read_text())
+    assert set(manifests["data"]) == {"dev", "prod"}
+    assert kube_api.objects() == {}
+
+
+def failure_output(capfd: pytest.CaptureFixture[str]) -> str:
+    captured = capfd.readouterr()
+    return captured.out + captured.err
+
+
+def test_missing_wrangler_config_fails_with_the_spec_error(pipeline_dag, git_server, connections, bucket, s3_server,
+                                                           s3_client, tmp_path, capfd) -> None:
+    project = tmp_path / "no-wrangler"
+    shutil.copytree(REPO / "examples" / "hello-worker", project)
+    (project / "wrangler.toml").unlink()
+    repo = git_server.publish("no-wrangler", project)
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert run.state == "failed"
+    assert run.task_states["bundle"] == "failed"
+    assert run.task_states["upload"] == run.task_states["store_artifact_metadata"] == "upstream_failed"
+    assert "ERROR: wrangler.toml not found in project root" in failure_output(capfd)
+    assert objects_in(s3_client, bucket) == {}
+    assert connections.get(NAMESPACE, "my-worker-artifact-metadata") is None
+    assert not workspace_of(run).exists()
+
+
+def test_a_worker_that_yields_no_javascript_bundle_fails_with_the_spec_error(pipeline_dag, git_server, connections, bucket,
+                                                                             s3_server, s3_client, tmp_path, capfd) -> None:
+    """A Python Worker: Wrangler's dry run succeeds, but there is no JavaScript bundle to ship."""
+    project = tmp_path / "python-worker"
+    shutil.copytree(REPO / "examples" / "hello-worker", project)
+    (project / "src" / "entry.py").write_text('from workers import Response\n\ndef on_fetch(request):\n    return Response("hi")\n')
+    (project / "wrangler.toml").write_text('name = "py"\nmain = "src/entry.py"\ncompatibility_date = "2024-09-23"\n'
+                                           'compatibility_flags = ["python_workers"]\n')
+    repo = git_server.publish("python-worker", project)
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert run.task_states["bundle"] == "failed"
+    assert "ERROR: Bundle not created at dist/index.js" in failure_output(capfd)
+    assert objects_in(s3_client, bucket) == {}
+
+
+def test_unreachable_r2_endpoint_is_retried_then_fails_with_the_spec_error(pipeline_dag, git_server, connections, bucket,
+                                                                           s3_server, capfd) -> None:
+    repo = git_server.publish("refused", REPO / "examples" / "hello-worker")
+    upload = pipeline_dag.get_task("upload")
+    saved = upload.retry_delay, upload.max_retry_delay
+    upload.retry_delay, upload.max_retry_delay = timedelta(seconds=1), timedelta(seconds=2)  # keep the test short
+    try:
+        run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, f"http://127.0.0.1:{free_port()}"))
+    finally:
+        upload.retry_delay, upload.max_retry_delay = saved
+
+    assert run.state == "failed"
+    assert run.task_states["upload"] == "failed"
+    assert run.task_states["store_artifact_metadata"] == "upstream_failed"
+    output = failure_output(capfd)
+    assert f"upload: failed: s3://{bucket}/my-worker/build.js Connection refused" in output
+    assert output.count("upload: failed:") >= 1 + upload.retries, "a refused connection is transient: it is retried"
+    assert connections.get(NAMESPACE, "my-worker-artifact-metadata") is None
+
+
+def test_a_failing_overlay_fails_kustomize_build_naming_it(pipeline_dag, git_server, connections, bucket, s3_server,
+                                                           tmp_path, capfd) -> None:
+    project = tmp_path / "broken-overlay"
+    shutil.copytree(REPO / "examples" / "hello-worker", project)
+    (project / "_kustomize" / "overlays" / "qa").mkdir()
+    (project / "_kustomize" / "overlays" / "qa" / "kustomization.yaml").write_text("resources:\n  - ../../nowhere\n")
+    repo = git_server.publish("broken-overlay", project)
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert run.state == "failed"
+    assert run.task_states["kustomize_build"] == "failed"
+    assert "ERROR: kustomize build failed for overlay qa:" in failure_output(capfd)
+    assert connections.get(NAMESPACE, "my-worker-manifests") is None
+
+
+@pytest.mark.parametrize("overrides,parameter", [
+    ({"worker_script_artifact_config_map_name": "Not_A_DNS_Name"}, "worker-script-artifact-config-map-name"),
+    ({"git_url": "ext::sh -c touch% /tmp/pwned"}, "git-url"),
+    ({"r2_object_key": "../escape.js"}, "r2-object-key"),
+    ({"project_root": "../../etc"}, "project-root"),
+    ({"owner_identifier_label_value": ""}, "owner-identifier-label-value"),
+    ({"git_revision": "--upload-pack=touch /tmp/pwned"}, "git-revision"),
+])
+def test_bad_parameters_fail_before_anything_is_cloned_uploaded_or_written(
+        overrides, parameter, pipeline_dag, git_server, connections, bucket, s3_server, s3_client, workspaces, capfd) -> None:
+    repo = git_server.publish("bad-params", REPO / "examples" / "hello-worker")
+    before = set(workspaces.glob("*/*")) if workspaces.exists() else set()
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url, **overrides))
+
+    assert run.state == "failed"
+    assert run.task_states["validate_parameters"] == "failed"
+    assert run.task_states["checkout"] == "upstream_failed"
+    assert f"Invalid parameter '{parameter}'" in failure_output(capfd)
+    assert objects_in(s3_client, bucket) == {}
+    assert connections.objects() == {}
+    after = set(workspaces.glob("*/*")) if workspaces.exists() else set()
+    assert after == before, "nothing may be cloned"
+    assert not Path("/tmp/pwned").exists()
+
+
+def test_conf_missing_a_required_parameter_is_refused_by_the_dag_params(airflow_db, connections) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.exceptions import ParamValidationError
+
+    fresh_dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("build_and_upload_cloudflare_worker")
+    with pytest.raises(ParamValidationError, match="r2-bucket-name"):
+        fresh_dag.test(run_conf={"git-url": "https://github.com/org/repo.git"})
