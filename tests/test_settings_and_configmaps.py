@@ -1,0 +1,46 @@
+"""Deployment settings and ConfigMap manifests: errors say which setting and what limit."""
+
+from __future__ import annotations
+
+import pytest
+
+from operators.configmaps import MAX_CONFIGMAP_BYTES, ConfigMapTooLargeError, config_map
+from operators.settings import PipelineSettings, SettingsError
+
+SETTING = "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__"
+
+
+def test_defaults_follow_the_spec(monkeypatch) -> None:
+    for key in ("NAMESPACE", "R2_CONN_ID", "INSTALL_ENV", "ALLOW_FILE_GIT_URLS"):
+        monkeypatch.delenv(SETTING + key, raising=False)
+    settings = PipelineSettings.from_airflow_config()
+    assert settings.namespace == "planton-cloud-pipelines"
+    assert settings.r2_conn_id == "r2_default" and settings.kubernetes_conn_id == "kubernetes_default"
+    assert settings.allow_file_git_urls is False and settings.install_env == {}
+    assert settings.max_bundle_bytes == 10 * 1024 * 1024
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("INSTALL_ENV", "not json", "install_env: expected a JSON object"),
+    ("INSTALL_ENV", '{"A": 1}', "install_env: expected a JSON object of strings"),
+    ("ALLOW_FILE_GIT_URLS", "maybe", "allow_file_git_urls: expected true or false"),
+    ("MAX_BUNDLE_BYTES", "-5", "max_bundle_bytes: expected a positive number"),
+    ("STAGE_TIMEOUT_SECONDS", "soon", "stage_timeout_seconds: expected a whole number"),
+    ("EXECUTION_MODE", "docker", "execution_mode: expected one of local"),
+])
+def test_bad_settings_name_the_setting(monkeypatch, key: str, value: str, message: str) -> None:
+    monkeypatch.setenv(SETTING + key, value)
+    with pytest.raises(SettingsError, match=message):
+        PipelineSettings.from_airflow_config()
+
+
+def test_config_map_manifest_carries_labels_and_data() -> None:
+    manifest = config_map("n", "ns", {"a": "b"}, {"k": "v"})
+    assert manifest == {"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "n", "namespace": "ns", "labels": {"a": "b"}}, "data": {"k": "v"}}
+
+
+def test_config_map_over_one_mebibyte_is_refused_with_size_and_limit() -> None:
+    with pytest.raises(ConfigMapTooLargeError) as error:
+        config_map("big", "ns", {}, {"prod": "x" * MAX_CONFIGMAP_BYTES})
+    assert f"{MAX_CONFIGMAP_BYTES + 4} bytes" in str(error.value) and f"limit of {MAX_CONFIGMAP_BYTES} bytes" in str(error.value)
