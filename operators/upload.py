@@ -74,9 +74,9 @@ class UploadBundleOperator(StageOperator):
             raise UploadError(f"upload: failed: {target} {reason}") from None
 
         stored_checksum = head.get("ChecksumSHA256")
-        if head["ContentLength"] != len(body) or (stored_checksum and stored_checksum != checksum):
+        if head.get("ContentLength") != len(body) or (stored_checksum and stored_checksum != checksum):
             raise UploadError(
-                f"upload: failed: {target} stored object does not match: {head['ContentLength']} bytes, "
+                f"upload: failed: {target} stored object does not match: {head.get('ContentLength')} bytes, "
                 f"sha256 {stored_checksum}; expected {len(body)} bytes, sha256 {checksum}"
             )
         artifact_url = f"{p.r2_endpoint_url}/{p.r2_bucket_name}/{p.r2_object_key}"
