@@ -13,7 +13,7 @@ demo: setup
 	$(PY) examples/demo.py
 
 ## test: set up and run the test suite (real git, npm registry, wrangler, S3, Kubernetes API emulator)
-test: setup system-deps
+test: setup system-deps lint
 	$(PY) -m pytest
 
 ## setup: Python environment from uv.lock (Airflow 3.3.2, providers, SeaweedFS); checks Node 20 and kubectl

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from operators.configmaps import config_map, write_config_map
@@ -14,7 +15,7 @@ class StoreArtifactMetadataOperator(StageOperator):
     :param artifact: the output of the upload stage, which has verified the stored object.
     """
 
-    template_fields = (*StageOperator.template_fields, "artifact")
+    template_fields: Sequence[str] = (*StageOperator.template_fields, "artifact")
 
     def __init__(self, *, artifact: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)

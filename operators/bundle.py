@@ -21,15 +21,10 @@ class BundleWorkerOperator(StageOperator):
         p = self.pipeline
         env = {**self.settings.install_env, "PROJECT_DIR": str(p.project_dir), "INSTALL_DIR": str(p.install_dir)}
         results = self.run_script("bundle.sh", env)
-        bundle = {
-            "bundle_path": results["bundle-path"],
-            "sha256": results["content-hash"],
-            "size_bytes": int(results["size-bytes"]),
-        }
+        path, size = results["bundle-path"], int(results["size-bytes"])
         limit = self.settings.max_bundle_bytes
-        if bundle["size_bytes"] > limit:
+        if size > limit:
             raise AirflowFailException(
-                f"ERROR: Bundle too large: {bundle['bundle_path']} is {bundle['size_bytes']} bytes, "
-                f"over the limit of {limit} bytes (setting max_bundle_bytes)"
+                f"ERROR: Bundle too large: {path} is {size} bytes, over the limit of {limit} bytes (setting max_bundle_bytes)"
             )
-        return bundle
+        return {"bundle_path": path, "sha256": results["content-hash"], "size_bytes": size}

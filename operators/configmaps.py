@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from operators.execution import TaskLog
 from operators.settings import PipelineSettings
 
 FIELD_MANAGER = "cloudflare-worker-pipeline"
@@ -35,7 +35,7 @@ def config_map(name: str, namespace: str, labels: dict[str, str], data: dict[str
     }
 
 
-def write_config_map(manifest: dict[str, Any], settings: PipelineSettings, log: logging.Logger) -> str:
+def write_config_map(manifest: dict[str, Any], settings: PipelineSettings, log: TaskLog) -> str:
     """Create or update the ConfigMap in one write; return where it went, for the log and XCom."""
     if _connection_exists(settings.kubernetes_conn_id):
         return _apply_to_cluster(manifest, settings.kubernetes_conn_id, log)
@@ -53,7 +53,7 @@ def _connection_exists(conn_id: str) -> bool:
     return True
 
 
-def _apply_to_cluster(manifest: dict[str, Any], conn_id: str, log: logging.Logger) -> str:
+def _apply_to_cluster(manifest: dict[str, Any], conn_id: str, log: TaskLog) -> str:
     """Server-side apply: data and labels land together, created or updated, in one request."""
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
@@ -72,7 +72,7 @@ def _apply_to_cluster(manifest: dict[str, Any], conn_id: str, log: logging.Logge
     return where
 
 
-def _write_manifest_file(manifest: dict[str, Any], directory: Path, conn_id: str, log: logging.Logger) -> str:
+def _write_manifest_file(manifest: dict[str, Any], directory: Path, conn_id: str, log: TaskLog) -> str:
     """Write the manifest atomically as ``<dir>/<namespace>/<name>.yaml``, ready for ``kubectl apply -f``."""
     meta = manifest["metadata"]
     target = directory / meta["namespace"] / f"{meta['name']}.yaml"

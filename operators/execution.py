@@ -7,7 +7,7 @@ runs them as child processes of the Airflow task; a Kubernetes mode runs the sam
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 # Inherited from the worker's environment so tools find their caches, proxies and CAs. Nothing
 # else is: credentials in the worker's environment (AWS_*, tokens) never reach a script.
@@ -25,6 +25,12 @@ PASSED_THROUGH_ENV = (
     "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
     "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS",
 )
+
+
+class TaskLog(Protocol):
+    """The part of a task's logger the runners use (Airflow's is a structlog logger)."""
+
+    def info(self, event: Any, *args: Any, **kw: Any) -> Any: ...
 
 
 class StageScriptError(RuntimeError):
@@ -47,7 +53,7 @@ class ScriptRunner(Protocol):
 class LocalScriptRunner:
     """Runs a stage script as a local ``sh`` process, streaming its output to the task log."""
 
-    def __init__(self, log: logging.Logger, shell: str = "sh") -> None:
+    def __init__(self, log: TaskLog, shell: str = "sh") -> None:
         self.log = log
         self.shell = shell
         self._process: subprocess.Popen[str] | None = None
@@ -100,13 +106,11 @@ class LocalScriptRunner:
 
     @staticmethod
     def _kill(process: subprocess.Popen[str]) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
-def script_runner(mode: str, log: logging.Logger) -> ScriptRunner:
+def script_runner(mode: str, log: TaskLog) -> ScriptRunner:
     """The one place an execution mode becomes a runner."""
     if mode == "local":
         return LocalScriptRunner(log)

@@ -275,7 +275,7 @@ def _endpoint_url(value: str) -> str:
     if parts.query or parts.fragment or parts.path.strip("/"):
         raise InvalidParameterError(name, "the endpoint only, without path, query or fragment", value)
     try:
-        parts.port
+        _ = parts.port  # urlsplit checks the port only when asked
     except ValueError:
         raise InvalidParameterError(name, "a valid port number", value) from None
     return value.rstrip("/")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ class StageOperator(BaseOperator):
         :meth:`PipelineParameters.to_dict`); stages never read the raw DAG-run conf.
     """
 
-    template_fields = ("parameters",)
+    template_fields: Sequence[str] = ("parameters",)
     ui_color = "#f6821f"  # Cloudflare orange
 
     def __init__(self, *, parameters: Any, **kwargs: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -29,7 +30,7 @@ class UploadBundleOperator(StageOperator):
     ``key``, ``sha256`` and ``size_bytes``.
     """
 
-    template_fields = (*StageOperator.template_fields, "bundle")
+    template_fields: Sequence[str] = (*StageOperator.template_fields, "bundle")
 
     def __init__(self, *, bundle: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)

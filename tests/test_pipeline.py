@@ -108,7 +108,12 @@ def test_rerun_updates_the_same_object_and_config_maps(pipeline_dag, git_server,
     assert int(second_cm["metadata"]["resourceVersion"]) > int(first_cm["metadata"]["resourceVersion"])
 
 
-@pytest.mark.parametrize("fixture,manager", [("yarn-classic", "yarn-classic"), ("yarn-berry", "yarn-berry"), ("pnpm", "pnpm")])
+@pytest.mark.parametrize("fixture,manager", [
+    ("yarn-classic", "yarn-classic"),
+    ("yarn-berry", "yarn-berry"),  # node-modules linker
+    ("yarn-berry-pnp", "yarn-berry"),  # Plug'n'Play: no node_modules/.bin, Wrangler runs as `yarn wrangler`
+    ("pnpm", "pnpm"),
+])
 def test_each_package_manager_builds_the_worker(fixture, manager, pipeline_dag, git_server, connections, bucket,
                                                 s3_server, s3_client) -> None:
     repo = git_server.publish(fixture, FIXTURES / "projects" / fixture)

@@ -83,9 +83,11 @@ class TLSProxy:
         body = await request.read()
         headers = {key: value for key, value in request.headers.items() if key.lower() not in HOP_BY_HOP}
         self.requests.append(RecordedRequest(request.method, request.path_qs, dict(request.headers), body))
-        async with aiohttp.ClientSession(auto_decompress=False, skip_auto_headers=("User-Agent", "Accept-Encoding")) as session:
-            async with session.request(request.method, self.upstream + request.path_qs, headers=headers, data=body,
-                                       allow_redirects=False) as upstream:
+        async with (
+            aiohttp.ClientSession(auto_decompress=False, skip_auto_headers=("User-Agent", "Accept-Encoding")) as session,
+            session.request(request.method, self.upstream + request.path_qs, headers=headers, data=body,
+                            allow_redirects=False) as upstream,
+        ):
                 payload = await upstream.read()
                 reply_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
                 if request.method == "HEAD":  # no body, but the object's length is the answer
