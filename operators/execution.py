@@ -34,7 +34,16 @@ class TaskLog(Protocol):
 
 
 class StageScriptError(RuntimeError):
-    """A stage script failed; the message is the script's ``ERROR:`` line, or its exit and last output."""
+    """A stage script failed; the message is the script's ``ERROR:`` lines, or its exit and last output.
+
+    ``diagnosed`` is true when the script named the problem itself (an ``ERROR:`` line): a missing
+    config, a revision that does not exist. Those fail the same way on every try. An undiagnosed
+    failure (a git or registry network error, a timeout) may pass on a retry.
+    """
+
+    def __init__(self, message: str, *, diagnosed: bool) -> None:
+        super().__init__(message)
+        self.diagnosed = diagnosed
 
 
 def script_path(name: str) -> Path:
@@ -94,10 +103,10 @@ class LocalScriptRunner:
             self._process = None
         if code != 0:
             if code == -signal.SIGKILL and not errors:
-                raise StageScriptError(f"{script} timed out after {timeout_seconds} s and was stopped")
+                raise StageScriptError(f"{script} timed out after {timeout_seconds} s and was stopped", diagnosed=False)
             if errors:
-                raise StageScriptError("\n".join(errors))
-            raise StageScriptError(f"{script} failed with exit code {code}:\n" + "\n".join(tail))
+                raise StageScriptError("\n".join(errors), diagnosed=True)
+            raise StageScriptError(f"{script} failed with exit code {code}:\n" + "\n".join(tail), diagnosed=False)
         return {path.name: path.read_text() for path in sorted(results_dir.iterdir()) if path.is_file()}
 
     def terminate(self) -> None:

@@ -49,8 +49,9 @@ class StageOperator(BaseOperator):
                 script, env, results_dir=self.results_dir(), timeout_seconds=self.settings.stage_timeout_seconds
             )
         except StageScriptError as error:
-            # A failing build fails the same way on every try; retrying would only repeat it.
-            raise AirflowFailException(str(error)) from None
+            if error.diagnosed:  # the script named the problem: retrying would only repeat it
+                raise AirflowFailException(str(error)) from None
+            raise
         finally:
             self._runner = None
 

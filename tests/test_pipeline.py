@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import shutil
 import subprocess
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.conftest import FIXTURES, REPO
-from tests.pipeline_run import PipelineRun, run_pipeline
+from tests.pipeline_run import PipelineRun, fast_retries, run_pipeline
 from tests.servers import free_port
 
 NAMESPACE = "planton-cloud-pipelines"
@@ -205,20 +205,16 @@ def test_a_worker_that_yields_no_javascript_bundle_fails_with_the_spec_error(pip
 def test_unreachable_r2_endpoint_is_retried_then_fails_with_the_spec_error(pipeline_dag, git_server, connections, bucket,
                                                                            s3_server, capfd) -> None:
     repo = git_server.publish("refused", REPO / "examples" / "hello-worker")
-    upload = pipeline_dag.get_task("upload")
-    saved = upload.retry_delay, upload.max_retry_delay
-    upload.retry_delay, upload.max_retry_delay = timedelta(seconds=1), timedelta(seconds=2)  # keep the test short
-    try:
+    with fast_retries(pipeline_dag, "upload"):
         run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, f"http://127.0.0.1:{free_port()}"))
-    finally:
-        upload.retry_delay, upload.max_retry_delay = saved
 
     assert run.state == "failed"
     assert run.task_states["upload"] == "failed"
     assert run.task_states["store_artifact_metadata"] == "upstream_failed"
     output = failure_output(capfd)
     assert f"upload: failed: s3://{bucket}/my-worker/build.js Connection refused" in output
-    assert output.count("upload: failed:") >= 1 + upload.retries, "a refused connection is transient: it is retried"
+    retries = pipeline_dag.get_task("upload").retries
+    assert output.count(f"upload: failed: s3://{bucket}") >= 1 + retries, "a refused connection is transient: it is retried"
     assert connections.get(NAMESPACE, "my-worker-artifact-metadata") is None
 
 
@@ -235,6 +231,48 @@ def test_a_failing_overlay_fails_kustomize_build_naming_it(pipeline_dag, git_ser
     assert run.task_states["kustomize_build"] == "failed"
     assert "ERROR: kustomize build failed for overlay qa:" in failure_output(capfd)
     assert connections.get(NAMESPACE, "my-worker-manifests") is None
+
+
+def test_a_worker_importing_additional_modules_is_refused_rather_than_shipped_broken(
+        pipeline_dag, git_server, connections, bucket, s3_server, s3_client, tmp_path, capfd) -> None:
+    project = tmp_path / "text-module"
+    shutil.copytree(REPO / "examples" / "hello-worker", project)
+    (project / "src" / "greeting.txt").write_text("Hello from a text module")
+    (project / "src" / "index.ts").write_text(
+        'import greeting from "./greeting.txt";\nexport default { fetch: () => new Response(greeting) };\n')
+    (project / "src" / "text.d.ts").write_text('declare module "*.txt" { const text: string; export default text; }\n')
+    repo = git_server.publish("text-module", project)
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert run.task_states["bundle"] == "failed"
+    assert "ERROR: Bundle dist/index.js imports additional modules" in failure_output(capfd)
+    assert objects_in(s3_client, bucket) == {}
+
+
+def test_a_bundle_over_the_size_limit_fails_before_upload_giving_both_sizes(
+        pipeline_dag, git_server, connections, bucket, s3_server, s3_client, monkeypatch, capfd) -> None:
+    monkeypatch.setenv("AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__MAX_BUNDLE_BYTES", "4096")
+    repo = git_server.publish("too-large", REPO / "examples" / "hello-worker")
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert run.task_states["bundle"] == "failed"
+    assert run.task_states["upload"] == "upstream_failed"
+    assert re.search(r"ERROR: Bundle too large: dist/index.js is \d+ bytes, over the limit of 4096 bytes", failure_output(capfd))
+    assert objects_in(s3_client, bucket) == {}
+
+
+def test_a_stage_over_its_timeout_is_stopped_and_retried(pipeline_dag, git_server, connections, bucket, s3_server,
+                                                         monkeypatch, capfd) -> None:
+    monkeypatch.setenv("AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__STAGE_TIMEOUT_SECONDS", "2")
+    repo = git_server.publish("slow-install", REPO / "examples" / "hello-worker")
+    with fast_retries(pipeline_dag, "checkout", "install"):
+        run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert run.task_states["install"] == "failed"
+    output = failure_output(capfd)
+    expected_tries = 1 + pipeline_dag.get_task("install").retries
+    assert output.count("install.sh timed out after 2 s and was stopped") >= expected_tries
+    assert not workspace_of(run).exists()
 
 
 @pytest.mark.parametrize("overrides,parameter", [
