@@ -29,7 +29,7 @@ system-deps:
 
 lint: setup
 	$(PY) -m ruff check operators dags plugins tests examples
-	$(PY) -m mypy operators dags
+	$(PY) -m mypy operators dags plugins
 
 clean:
 	rm -rf .venv .demo .pytest_cache .ruff_cache .mypy_cache

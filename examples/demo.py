@@ -25,6 +25,7 @@ os.environ.update({
     "AIRFLOW_HOME": str(DEMO / "airflow"),
     "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{DEMO / 'airflow.db'}",
     "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__WORKSPACE_ROOT": str(DEMO / "workspaces"),
     "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__MANIFEST_DIR": str(DEMO / "configmaps"),

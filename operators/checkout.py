@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from operators.links import CommitLink
 from operators.stage import StageOperator
 
 
@@ -13,6 +14,8 @@ class CheckoutOperator(StageOperator):
     Branches, tags and full SHAs are fetched one commit deep; short SHAs need the refs' history.
     Sparse checkout uses cone mode, so files at the repository root are always present.
     """
+
+    operator_extra_links = (CommitLink(),)
 
     def execute(self, context: Any) -> dict[str, str]:
         p = self.pipeline

@@ -9,6 +9,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from operators.links import R2ObjectLink
 from operators.stage import StageOperator
 
 # S3 error codes no retry can fix: fail at once instead of burning Airflow retries.
@@ -31,6 +32,7 @@ class UploadBundleOperator(StageOperator):
     """
 
     template_fields: Sequence[str] = (*StageOperator.template_fields, "bundle")
+    operator_extra_links = (R2ObjectLink(),)
 
     def __init__(self, *, bundle: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -14,6 +14,7 @@ class PipelineRun:
     state: str
     task_states: dict[str, str]
     xcoms: dict[str, Any]
+    links: dict[str, str]  # "<task_id>/<link name>" -> URL, as the UI shows them
 
     def xcom(self, task_id: str) -> Any:
         return self.xcoms.get(task_id)
@@ -33,11 +34,11 @@ def run_pipeline(dag: Any, conf: dict[str, Any]) -> PipelineRun:
     with create_session() as session:
         tis = dag_run.get_task_instances(session=session)
         task_states = {ti.task_id: _value(ti.state) for ti in tis}
-        rows = session.query(XComModel).filter(
-            XComModel.dag_id == dag.dag_id, XComModel.run_id == dag_run.run_id, XComModel.key == "return_value"
-        ).all()
-        xcoms = {row.task_id: XComModel.deserialize_value(row) for row in rows}
-    return PipelineRun(state=_value(dag_run.state), task_states=task_states, xcoms=xcoms)
+        rows = session.query(XComModel).filter(XComModel.dag_id == dag.dag_id, XComModel.run_id == dag_run.run_id).all()
+        xcoms = {row.task_id: XComModel.deserialize_value(row) for row in rows if row.key == "return_value"}
+        links = {f"{row.task_id}/{row.key.removeprefix('_link_')}": XComModel.deserialize_value(row)
+                 for row in rows if row.key.startswith("_link_")}
+    return PipelineRun(state=_value(dag_run.state), task_states=task_states, xcoms=xcoms, links=links)
 
 
 def _value(state: Any) -> str:

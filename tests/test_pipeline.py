@@ -76,6 +76,8 @@ def test_npm_worker_is_bundled_uploaded_and_recorded(pipeline_dag, git_server, c
     assert run.xcom("install") == {"package_manager": "npm"}
     assert run.xcom("bundle")["bundle_path"] == "dist/index.js"
     assert run.xcom("upload")["artifact_url"] == f"{s3_server.endpoint_url}/{bucket}/my-worker/build.js"
+    assert run.links["upload/R2ObjectLink"] == run.xcom("upload")["artifact_url"]
+    assert run.links["checkout/CommitLink"] == "", "a git:// URL has no web page to link to"
 
     manifests = connections.get(NAMESPACE, "my-worker-manifests")
     assert set(manifests["data"]) == {"dev", "prod"}
