@@ -13,4 +13,4 @@ from operators.links import CommitLink, R2ObjectLink
 
 class CloudflareWorkerPipelinePlugin(AirflowPlugin):
     name = "cloudflare_worker_pipeline"
-    operator_extra_links = [CommitLink(), R2ObjectLink()]
+    operator_extra_links = [CommitLink(), R2ObjectLink()]  # noqa: RUF012 - AirflowPlugin declares it a list
