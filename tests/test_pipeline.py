@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import FIXTURES, REPO
+from tests.conftest import FIXTURES, R2_SECRET_KEY, REPO
 from tests.pipeline_run import PipelineRun, fast_retries, run_pipeline
 from tests.servers import free_port
 
@@ -66,7 +66,7 @@ def assert_published(run: PipelineRun, s3_client: Any, kube_api: Any, bucket: st
 
 
 def test_npm_worker_is_bundled_uploaded_and_recorded(pipeline_dag, git_server, connections, bucket, s3_server, s3_client,
-                                                      tmp_path) -> None:
+                                                      tmp_path, capfd) -> None:
     repo = git_server.publish("hello-worker", REPO / "examples" / "hello-worker")
     run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
 
@@ -92,6 +92,7 @@ def test_npm_worker_is_bundled_uploaded_and_recorded(pipeline_dag, git_server, c
     listed = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "get", "configmaps", "-n", NAMESPACE,
                              "-l", f"{OWNER[0]}={OWNER[1]}", "-o", "name"], check=True, capture_output=True, text=True)
     assert listed.stdout.split() == ["configmap/my-worker-artifact-metadata", "configmap/my-worker-manifests"]
+    assert R2_SECRET_KEY not in failure_output(capfd) + repr(run.xcoms), "the R2 secret never reaches logs or XCom"
 
 
 def test_rerun_updates_the_same_object_and_config_maps(pipeline_dag, git_server, connections, bucket, s3_server,
@@ -218,6 +219,7 @@ def test_unreachable_r2_endpoint_is_retried_then_fails_with_the_spec_error(pipel
     retries = pipeline_dag.get_task("upload").retries
     assert output.count(f"upload: failed: s3://{bucket}") >= 1 + retries, "a refused connection is transient: it is retried"
     assert connections.get(NAMESPACE, "my-worker-artifact-metadata") is None
+    assert R2_SECRET_KEY not in output
 
 
 def test_a_failing_overlay_fails_kustomize_build_naming_it(pipeline_dag, git_server, connections, bucket, s3_server,
