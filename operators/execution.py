@@ -46,9 +46,10 @@ class StageScriptError(RuntimeError):
         self.diagnosed = diagnosed
 
 
-def script_path(name: str) -> Path:
-    """Path of a stage script shipped in this package."""
-    return Path(str(resources.files("operators") / "scripts" / name))
+def stage_program(script: str) -> str:
+    """The text both modes run with ``sh -c``: the shared prelude, then the stage's script."""
+    scripts = resources.files("operators") / "scripts"
+    return (scripts / "prelude.sh").read_text() + "\n" + (scripts / script).read_text()
 
 
 class ScriptRunner(Protocol):
@@ -75,7 +76,7 @@ class LocalScriptRunner:
 
         self.log.info("Running %s (local process)", script)
         process = subprocess.Popen(
-            [self.shell, str(script_path(script))],
+            [self.shell, "-c", stage_program(script), script],
             env=full_env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -7,11 +7,12 @@ import json
 import os
 import shutil
 import subprocess
+from importlib import resources
 from pathlib import Path
 
 import pytest
 
-from operators.execution import script_path
+from operators.execution import stage_program
 from tests.conftest import FIXTURES
 from tests.servers.git_daemon import git
 
@@ -23,7 +24,7 @@ INSTALL_ENV = json.loads(os.environ["AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__INSTAL
 def run(script: str, env: dict[str, str], results: Path) -> subprocess.CompletedProcess[str]:
     base = {key: os.environ[key] for key in ("PATH", "HOME") if key in os.environ}
     return subprocess.run(
-        ["busybox", "sh", str(script_path(script))], env={**base, **env, "RESULTS_DIR": str(results)},
+        ["busybox", "sh", "-c", stage_program(script), script], env={**base, **env, "RESULTS_DIR": str(results)},
         capture_output=True, text=True, timeout=300,
     )
 
@@ -231,4 +232,34 @@ def test_a_failing_overlay_is_named_with_kustomize_error(tmp_path: Path) -> None
     assert result.returncode == 1
     assert "ERROR: kustomize build failed for overlay broken:" in result.stderr
     assert "missing-base" in result.stderr
+
+
+
+def test_in_a_pod_results_reach_the_termination_message_as_json(origin: dict[str, str], tmp_path: Path) -> None:
+    termination_log = tmp_path / "termination-log"
+    result = checkout(origin, tmp_path, "main", TERMINATION_LOG=str(termination_log))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(termination_log.read_text()) == {"commit": origin["second"]}
+
+
+def test_in_a_pod_error_lines_reach_the_termination_message(tmp_path: Path) -> None:
+    termination_log = tmp_path / "termination-log"
+    project = write_project(tmp_path / "p", {"package.json": EMPTY_PACKAGE})
+    result = run("bundle.sh", {"PROJECT_DIR": str(project), "INSTALL_DIR": str(project),
+                               "TERMINATION_LOG": str(termination_log)}, tmp_path / "results")
+    assert result.returncode == 1
+    assert termination_log.read_text() == "ERROR: wrangler.toml not found in project root\n"
+
+
+def test_results_json_escapes_quotes_backslashes_and_newlines(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "odd").write_text('a "quoted" \\ value\nsecond line')
+    termination_log = tmp_path / "termination-log"
+    prelude = (resources.files("operators") / "scripts" / "prelude.sh").read_text()
+    completed = subprocess.run(["busybox", "sh", "-c", prelude + "\nexit 0\n"], capture_output=True, text=True,
+                               env={"PATH": os.environ["PATH"], "RESULTS_DIR": str(results),
+                                    "TERMINATION_LOG": str(termination_log)})
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(termination_log.read_text()) == {"odd": 'a "quoted" \\ value\nsecond line'}
 

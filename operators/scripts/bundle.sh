@@ -1,16 +1,14 @@
-#!/bin/sh
+# Runs after prelude.sh (set -eu, fail, results).
 # Stage 3: bundle the worker with the project's own Wrangler, `wrangler deploy --dry-run`,
 # and record the bundle's path, SHA-256 and size in RESULTS_DIR (bundle-path, content-hash,
 # size-bytes). Wrangler's telemetry and banner are off so the build makes no outside call.
 #   PROJECT_DIR   the project root (holds the Wrangler config)
 #   INSTALL_DIR   where dependencies were installed (Wrangler runs from here)
 #   RESULTS_DIR   required
-set -eu
 
 : "${PROJECT_DIR:?PROJECT_DIR is required}" "${INSTALL_DIR:?INSTALL_DIR is required}"
-: "${RESULTS_DIR:?RESULTS_DIR is required}"
+:
 export WRANGLER_SEND_METRICS=false WRANGLER_HIDE_BANNER=true
-mkdir -p "$RESULTS_DIR"
 
 # Wrangler itself prefers wrangler.json, then wrangler.jsonc, then wrangler.toml.
 config=""
@@ -21,8 +19,7 @@ for candidate in wrangler.json wrangler.jsonc wrangler.toml; do
   fi
 done
 if [ -z "$config" ]; then
-  echo "ERROR: wrangler.toml not found in project root" >&2
-  exit 1
+  fail "wrangler.toml not found in project root"
 fi
 echo "bundle: using $config"
 
@@ -40,8 +37,7 @@ elif [ -x "$INSTALL_DIR/node_modules/.bin/wrangler" ]; then
 elif [ -f "$INSTALL_DIR/.pnp.cjs" ]; then
   set -- corepack yarn wrangler
 else
-  echo "ERROR: wrangler is not installed in $INSTALL_DIR: add wrangler to the project's devDependencies" >&2
-  exit 1
+  fail "wrangler is not installed in $INSTALL_DIR: add wrangler to the project's devDependencies"
 fi
 
 cd "$INSTALL_DIR"
@@ -64,8 +60,7 @@ if [ -z "$bundle" ]; then
   elif [ "$#" -eq 1 ] && [ -f "$1" ]; then bundle=$(basename "$1"); fi
 fi
 if [ -z "$bundle" ] || [ ! -f "$dist/$bundle" ]; then
-  echo "ERROR: Bundle not created at dist/${bundle:-index.js}" >&2
-  exit 1
+  fail "Bundle not created at dist/${bundle:-index.js}"
 fi
 
 # Extra modules (.wasm, text, data) are imported by relative path: the bundle alone would break.
@@ -73,8 +68,7 @@ extra=$(cd "$dist" && for f in *; do
   case "$f" in "$bundle"|"$bundle.map"|README.md) ;; *) printf '%s ' "$f" ;; esac
 done)
 if [ -n "$extra" ]; then
-  echo "ERROR: Bundle dist/$bundle imports additional modules ($extra) that a single-file artifact cannot carry" >&2
-  exit 1
+  fail "Bundle dist/$bundle imports additional modules ($extra) that a single-file artifact cannot carry"
 fi
 
 sha256sum "$dist/$bundle" | cut -d' ' -f1 | tr -d '\n' > "$RESULTS_DIR/content-hash"

@@ -1,14 +1,13 @@
-#!/bin/sh
+# Runs after prelude.sh (set -eu, fail, results).
 # Stage 1: clone GIT_URL at GIT_REVISION into CHECKOUT_DIR; write the resolved commit SHA to
 # RESULTS_DIR/commit. Inputs come only from the environment, and reach git as argv, never as code.
 #   GIT_URL, GIT_REVISION         required
 #   GIT_BRANCH                    optional: the branch to fetch; GIT_REVISION is a commit on it
 #   SPARSE_CHECKOUT_DIRECTORIES   optional: newline-separated directories (cone mode keeps root files)
 #   CHECKOUT_DIR, RESULTS_DIR     required
-set -eu
 
 : "${GIT_URL:?GIT_URL is required}" "${GIT_REVISION:?GIT_REVISION is required}"
-: "${CHECKOUT_DIR:?CHECKOUT_DIR is required}" "${RESULTS_DIR:?RESULTS_DIR is required}"
+: "${CHECKOUT_DIR:?CHECKOUT_DIR is required}"
 GIT_BRANCH="${GIT_BRANCH:-}"
 SPARSE_CHECKOUT_DIRECTORIES="${SPARSE_CHECKOUT_DIRECTORIES:-}"
 
@@ -17,7 +16,7 @@ export GIT_TERMINAL_PROMPT=0
 export GIT_ALLOW_PROTOCOL="${GIT_ALLOW_PROTOCOL:-https:ssh:git}"
 
 rm -rf "$CHECKOUT_DIR"
-mkdir -p "$CHECKOUT_DIR" "$RESULTS_DIR"
+mkdir -p "$CHECKOUT_DIR"
 cd "$CHECKOUT_DIR"
 git init --quiet
 git config advice.detachedHead false
@@ -46,8 +45,7 @@ if [ -n "$GIT_BRANCH" ]; then
   else
     if ! commit=$(resolve "$GIT_REVISION") \
       || ! git merge-base --is-ancestor "$commit" "refs/remotes/origin/$GIT_BRANCH"; then
-      echo "ERROR: git-revision $GIT_REVISION is not a commit on git-branch $GIT_BRANCH" >&2
-      exit 1
+      fail "git-revision $GIT_REVISION is not a commit on git-branch $GIT_BRANCH"
     fi
   fi
 # A branch, tag or full SHA can be fetched alone, one commit deep.
@@ -61,7 +59,7 @@ else
   # shellcheck disable=SC2086
   git fetch --quiet $fetch_opts origin "+refs/heads/*:refs/remotes/origin/*" "+refs/tags/*:refs/tags/*"
   commit=$(resolve "$GIT_REVISION") || {
-    echo "ERROR: git-revision $GIT_REVISION not found in $GIT_URL" >&2; exit 1; }
+    fail "git-revision $GIT_REVISION not found in $GIT_URL"; }
 fi
 
 git checkout --quiet --detach "$commit"

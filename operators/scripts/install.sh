@@ -1,13 +1,11 @@
-#!/bin/sh
+# Runs after prelude.sh (set -eu, fail, results).
 # Stage 2: install dependencies in INSTALL_DIR with the package manager its lockfile names,
 # frozen so the lockfile is the truth. Writes the manager's name to RESULTS_DIR/package-manager.
 #   INSTALL_DIR, RESULTS_DIR   required
 # Detection order: yarn.lock, pnpm-lock.yaml, package-lock.json, package.json alone.
 # Yarn and pnpm run through corepack, which honours package.json's packageManager field.
-set -eu
 
-: "${INSTALL_DIR:?INSTALL_DIR is required}" "${RESULTS_DIR:?RESULTS_DIR is required}"
-mkdir -p "$RESULTS_DIR"
+: "${INSTALL_DIR:?INSTALL_DIR is required}"
 cd "$INSTALL_DIR"
 
 package_manager_field() {

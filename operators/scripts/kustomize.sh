@@ -1,9 +1,8 @@
-#!/bin/sh
+# Runs after prelude.sh (set -eu, fail, results).
 # Stage 6: render every overlay under KUSTOMIZE_DIR/overlays with `kubectl kustomize`, one file
 # per overlay in OUTPUT_DIR (<overlay>.yaml). No overlays directory renders nothing.
 #   KUSTOMIZE_DIR, OUTPUT_DIR   required
 #   KUBECTL                     optional: the kubectl binary (default: kubectl)
-set -eu
 
 : "${KUSTOMIZE_DIR:?KUSTOMIZE_DIR is required}" "${OUTPUT_DIR:?OUTPUT_DIR is required}"
 KUBECTL="${KUBECTL:-kubectl}"
@@ -20,8 +19,7 @@ for dir in "$overlays"/*/; do
   [ -d "$dir" ] || continue
   name=$(basename "$dir")
   if ! "$KUBECTL" kustomize "$dir" > "$OUTPUT_DIR/$name.yaml" 2> "$OUTPUT_DIR/$name.err"; then
-    echo "ERROR: kustomize build failed for overlay $name: $(cat "$OUTPUT_DIR/$name.err")" >&2
-    exit 1
+    fail "kustomize build failed for overlay $name: $(cat "$OUTPUT_DIR/$name.err")"
   fi
   rm -f "$OUTPUT_DIR/$name.err"
   echo "kustomize: rendered overlay $name ($(wc -c < "$OUTPUT_DIR/$name.yaml" | tr -d ' ') bytes)"
