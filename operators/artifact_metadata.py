@@ -6,16 +6,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from operators.configmaps import config_map, write_config_map
-from operators.stage import StageOperator
+from operators.stage import PipelineOperator
 
 
-class StoreArtifactMetadataOperator(StageOperator):
+class StoreArtifactMetadataOperator(PipelineOperator):
     """Record where the verified bundle is: ``bucket``, ``path``, ``content-hash``, ``size-bytes``.
 
     :param artifact: the output of the upload stage, which has verified the stored object.
     """
 
-    template_fields: Sequence[str] = (*StageOperator.template_fields, "artifact")
+    template_fields: Sequence[str] = (*PipelineOperator.template_fields, "artifact")
 
     def __init__(self, *, artifact: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -6,6 +6,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from operators.parameters import PipelineParameters
 from operators.stage import StageOperator
 
 
@@ -17,10 +18,12 @@ class BundleWorkerOperator(StageOperator):
     fails here, before anything is uploaded.
     """
 
-    def execute(self, context: Any) -> dict[str, Any]:
-        p = self.pipeline
-        env = {**self.settings.install_env, "PROJECT_DIR": str(p.project_dir), "INSTALL_DIR": str(p.install_dir)}
-        results = self.run_script("bundle.sh", env)
+    script = "bundle.sh"
+
+    def script_env(self, p: PipelineParameters) -> dict[str, str]:
+        return {**self.settings.install_env, "PROJECT_DIR": str(p.project_dir), "INSTALL_DIR": str(p.install_dir)}
+
+    def finish(self, results: dict[str, str]) -> dict[str, Any]:
         path, size = results["bundle-path"], int(results["size-bytes"])
         limit = self.settings.max_bundle_bytes
         if size > limit:

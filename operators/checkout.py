@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from operators.links import CommitLink
+from operators.parameters import PipelineParameters
 from operators.stage import StageOperator
 
 
@@ -15,20 +14,19 @@ class CheckoutOperator(StageOperator):
     Sparse checkout uses cone mode, so files at the repository root are always present.
     """
 
+    script = "checkout.sh"
+    image_setting = "git_image"
     operator_extra_links = (CommitLink(),)
 
-    def execute(self, context: Any) -> dict[str, str]:
-        p = self.pipeline
-        protocols = "https:ssh:git" + (":file" if self.settings.allow_file_git_urls else "")
-        results = self.run_script(
-            "checkout.sh",
-            {
-                "GIT_URL": p.git_url,
-                "GIT_REVISION": p.git_revision,
-                "GIT_BRANCH": p.git_branch,
-                "SPARSE_CHECKOUT_DIRECTORIES": "\n".join(p.sparse_checkout_directories),
-                "CHECKOUT_DIR": str(p.checkout_dir),
-                "GIT_ALLOW_PROTOCOL": protocols,
-            },
-        )
+    def script_env(self, p: PipelineParameters) -> dict[str, str]:
+        return {
+            "GIT_URL": p.git_url,
+            "GIT_REVISION": p.git_revision,
+            "GIT_BRANCH": p.git_branch,
+            "SPARSE_CHECKOUT_DIRECTORIES": "\n".join(p.sparse_checkout_directories),
+            "CHECKOUT_DIR": str(p.checkout_dir),
+            "GIT_ALLOW_PROTOCOL": "https:ssh:git" + (":file" if self.settings.allow_file_git_urls else ""),
+        }
+
+    def finish(self, results: dict[str, str]) -> dict[str, str]:
         return {"commit_sha": results["commit"]}

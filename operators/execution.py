@@ -53,6 +53,10 @@ def stage_program(script: str) -> str:
 
 
 class ScriptRunner(Protocol):
+    @property
+    def workspace(self) -> str | None:
+        """Where scripts see the run's workspace; None: where the worker sees it."""
+
     def run(self, script: str, env: Mapping[str, str], *, results_dir: Path, timeout_seconds: int) -> dict[str, str]:
         """Run ``script`` with ``env`` and return the results it wrote, by file name."""
 
@@ -62,6 +66,10 @@ class ScriptRunner(Protocol):
 
 class LocalScriptRunner:
     """Runs a stage script as a local ``sh`` process, streaming its output to the task log."""
+
+    @property
+    def workspace(self) -> str | None:
+        return None
 
     def __init__(self, log: TaskLog, shell: str = "sh") -> None:
         self.log = log
@@ -118,10 +126,3 @@ class LocalScriptRunner:
     def _kill(process: subprocess.Popen[str]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-
-
-def script_runner(mode: str, log: TaskLog) -> ScriptRunner:
-    """The one place an execution mode becomes a runner."""
-    if mode == "local":
-        return LocalScriptRunner(log)
-    raise ValueError(f"unknown execution mode {mode!r}")

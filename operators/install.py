@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from operators.parameters import PipelineParameters
 from operators.stage import StageOperator
 
 
@@ -14,8 +13,10 @@ class InstallDependenciesOperator(StageOperator):
     workspace root). The ``install_env`` setting adds registry or corepack configuration.
     """
 
-    def execute(self, context: Any) -> dict[str, str]:
-        p = self.pipeline
-        env = {**self.settings.install_env, "INSTALL_DIR": str(p.install_dir)}
-        results = self.run_script("install.sh", env)
+    script = "install.sh"
+
+    def script_env(self, p: PipelineParameters) -> dict[str, str]:
+        return {**self.settings.install_env, "INSTALL_DIR": str(p.install_dir)}
+
+    def finish(self, results: dict[str, str]) -> dict[str, str]:
         return {"package_manager": results["package-manager"]}

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import re
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
 from operators.configmaps import ConfigMapTooLargeError, config_map, write_config_map
+from operators.parameters import PipelineParameters
 from operators.stage import StageOperator
 
 _CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
@@ -18,15 +20,23 @@ class KustomizeBuildOperator(StageOperator):
     """Render each ``<project-root>/<kustomize-base-directory>/overlays/<name>`` with kustomize.
 
     The ConfigMap holds ``data[<name>]`` = base64 of the rendered YAML, the format the deploy
-    stage reads; with no overlays directory it holds no data.
+    stage reads; with no overlays directory it holds no data. The rendered files are read from
+    the workspace on the worker (in the kubernetes mode, the worker mounts the workspace claim).
     """
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    script = "kustomize.sh"
+    image_setting = "kubectl_image"
+
+    def _output_dir(self, p: PipelineParameters) -> Path:
+        return Path(p.workspace) / "results" / self.task_id / "rendered"
+
+    def script_env(self, p: PipelineParameters) -> dict[str, str]:
+        return {"KUSTOMIZE_DIR": str(p.kustomize_dir), "OUTPUT_DIR": str(self._output_dir(p))}
+
+    def finish(self, results: dict[str, str]) -> dict[str, Any]:
         p = self.pipeline
-        output_dir = self.results_dir() / "rendered"
-        self.run_script("kustomize.sh", {"KUSTOMIZE_DIR": str(p.kustomize_dir), "OUTPUT_DIR": str(output_dir)})
         data: dict[str, str] = {}
-        for rendered in sorted(output_dir.glob("*.yaml")):
+        for rendered in sorted(self._output_dir(p).glob("*.yaml")):
             name = rendered.stem
             if not _CONFIGMAP_KEY.match(name):
                 raise AirflowFailException(

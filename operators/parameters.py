@@ -161,11 +161,13 @@ class PipelineParameters:
         return self.project_dir / self.kustomize_base_directory
 
     @property
+    def owner_labels(self) -> dict[str, str]:
+        return {self.owner_label[0]: self.owner_label[1]} if self.owner_label else {}
+
+    @property
     def labels(self) -> dict[str, str]:
-        labels = dict([MANAGED_BY_LABEL])
-        if self.owner_label:
-            labels[self.owner_label[0]] = self.owner_label[1]
-        return labels
+        """The ConfigMaps' labels, as the spec has them."""
+        return {MANAGED_BY_LABEL[0]: MANAGED_BY_LABEL[1], **self.owner_labels}
 
 
 def _string(name: str, value: object) -> str:

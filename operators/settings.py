@@ -9,19 +9,62 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 SECTION = "cloudflare_worker_pipeline"
 
 DEFAULT_NAMESPACE = "planton-cloud-pipelines"
 DEFAULT_R2_CONN_ID = "r2_default"
 DEFAULT_KUBERNETES_CONN_ID = "kubernetes_default"
-EXECUTION_MODES = ("local",)
+EXECUTION_MODES = ("local", "kubernetes")
 
 
 class SettingsError(ValueError):
     """A deployment setting has a value the pipeline cannot use."""
+
+
+DEFAULT_POD_RESOURCES: dict[str, dict[str, str]] = {
+    "requests": {"cpu": "500m", "memory": "1Gi", "ephemeral-storage": "1Gi"},
+    "limits": {"cpu": "2", "memory": "2Gi", "ephemeral-storage": "4Gi"},
+}
+
+
+@dataclass(frozen=True)
+class PodSettings:
+    """How stage pods look in the ``kubernetes`` execution mode.
+
+    :param node_image: install and bundle (the spec's image; Wrangler 4.87+ needs Node 22).
+    :param git_image: checkout; needs ``git`` and ``sh``.
+    :param kubectl_image: kustomize_build; needs ``kubectl`` and ``sh``.
+    :param service_account: the pods' service account ("" = the namespace's default). Stage pods
+        get no service-account token either way: none of them talks to the API.
+    :param resources: container requests and limits.
+    :param run_as_user: the non-root UID (and GID, fsGroup) pods run as; 1000 is ``node`` in
+        node:20-alpine.
+    :param workspace_claim: an existing claim holding every run's workspace under
+        ``<dag_id>/<run>`` (mounted with that sub-path), or "" for a claim created per run.
+    """
+
+    node_image: str = "node:20-alpine"
+    git_image: str = "alpine/git:v2.47.2"
+    kubectl_image: str = "alpine/k8s:1.32.4"
+    service_account: str = ""
+    resources: dict[str, dict[str, str]] = field(default_factory=lambda: DEFAULT_POD_RESOURCES)
+    image_pull_secrets: tuple[str, ...] = ()
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[dict[str, Any], ...] = ()
+    run_as_user: int = 1000
+    startup_timeout_seconds: int = 300
+    keep_failed_pods: bool = False
+    deferrable: bool = False
+    workspace_claim: str = ""
+    workspace_storage_class: str = ""
+    workspace_size: str = "1Gi"
+    workspace_access_mode: str = "ReadWriteOnce"
+    workspace_mount_path: str = "/workspace"
 
 
 @dataclass(frozen=True)
@@ -37,7 +80,8 @@ class PipelineSettings:
     :param allow_file_git_urls: accept ``file://`` and plain-path ``git-url`` values (tests, demos).
     :param install_env: extra environment for the install and bundle steps, e.g. a registry
         mirror or corepack settings. Values are plain configuration, never secrets.
-    :param execution_mode: where stage scripts run; ``local`` runs them as processes.
+    :param execution_mode: where stage scripts run: ``local`` runs them as processes on the worker,
+        ``kubernetes`` in pods (see :class:`PodSettings`).
     :param stage_timeout_seconds: the longest any stage script may run.
     :param max_bundle_bytes: bundles larger than this fail before upload (Workers' paid-plan
         limit on a compressed script is 10 MiB; the spec's future enhancement names 10 MB).
@@ -57,6 +101,7 @@ class PipelineSettings:
     execution_mode: str = "local"
     stage_timeout_seconds: int = 900
     max_bundle_bytes: int = 10 * 1024 * 1024
+    pods: PodSettings = field(default_factory=PodSettings)
 
     @classmethod
     def from_airflow_config(cls) -> PipelineSettings:
@@ -79,6 +124,7 @@ class PipelineSettings:
             execution_mode=get("execution_mode", defaults.execution_mode),
             stage_timeout_seconds=_parse_int("stage_timeout_seconds", get("stage_timeout_seconds", 900)),
             max_bundle_bytes=_parse_int("max_bundle_bytes", get("max_bundle_bytes", defaults.max_bundle_bytes)),
+            pods=_pod_settings(get),
         )
         if settings.execution_mode not in EXECUTION_MODES:
             raise SettingsError(
@@ -86,6 +132,43 @@ class PipelineSettings:
                 f"got {settings.execution_mode!r}"
             )
         return settings
+
+
+def _pod_settings(get: Callable[[str, object], str]) -> PodSettings:
+    d = PodSettings()
+    access_mode = get("workspace_access_mode", d.workspace_access_mode)
+    if access_mode not in ("ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"):
+        raise SettingsError(f"[{SECTION}] workspace_access_mode: expected ReadWriteOnce, ReadWriteMany or ReadWriteOncePod, got {access_mode!r}")
+    resources = _parse_json("pod_resources", get("pod_resources", json.dumps(d.resources)), dict)
+    tolerations = _parse_json("pod_tolerations", get("pod_tolerations", "[]"), list)
+    return PodSettings(
+        node_image=get("node_image", d.node_image),
+        git_image=get("git_image", d.git_image),
+        kubectl_image=get("kubectl_image", d.kubectl_image),
+        service_account=get("pod_service_account", d.service_account),
+        resources=resources,
+        image_pull_secrets=tuple(s.strip() for s in get("image_pull_secrets", "").split(",") if s.strip()),
+        node_selector=_parse_env("pod_node_selector", get("pod_node_selector", "{}")),
+        tolerations=tuple(tolerations),
+        run_as_user=_parse_int("pod_run_as_user", get("pod_run_as_user", d.run_as_user)),
+        startup_timeout_seconds=_parse_int("pod_startup_timeout_seconds", get("pod_startup_timeout_seconds", d.startup_timeout_seconds)),
+        keep_failed_pods=_parse_bool("keep_failed_pods", get("keep_failed_pods", False)),
+        deferrable=_parse_bool("deferrable", get("deferrable", False)),
+        workspace_claim=get("workspace_claim", ""),
+        workspace_storage_class=get("workspace_storage_class", ""),
+        workspace_size=get("workspace_size", d.workspace_size),
+        workspace_access_mode=access_mode,
+    )
+
+
+def _parse_json(key: str, raw: str, kind: type) -> Any:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise SettingsError(f"[{SECTION}] {key}: expected JSON: {error}") from None
+    if not isinstance(value, kind):
+        raise SettingsError(f"[{SECTION}] {key}: expected a JSON {'object' if kind is dict else 'list'}")
+    return value
 
 
 def _parse_bool(key: str, raw: str) -> bool:

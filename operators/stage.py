@@ -1,25 +1,29 @@
-"""The base every stage operator shares: validated parameters in, a script run where configured."""
+"""The base every script-running stage shares: validated parameters in, a script run where the
+execution mode says, results out. Subclasses say which script, with what environment, and what
+to make of its results."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
-from operators.execution import ScriptRunner, StageScriptError, script_runner
+from operators.execution import LocalScriptRunner, ScriptRunner, StageScriptError
 from operators.parameters import PipelineParameters
 from operators.settings import PipelineSettings
+from operators.workspace_claims import workspace_volume
 
 
-class StageOperator(BaseOperator):
-    """A pipeline stage.
+class PipelineOperator(BaseOperator):
+    """An operator reading the validated parameters.
 
     :param parameters: the output of ``validate_parameters`` (an XComArg resolving to
-        :meth:`PipelineParameters.to_dict`); stages never read the raw DAG-run conf.
+        :meth:`PipelineParameters.to_dict`); operators never read the raw DAG-run conf.
     """
 
     template_fields: Sequence[str] = ("parameters",)
@@ -28,7 +32,6 @@ class StageOperator(BaseOperator):
     def __init__(self, *, parameters: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.parameters = parameters
-        self._runner: ScriptRunner | None = None
 
     @cached_property
     def pipeline(self) -> PipelineParameters:
@@ -38,15 +41,54 @@ class StageOperator(BaseOperator):
     def settings(self) -> PipelineSettings:
         return PipelineSettings.from_airflow_config()
 
-    def results_dir(self) -> Path:
-        return Path(self.pipeline.workspace) / "results" / self.task_id
 
-    def run_script(self, script: str, env: Mapping[str, str]) -> dict[str, str]:
-        """Run a stage script where the execution mode says; its ``ERROR:`` lines fail the task."""
-        self._runner = script_runner(self.settings.execution_mode, self.log)
+class StageOperator(PipelineOperator):
+    """A stage whose work is a script in ``operators/scripts``, run locally or in a pod."""
+
+    script: ClassVar[str]
+    image_setting: ClassVar[str] = "node_image"  # the PodSettings field naming this stage's image
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._runner: ScriptRunner | None = None
+
+    def script_env(self, p: PipelineParameters) -> dict[str, str]:
+        """The script's environment, with paths as the script sees them (``p``)."""
+        raise NotImplementedError
+
+    def finish(self, results: dict[str, str]) -> Any:
+        """Turn the script's results into the task's XCom value."""
+        raise NotImplementedError
+
+    def execute(self, context: Any) -> Any:
+        runner = self._make_runner(context)
         try:
-            return self._runner.run(
-                script, env, results_dir=self.results_dir(), timeout_seconds=self.settings.stage_timeout_seconds
+            return self.finish(self._run(runner, lambda **kw: runner.run(self.script, **kw)))
+        except TaskDeferred as deferred:  # the pod runs on; resume in resume_stage
+            raise TaskDeferred(trigger=deferred.trigger, method_name="resume_stage",
+                               kwargs=deferred.kwargs, timeout=deferred.timeout) from None
+
+    def resume_stage(self, context: Any, event: dict[str, Any] | None = None, **_: Any) -> Any:
+        """Deferrable pods come back here when their trigger fires."""
+        runner = self._make_runner(context)
+        try:
+            return self.finish(self._run(runner, lambda **kw: runner.resume(self.script, event=event or {}, **kw)))  # type: ignore[attr-defined]
+        except TaskDeferred as deferred:
+            raise TaskDeferred(trigger=deferred.trigger, method_name="resume_stage",
+                               kwargs=deferred.kwargs, timeout=deferred.timeout) from None
+
+    def on_kill(self) -> None:
+        if self._runner is not None:
+            self._runner.terminate()
+
+    def _run(self, runner: ScriptRunner, run: Any) -> dict[str, str]:
+        self._runner = runner
+        seen = self.script_parameters(runner)
+        try:
+            return run(  # type: ignore[no-any-return]
+                env=self.script_env(seen),
+                results_dir=Path(seen.workspace) / "results" / self.task_id,
+                timeout_seconds=self.settings.stage_timeout_seconds,
             )
         except StageScriptError as error:
             if error.diagnosed:  # the script named the problem: retrying would only repeat it
@@ -55,6 +97,27 @@ class StageOperator(BaseOperator):
         finally:
             self._runner = None
 
-    def on_kill(self) -> None:
-        if self._runner is not None:
-            self._runner.terminate()
+    def script_parameters(self, runner: ScriptRunner) -> PipelineParameters:
+        """The parameters with the workspace where the script sees it (a pod mounts it elsewhere)."""
+        workspace = getattr(runner, "workspace", None)
+        return replace(self.pipeline, workspace=workspace) if workspace else self.pipeline
+
+    def _make_runner(self, context: Any) -> ScriptRunner:
+        """The one place the execution mode becomes a runner."""
+        settings = self.settings
+        if settings.execution_mode == "local":
+            return LocalScriptRunner(self.log)
+        from operators.pod_runner import KubernetesScriptRunner, stage_pod
+
+        pods = settings.pods
+        claim_name, sub_path = workspace_volume(settings, self.pipeline, self.dag_id, context["run_id"])
+
+        def pod_factory(script: str, env: dict[str, str], timeout_seconds: int) -> Any:
+            return stage_pod(
+                task_id=self.task_id, stage=self.task_id.replace("_", "-"), script=script,
+                image=getattr(pods, self.image_setting), env=env, pods=pods, namespace=settings.namespace,
+                labels=self.pipeline.owner_labels, claim_name=claim_name, sub_path=sub_path,
+                timeout_seconds=timeout_seconds, kubernetes_conn_id=settings.kubernetes_conn_id,
+            )
+
+        return KubernetesScriptRunner(self.log, context, pod_factory, pods.workspace_mount_path)

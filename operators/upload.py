@@ -10,7 +10,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from operators.links import R2ObjectLink
-from operators.stage import StageOperator
+from operators.stage import PipelineOperator
 
 # S3 error codes no retry can fix: fail at once instead of burning Airflow retries.
 PERMANENT_ERRORS = {
@@ -23,7 +23,7 @@ class UploadError(RuntimeError):
     """A transient upload failure, left to Airflow's retries."""
 
 
-class UploadBundleOperator(StageOperator):
+class UploadBundleOperator(PipelineOperator):
     """Upload the bundle with its SHA-256 so the server verifies what it stores, then verify it.
 
     :param bundle: the output of the bundle stage.
@@ -31,7 +31,7 @@ class UploadBundleOperator(StageOperator):
     ``key``, ``sha256`` and ``size_bytes``.
     """
 
-    template_fields: Sequence[str] = (*StageOperator.template_fields, "bundle")
+    template_fields: Sequence[str] = (*PipelineOperator.template_fields, "bundle")
     operator_extra_links = (R2ObjectLink(),)
 
     def __init__(self, *, bundle: Any, **kwargs: Any) -> None:

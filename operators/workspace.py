@@ -6,10 +6,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from operators.stage import StageOperator
+from operators.stage import PipelineOperator
 
 
-class RemoveWorkspaceOperator(StageOperator):
+class RemoveWorkspaceOperator(PipelineOperator):
     """Delete the run's workspace (checkout, node_modules, dist). Used as the DAG's teardown."""
 
     ui_color = "#e2e8f0"
