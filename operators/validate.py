@@ -1,4 +1,5 @@
-"""Validation of the run's parameters: the gate before anything is cloned or written."""
+"""Validation of the run's parameters and of the deployment: the gate before anything is cloned
+or written. In the kubernetes mode it also prepares the workspace volume (the run's setup)."""
 
 from __future__ import annotations
 
@@ -11,21 +12,29 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from operators.parameters import InvalidParameterError, PipelineParameters
-from operators.settings import PipelineSettings, SettingsError
+from operators.settings import SECTION, PipelineSettings, SettingsError
+from operators.workspace_claims import claim_for_run, create_run_claim, existing_claim_problem
 
 
-def run_workspace(root: Path, dag_id: str, run_id: str) -> Path:
-    """A per-run directory: readable, and unique even where two run ids sanitise alike."""
+def run_workspace(settings: PipelineSettings, dag_id: str, run_id: str) -> Path:
+    """Where the worker sees the run's workspace.
+
+    A per-run claim is mounted on workers at ``<workspace_root>/<claim name>``; otherwise the run
+    gets ``<workspace_root>/<dag_id>/<run>``, readable and unique even where run ids sanitise alike.
+    """
+    if settings.execution_mode == "kubernetes" and not settings.pods.workspace_claim:
+        return settings.workspace_root / claim_for_run(dag_id, run_id)
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)[:80]
     digest = hashlib.sha256(f"{dag_id}/{run_id}".encode()).hexdigest()[:10]
-    return root / dag_id / f"{safe}-{digest}"
+    return settings.workspace_root / dag_id / f"{safe}-{digest}"
 
 
 class ValidateParametersOperator(BaseOperator):
-    """Check every parameter and return them, with the run's workspace, for the stages.
+    """Check every parameter and the deployment, and return the parameters for the stages.
 
     Bad input fails here, once and without retries, naming the parameter; nothing has been
-    cloned, uploaded or written yet.
+    cloned, uploaded or written yet. A deployment that cannot work (say, a workspace claim the
+    upload task could never read) fails here too, saying why.
     """
 
     ui_color = "#fbd38d"
@@ -33,15 +42,48 @@ class ValidateParametersOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         try:
             settings = PipelineSettings.from_airflow_config()
-            workspace = run_workspace(settings.workspace_root, self.dag_id, context["run_id"])
+            workspace = run_workspace(settings, self.dag_id, context["run_id"])
             parameters = PipelineParameters.from_conf(
                 dict(context["params"]), workspace=str(workspace), allow_file_git_urls=settings.allow_file_git_urls
             )
+            if settings.execution_mode == "kubernetes":
+                self._check_kubernetes_deployment(settings)
         except (InvalidParameterError, SettingsError) as error:
             raise AirflowFailException(str(error)) from None
         self.log.info(
-            "Building %s at %s (project root %s) into s3://%s/%s; workspace %s",
+            "Building %s at %s (project root %s) into s3://%s/%s; workspace %s (%s mode)",
             parameters.git_url, parameters.git_revision, parameters.project_root,
-            parameters.r2_bucket_name, parameters.r2_object_key, parameters.workspace,
+            parameters.r2_bucket_name, parameters.r2_object_key, parameters.workspace, settings.execution_mode,
         )
+        if settings.execution_mode == "kubernetes" and not settings.pods.workspace_claim:
+            claim = claim_for_run(self.dag_id, context["run_id"])
+            create_run_claim(settings, claim, {"app.kubernetes.io/part-of": "cloudflare-worker-pipeline",
+                                               **parameters.owner_labels})
+            self.log.info("Created PersistentVolumeClaim %s/%s (%s, %s) for this run's workspace",
+                          settings.namespace, claim, settings.pods.workspace_size, settings.pods.workspace_access_mode)
         return parameters.to_dict()
+
+    def _check_kubernetes_deployment(self, settings: PipelineSettings) -> None:
+        """The upload and kustomize_build tasks read the workspace on the worker: can they?"""
+        from airflow.sdk.configuration import conf
+
+        if settings.pods.workspace_claim:
+            problem = existing_claim_problem(settings)
+            if problem:
+                raise SettingsError(f"[{SECTION}] workspace_claim: {problem}")
+            if not settings.workspace_root.is_dir():
+                raise SettingsError(
+                    f"[{SECTION}] workspace_root: {settings.workspace_root} is not on this worker. In the kubernetes "
+                    f"mode workers read bundles and rendered manifests from claim {settings.pods.workspace_claim!r}: "
+                    "mount it there (a ReadWriteMany claim on Celery workers; operators.workspace_claims."
+                    "mount_workspace in pod_mutation_hook for KubernetesExecutor)"
+                )
+            return
+        executor = str(conf.get("core", "executor", fallback=""))
+        if "KubernetesExecutor" not in executor:
+            raise SettingsError(
+                f"[{SECTION}] workspace_claim is empty, so each run gets its own claim, which only KubernetesExecutor "
+                f"worker pods can mount (through operators.workspace_claims.mount_workspace in pod_mutation_hook); "
+                f"the executor is {executor!r}: set workspace_claim to an existing ReadWriteMany claim mounted at "
+                f"workspace_root ({settings.workspace_root}) on every worker"
+            )

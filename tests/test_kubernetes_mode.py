@@ -1,0 +1,81 @@
+"""The kubernetes execution mode, end to end against the Kubernetes API emulator: the same DAG,
+parameters, results and errors as the local mode, with the stage scripts running in pods through
+KubernetesPodOperator's real code path (create, wait, logs, delete)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import R2_ACCESS_KEY, R2_SECRET_KEY, REPO
+from tests.pipeline_run import run_pipeline
+from tests.test_pipeline import assert_published, conf_for, failure_output, objects_in
+
+SETTING = "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__"
+NAMESPACE = "planton-cloud-pipelines"
+STAGE_PODS = {"checkout", "install", "bundle", "kustomize-build"}
+
+
+@pytest.fixture
+def kubernetes_mode(monkeypatch, connections, kube_api):
+    """Stage pods on the emulator; the shared RWX claim 'builds' is the workers' workspace_root too."""
+    from kubernetes import client, config
+
+    monkeypatch.setenv(SETTING + "EXECUTION_MODE", "kubernetes")
+    monkeypatch.setenv(SETTING + "WORKSPACE_CLAIM", "builds")
+    root = kube_api.claims_root / "builds"
+    monkeypatch.setenv(SETTING + "WORKSPACE_ROOT", str(root))
+    api = client.CoreV1Api(config.new_client_from_config(str(connections.write_kubeconfig(root.parent.parent / "kc.yaml"))))
+    if (NAMESPACE, "builds") not in kube_api.claims:
+        api.create_namespaced_persistent_volume_claim(NAMESPACE, {
+            "metadata": {"name": "builds"},
+            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "10Gi"}}}})
+    kube_api.pod_store.deleted_pods.clear()
+    return kube_api
+
+
+def stage_pods(kube_api) -> dict[str, dict]:
+    return {pod["metadata"]["labels"]["app.kubernetes.io/component"]: pod for pod in kube_api.pod_store.deleted_pods}
+
+
+def test_the_pipeline_runs_its_stages_in_pods_with_the_same_results(pipeline_dag, git_server, kubernetes_mode, bucket,
+                                                                    s3_server, s3_client, capfd) -> None:
+    repo = git_server.publish("k8s-hello", REPO / "examples" / "hello-worker")
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    body = assert_published(run, s3_client, kubernetes_mode, bucket, "my-worker/build.js")
+    assert b"Hello from a Worker built by Airflow" in body
+    assert run.xcom("checkout") == {"commit_sha": repo.head()}
+    assert run.xcom("install") == {"package_manager": "npm"}
+    assert set(kubernetes_mode.get(NAMESPACE, "my-worker-manifests")["data"]) == {"dev", "prod"}
+
+    pods = stage_pods(kubernetes_mode)
+    assert set(pods) == STAGE_PODS
+    assert kubernetes_mode.pods == {}, "every stage pod is deleted when done"
+    for pod in pods.values():
+        assert pod["status"]["phase"] == "Succeeded"
+        assert pod["metadata"]["labels"]["planton.cloud/service-id"] == "svc-abc123"
+        assert pod["metadata"]["labels"]["dag_id"] == "build_and_upload_cloudflare_worker"
+        assert pod["spec"]["automountServiceAccountToken"] is False
+        serialized = json.dumps(pod)
+        assert R2_SECRET_KEY not in serialized and R2_ACCESS_KEY not in serialized
+    assert R2_SECRET_KEY not in failure_output(capfd)
+
+
+def test_a_failing_script_in_a_pod_fails_with_the_same_spec_error(pipeline_dag, git_server, kubernetes_mode, bucket,
+                                                                  s3_server, s3_client, tmp_path, capfd) -> None:
+    import shutil
+
+    project = tmp_path / "no-wrangler"
+    shutil.copytree(REPO / "examples" / "hello-worker", project)
+    (project / "wrangler.toml").unlink()
+    repo = git_server.publish("k8s-no-wrangler", project)
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert run.task_states["bundle"] == "failed"
+    output = failure_output(capfd)
+    assert "ERROR: wrangler.toml not found in project root" in output
+    assert stage_pods(kubernetes_mode)["bundle"]["status"]["phase"] == "Failed"
+    assert kubernetes_mode.pods == {}
+    assert objects_in(s3_client, bucket) == {}
