@@ -1,0 +1,109 @@
+"""The pods the kubernetes mode builds, rendered through the operators' own code path and checked
+against the Kubernetes API schemas (kubernetes-validate, offline) for a pinned Kubernetes version."""
+
+from __future__ import annotations
+
+import json
+
+import kubernetes_validate
+import pytest
+from kubernetes.client import ApiClient
+
+from operators.bundle import BundleWorkerOperator
+from operators.checkout import CheckoutOperator
+from operators.install import InstallDependenciesOperator
+from operators.kustomize import KustomizeBuildOperator
+from operators.parameters import PipelineParameters
+
+KUBERNETES_VERSION = "1.32.0"
+SETTING = "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__"
+STAGES = {
+    CheckoutOperator: "alpine/git:v2.47.2",
+    InstallDependenciesOperator: "node:20-alpine",
+    BundleWorkerOperator: "node:20-alpine",
+    KustomizeBuildOperator: "alpine/k8s:1.32.4",
+}
+
+
+@pytest.fixture(autouse=True)
+def _kubernetes_connection(connections):
+    """Building a pod request asks the hook whether it runs in-cluster: answer from the emulator."""
+
+
+def render_pod(operator_class: type, monkeypatch: pytest.MonkeyPatch, **settings: str) -> dict:
+    monkeypatch.setenv(SETTING + "EXECUTION_MODE", "kubernetes")
+    monkeypatch.setenv(SETTING + "WORKSPACE_ROOT", "/srv/builds")
+    for key, value in settings.items():
+        monkeypatch.setenv(SETTING + key.upper(), value)
+    params = PipelineParameters.from_conf({
+        "git-url": "https://github.com/org/repo.git", "r2-bucket-name": "scripts",
+        "r2-endpoint-url": "https://074755a78d8e8f77c119a90a125e8a06.r2.cloudflarestorage.com",
+        "r2-object-key": "w/abc.js", "worker-script-artifact-config-map-name": "w-artifact",
+        "kustomize-manifests-config-map-name": "w-manifests", "owner-identifier-label-key": "planton.cloud/service-id",
+        "owner-identifier-label-value": "svc-1",
+    }, workspace="/srv/builds/build_and_upload_cloudflare_worker/run-1", allow_file_git_urls=False)
+    operator = operator_class(task_id=operator_class.__name__.lower(), parameters=params.to_dict())
+    runner = operator._make_runner({"run_id": "manual__2026-11-30T00:00:00+00:00"})
+    seen = operator.script_parameters(runner)
+    pod_operator = runner.pod_factory(operator.script, operator.script_env(seen), 900)
+    return ApiClient().sanitize_for_serialization(pod_operator.build_pod_request_obj(None))
+
+
+@pytest.mark.parametrize("operator_class", list(STAGES))
+def test_every_stage_pod_is_valid_against_the_kubernetes_schema(operator_class, monkeypatch) -> None:
+    pod = render_pod(operator_class, monkeypatch, pod_service_account="worker-builder", image_pull_secrets="registry-a,registry-b",
+                     pod_node_selector='{"pool": "builds"}',
+                     pod_tolerations='[{"key": "builds", "operator": "Exists", "effect": "NoSchedule"}]')
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+    spec = pod["spec"]
+    assert spec["containers"][0]["image"] == STAGES[operator_class]
+    assert spec["serviceAccountName"] == "worker-builder"
+    assert spec["imagePullSecrets"] == [{"name": "registry-a"}, {"name": "registry-b"}]
+    assert spec["nodeSelector"] == {"pool": "builds"}
+    assert spec["tolerations"] == [{"key": "builds", "operator": "Exists", "effect": "NoSchedule"}]
+    assert spec["activeDeadlineSeconds"] == 900
+    assert pod["metadata"]["namespace"] == "planton-cloud-pipelines"
+    assert pod["metadata"]["labels"]["planton.cloud/service-id"] == "svc-1"
+
+
+@pytest.mark.parametrize("operator_class", list(STAGES))
+def test_stage_pods_run_unprivileged_with_resources_and_the_workspace(operator_class, monkeypatch) -> None:
+    pod = render_pod(operator_class, monkeypatch, workspace_claim="builds")
+    spec, container = pod["spec"], pod["spec"]["containers"][0]
+    assert spec["securityContext"] == {"fsGroup": 1000, "runAsGroup": 1000, "runAsNonRoot": True, "runAsUser": 1000,
+                                       "seccompProfile": {"type": "RuntimeDefault"}}
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] is True and security["allowPrivilegeEscalation"] is False
+    assert security["privileged"] is False and security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["resources"] == {"requests": {"cpu": "500m", "memory": "1Gi", "ephemeral-storage": "1Gi"},
+                                      "limits": {"cpu": "2", "memory": "2Gi", "ephemeral-storage": "4Gi"}}
+    assert {"name": "workspace", "mountPath": "/workspace",
+            "subPath": "build_and_upload_cloudflare_worker/run-1"} in container["volumeMounts"]
+    assert {"name": "workspace", "persistentVolumeClaim": {"claimName": "builds"}} in spec["volumes"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert all(value.startswith("/workspace") for key, value in env.items() if key.endswith("_DIR"))
+    assert env["TERMINATION_LOG"] == "/dev/termination-log"
+
+
+@pytest.mark.parametrize("operator_class", list(STAGES))
+def test_stage_pods_carry_no_credentials(operator_class, monkeypatch) -> None:
+    """A Wrangler ``[build] command`` runs even in a dry run: repository code must see no secret."""
+    pod = render_pod(operator_class, monkeypatch)
+    spec, container = pod["spec"], pod["spec"]["containers"][0]
+    assert spec["automountServiceAccountToken"] is False
+    assert not container.get("envFrom")
+    assert all("valueFrom" not in e for e in container["env"])
+    assert not [v for v in spec["volumes"] if "secret" in v or "projected" in v]
+    names = {e["name"] for e in container["env"]}
+    assert not {n for n in names if n.startswith(("AWS_", "AIRFLOW_CONN", "KUBE"))}
+    assert "secret" not in json.dumps(container["env"]).lower()
+
+
+def test_a_run_claim_is_mounted_whole_without_a_sub_path(monkeypatch) -> None:
+    pod = render_pod(InstallDependenciesOperator, monkeypatch)
+    claim = next(v for v in pod["spec"]["volumes"] if v["name"] == "workspace")["persistentVolumeClaim"]["claimName"]
+    assert claim.startswith("cfw-workspace-")
+    mount = next(m for m in pod["spec"]["containers"][0]["volumeMounts"] if m["name"] == "workspace")
+    assert mount == {"name": "workspace", "mountPath": "/workspace"}
