@@ -11,6 +11,7 @@ from typing import Any
 
 @dataclass
 class PipelineRun:
+    run_id: str
     state: str
     task_states: dict[str, str]
     xcoms: dict[str, Any]
@@ -38,7 +39,7 @@ def run_pipeline(dag: Any, conf: dict[str, Any]) -> PipelineRun:
         xcoms = {row.task_id: XComModel.deserialize_value(row) for row in rows if row.key == "return_value"}
         links = {f"{row.task_id}/{row.key.removeprefix('_link_')}": XComModel.deserialize_value(row)
                  for row in rows if row.key.startswith("_link_")}
-    return PipelineRun(state=_value(dag_run.state), task_states=task_states, xcoms=xcoms, links=links)
+    return PipelineRun(run_id=dag_run.run_id, state=_value(dag_run.state), task_states=task_states, xcoms=xcoms, links=links)
 
 
 def _value(state: Any) -> str:

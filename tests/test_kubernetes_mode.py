@@ -79,3 +79,57 @@ def test_a_failing_script_in_a_pod_fails_with_the_same_spec_error(pipeline_dag, 
     assert stage_pods(kubernetes_mode)["bundle"]["status"]["phase"] == "Failed"
     assert kubernetes_mode.pods == {}
     assert objects_in(s3_client, bucket) == {}
+
+
+@pytest.fixture
+def per_run_claims(monkeypatch, connections, kube_api):
+    """No shared claim: each run creates its own. Workers see a run's claim at <workspace_root>/<claim>,
+    as operators.workspace_claims.mount_workspace mounts it on KubernetesExecutor pods; here the
+    emulator keeps claims under workspace_root, which stands for that mount."""
+    monkeypatch.setenv(SETTING + "EXECUTION_MODE", "kubernetes")
+    monkeypatch.delenv(SETTING + "WORKSPACE_CLAIM", raising=False)
+    monkeypatch.setenv(SETTING + "WORKSPACE_ROOT", str(kube_api.claims_root))
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "KubernetesExecutor")
+    kube_api.pod_store.deleted_pods.clear()
+    return kube_api
+
+
+def test_a_claim_is_created_for_the_run_and_deleted_when_it_ends(pipeline_dag, git_server, per_run_claims, bucket,
+                                                                 s3_server, s3_client) -> None:
+    from operators.workspace_claims import claim_for_run
+
+    repo = git_server.publish("k8s-claim", REPO / "examples" / "hello-worker")
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert_published(run, s3_client, per_run_claims, bucket, "my-worker/build.js")
+    claim = claim_for_run(pipeline_dag.dag_id, run.run_id)
+    calls = [(method, path) for method, path, _ in per_run_claims.requests if "persistentvolumeclaims" in path]
+    assert calls == [("POST", f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims"),
+                     ("DELETE", f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims/{claim}")]
+    assert (NAMESPACE, claim) not in per_run_claims.claims
+    volumes = {v["persistentVolumeClaim"]["claimName"] for pod in per_run_claims.pod_store.deleted_pods
+               for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v}
+    assert volumes == {claim}
+
+
+def test_a_per_run_claim_without_kubernetes_executor_fails_at_run_start_saying_why(
+        pipeline_dag, git_server, per_run_claims, bucket, s3_server, s3_client, monkeypatch, capfd) -> None:
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "CeleryExecutor")
+    repo = git_server.publish("k8s-celery", REPO / "examples" / "hello-worker")
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert run.task_states["validate_parameters"] == "failed"
+    assert "only KubernetesExecutor worker pods can mount" in failure_output(capfd)
+    assert per_run_claims.pod_store.deleted_pods == [] and per_run_claims.pods == {}
+    assert not [path for _, path, _ in per_run_claims.requests if "persistentvolumeclaims" in path]
+
+
+def test_a_missing_shared_claim_fails_at_run_start(pipeline_dag, git_server, kubernetes_mode, bucket, s3_server,
+                                                   monkeypatch, capfd) -> None:
+    monkeypatch.setenv(SETTING + "WORKSPACE_CLAIM", "no-such-claim")
+    repo = git_server.publish("k8s-missing-claim", REPO / "examples" / "hello-worker")
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert run.task_states["validate_parameters"] == "failed"
+    assert f"claim 'no-such-claim' not found in namespace {NAMESPACE}" in failure_output(capfd)
+    assert kubernetes_mode.pod_store.deleted_pods == []
