@@ -107,3 +107,44 @@ def test_a_run_claim_is_mounted_whole_without_a_sub_path(monkeypatch) -> None:
     assert claim.startswith("cfw-workspace-")
     mount = next(m for m in pod["spec"]["containers"][0]["volumeMounts"] if m["name"] == "workspace")
     assert mount == {"name": "workspace", "mountPath": "/workspace"}
+
+
+def executor_pod(dag_id: str = "build_and_upload_cloudflare_worker"):
+    from kubernetes.client import models as k8s
+
+    return k8s.V1Pod(
+        api_version="v1", kind="Pod",
+        metadata=k8s.V1ObjectMeta(name="worker", namespace="airflow", labels={"kubernetes_executor": "True"},
+                                  annotations={"dag_id": dag_id, "task_id": "upload", "run_id": "manual__1"}),
+        spec=k8s.V1Pod(spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="base", image="apache/airflow:3.3.2")])).spec,
+    )
+
+
+def test_the_pod_mutation_hook_mounts_the_run_claim_on_executor_worker_pods(monkeypatch) -> None:
+    from operators.workspace_claims import claim_for_run, mount_workspace
+
+    monkeypatch.setenv(SETTING + "EXECUTION_MODE", "kubernetes")
+    monkeypatch.setenv(SETTING + "WORKSPACE_ROOT", "/srv/builds")
+    pod = executor_pod()
+    mount_workspace(pod)
+    rendered = ApiClient().sanitize_for_serialization(pod)
+    kubernetes_validate.validate(rendered, KUBERNETES_VERSION, strict=True)
+    claim = claim_for_run("build_and_upload_cloudflare_worker", "manual__1")
+    assert rendered["spec"]["volumes"] == [{"name": "cloudflare-worker-workspace", "persistentVolumeClaim": {"claimName": claim}}]
+    assert rendered["spec"]["containers"][0]["volumeMounts"] == [
+        {"name": "cloudflare-worker-workspace", "mountPath": f"/srv/builds/{claim}"}]
+
+
+def test_the_pod_mutation_hook_mounts_a_shared_claim_at_workspace_root_and_leaves_other_pods_alone(monkeypatch) -> None:
+    from operators.workspace_claims import mount_workspace
+
+    monkeypatch.setenv(SETTING + "EXECUTION_MODE", "kubernetes")
+    monkeypatch.setenv(SETTING + "WORKSPACE_ROOT", "/srv/builds")
+    monkeypatch.setenv(SETTING + "WORKSPACE_CLAIM", "builds")
+    pod = executor_pod()
+    mount_workspace(pod)
+    assert pod.spec.containers[0].volume_mounts[0].mount_path == "/srv/builds"
+    assert pod.spec.volumes[0].persistent_volume_claim.claim_name == "builds"
+    other = executor_pod(dag_id="some_other_dag")
+    mount_workspace(other)
+    assert other.spec.volumes is None
