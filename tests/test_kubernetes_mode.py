@@ -15,6 +15,7 @@ from tests.test_pipeline import assert_published, conf_for, failure_output, obje
 SETTING = "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__"
 NAMESPACE = "planton-cloud-pipelines"
 STAGE_PODS = {"checkout", "install", "bundle", "kustomize-build"}
+STAGE_TASKS = {"checkout", "install", "bundle", "kustomize_build"}
 
 
 @pytest.fixture
@@ -133,3 +134,17 @@ def test_a_missing_shared_claim_fails_at_run_start(pipeline_dag, git_server, kub
     assert run.task_states["validate_parameters"] == "failed"
     assert f"claim 'no-such-claim' not found in namespace {NAMESPACE}" in failure_output(capfd)
     assert kubernetes_mode.pod_store.deleted_pods == []
+
+
+def test_deferrable_pods_free_the_worker_and_give_the_same_results(pipeline_dag, git_server, kubernetes_mode, bucket,
+                                                                   s3_server, s3_client, monkeypatch, capfd) -> None:
+    monkeypatch.setenv(SETTING + "DEFERRABLE", "true")
+    repo = git_server.publish("k8s-deferrable", REPO / "examples" / "hello-worker")
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert_published(run, s3_client, kubernetes_mode, bucket, "my-worker/build.js")
+    assert run.xcom("install") == {"package_manager": "npm"}
+    assert set(stage_pods(kubernetes_mode)) == STAGE_PODS
+    deferred = [line for line in failure_output(capfd).splitlines() if "Pausing task as DEFERRED" in line]
+    assert {task for line in deferred for task in STAGE_TASKS if f"task_id={task}" in line} == STAGE_TASKS,\
+        "each stage task defers while its pod runs (KubernetesPodTrigger), then resumes"
