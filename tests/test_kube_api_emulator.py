@@ -64,3 +64,24 @@ def test_label_selectors_filter_lists(core_v1, kube_api, tmp_path) -> None:
     out = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "get", "cm", "-n", "ns", "-l", "team", "-o", "name"],
                          check=True, capture_output=True, text=True).stdout
     assert out.split() == ["configmap/a", "configmap/b"]
+
+
+@pytest.mark.parametrize("code", [409, 410, 500])
+def test_injected_status_faults_answer_once_then_the_server_recovers(core_v1, kube_api, code) -> None:
+    from tests.servers.kube_api import Fault
+
+    kube_api.inject(Fault("POST", r"/configmaps$", code))
+    with pytest.raises(ApiException) as error:
+        core_v1.create_namespaced_config_map("ns", cm("a"))
+    assert error.value.status == code
+    assert core_v1.create_namespaced_config_map("ns", cm("a")).metadata.name == "a"
+
+
+def test_an_injected_stall_holds_the_request(core_v1, kube_api) -> None:
+    import urllib3
+
+    from tests.servers.kube_api import Fault
+
+    kube_api.inject(Fault("GET", r"/configmaps/a$", "stall", times=10, stall_seconds=3))  # urllib3 retries too
+    with pytest.raises((urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.MaxRetryError)):
+        core_v1.read_namespaced_config_map("a", "ns", _request_timeout=0.5)

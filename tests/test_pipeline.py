@@ -311,3 +311,16 @@ def test_conf_missing_a_required_parameter_is_refused_by_the_dag_params(airflow_
     fresh_dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("build_and_upload_cloudflare_worker")
     with pytest.raises(ParamValidationError, match="r2-bucket-name"):
         fresh_dag.test(run_conf={"git-url": "https://github.com/org/repo.git"})
+
+
+def test_a_transient_kubernetes_api_error_is_retried_and_the_metadata_lands(pipeline_dag, git_server, connections, bucket,
+                                                                           s3_server, s3_client) -> None:
+    from tests.servers.kube_api import Fault
+
+    fault = connections.inject(Fault("PATCH", r"/configmaps/my-worker-artifact-metadata$", 500))
+    repo = git_server.publish("api-500", REPO / "examples" / "hello-worker")
+    with fast_retries(pipeline_dag, "store_artifact_metadata"):
+        run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert fault.times == 0, "the fault was hit"
+    assert_published(run, s3_client, connections, bucket, "my-worker/build.js")
