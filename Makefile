@@ -6,7 +6,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PY := .venv/bin/python
 
-.PHONY: demo test setup system-deps lint clean
+.PHONY: demo test setup system-deps lint bench clean
 
 ## demo: set up, start SeaweedFS on 127.0.0.1, build examples/hello-worker through the real DAG
 demo: setup
@@ -27,8 +27,12 @@ setup:
 system-deps:
 	@command -v busybox >/dev/null || { apt-get update -qq && apt-get install -y -qq busybox >/dev/null; }
 
+## bench: benchmarks that print side-by-side ratios (bench/)
+bench: setup
+	$(PY) bench/dag_parse.py
+
 lint: setup
-	$(PY) -m ruff check operators dags plugins tests examples
+	$(PY) -m ruff check operators dags plugins tests examples bench
 	$(PY) -m mypy operators dags plugins
 
 clean:

@@ -148,3 +148,19 @@ def test_deferrable_pods_free_the_worker_and_give_the_same_results(pipeline_dag,
     deferred = [line for line in failure_output(capfd).splitlines() if "Pausing task as DEFERRED" in line]
     assert {task for line in deferred for task in STAGE_TASKS if f"task_id={task}" in line} == STAGE_TASKS,\
         "each stage task defers while its pod runs (KubernetesPodTrigger), then resumes"
+
+
+def test_a_pod_over_the_stage_timeout_is_stopped_with_the_same_error(pipeline_dag, git_server, kubernetes_mode, bucket,
+                                                                     s3_server, monkeypatch, capfd) -> None:
+    from tests.pipeline_run import fast_retries
+
+    monkeypatch.setenv(SETTING + "STAGE_TIMEOUT_SECONDS", "2")
+    repo = git_server.publish("k8s-slow-install", REPO / "examples" / "hello-worker")
+    with fast_retries(pipeline_dag, "checkout", "install"):
+        run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert run.task_states["install"] == "failed"
+    assert "install.sh timed out after 2 s and was stopped" in failure_output(capfd)
+    install_pods = [p for p in kubernetes_mode.pod_store.deleted_pods if p["metadata"]["labels"]["app.kubernetes.io/component"] == "install"]
+    assert install_pods and all(p["status"]["reason"] == "DeadlineExceeded" for p in install_pods)
+    assert kubernetes_mode.pods == {}
