@@ -45,7 +45,8 @@ with DAG(
     install = InstallDependenciesOperator(task_id="install", parameters=validated, retries=1)
     bundle = BundleWorkerOperator(task_id="bundle", parameters=validated)
     upload = UploadBundleOperator(
-        task_id="upload", parameters=validated, bundle=bundle.output, retries=3, retry_exponential_backoff=True
+        task_id="upload", parameters=validated, bundle=bundle.output, checkout=checkout.output,
+        retries=3, retry_exponential_backoff=True,
     )
     metadata = StoreArtifactMetadataOperator(
         task_id="store_artifact_metadata", parameters=validated, artifact=upload.output, retries=3

@@ -24,7 +24,7 @@ _SPECS: dict[str, tuple[str | None, str, str, str]] = {
     "kustomize-base-directory": ("_kustomize", "Build", "Kustomize base directory", "Directory under the project root holding `overlays/`."),
     "r2-bucket-name": (None, "Storage", "R2 bucket name", "Bucket that receives the bundle."),
     "r2-endpoint-url": (None, "Storage", "R2 endpoint URL", "S3-compatible endpoint, e.g. https://<account>.r2.cloudflarestorage.com."),
-    "r2-object-key": (None, "Storage", "R2 object key", "Object path in the bucket, e.g. `my-worker/abc123def456.js`."),
+    "r2-object-key": (None, "Storage", "R2 object key", "Object path in the bucket, e.g. `my-worker/{commit_sha}.js`; `{commit_sha}` and `{short_sha}` are filled with the built commit."),
     "worker-script-artifact-config-map-name": (None, "Kubernetes metadata", "Artifact metadata ConfigMap", "ConfigMap that records bucket, path, content-hash and size-bytes."),
     "kustomize-manifests-config-map-name": (None, "Kubernetes metadata", "Kustomize manifests ConfigMap", "ConfigMap that holds each rendered overlay."),
     "owner-identifier-label-key": ("", "Kubernetes metadata", "Owner label key", "Optional label key put on both ConfigMaps, e.g. `planton.cloud/service-id`."),
@@ -41,6 +41,7 @@ _REF = re.compile(r"^[A-Za-z0-9._/+=@-]+$")
 _SCP_LIKE = re.compile(r"^(?:[A-Za-z0-9._-]+@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/\\][^\\]*|/.+)$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MANAGED_BY_LABEL = ("app.kubernetes.io/managed-by", "planton-cloud")
+SHORT_SHA_LENGTH = 12
 
 
 class InvalidParameterError(ValueError):
@@ -283,16 +284,29 @@ def _endpoint_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def object_key_for_commit(template: str, commit: str) -> str:
+    """Fill ``{commit_sha}`` and ``{short_sha}`` (its first 12 characters) in an object key."""
+    return template.replace("{commit_sha}", commit).replace("{short_sha}", commit[:SHORT_SHA_LENGTH])
+
+
 def _object_key(value: str) -> str:
     name = "r2-object-key"
     _required(name, value)
-    if value.startswith("/"):
-        raise InvalidParameterError(name, "a key without a leading '/', like my-worker/abc123.js", value)
-    if ".." in value.split("/") or "." in value.split("/") or "//" in value:
-        raise InvalidParameterError(name, "a key without '.', '..' or empty path segments", value)
-    if len(value.encode()) > 1024:
-        raise InvalidParameterError(name, "at most 1024 bytes", f"{len(value.encode())} bytes")
+    filled = object_key_for_commit(value, "0" * 40)  # checked as it will be stored
+    if "{" in filled or "}" in filled:
+        raise InvalidParameterError(name, "no braces other than the placeholders {commit_sha} and {short_sha}", value)
+    _stored_object_key(filled, value)
     return value
+
+
+def _stored_object_key(filled: str, value: str) -> None:
+    name = "r2-object-key"
+    if filled.startswith("/"):
+        raise InvalidParameterError(name, "a key without a leading '/', like my-worker/abc123.js", value)
+    if ".." in filled.split("/") or "." in filled.split("/") or "//" in filled:
+        raise InvalidParameterError(name, "a key without '.', '..' or empty path segments", value)
+    if len(filled.encode()) > 1024:
+        raise InvalidParameterError(name, "at most 1024 bytes", f"{len(filled.encode())} bytes")
 
 
 def _dns_subdomain(name: str, value: str) -> str:

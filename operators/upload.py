@@ -10,6 +10,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from operators.links import R2ObjectLink
+from operators.parameters import object_key_for_commit
 from operators.stage import PipelineOperator
 
 # S3 error codes no retry can fix: fail at once instead of burning Airflow retries.
@@ -27,16 +28,19 @@ class UploadBundleOperator(PipelineOperator):
     """Upload the bundle with its SHA-256 so the server verifies what it stores, then verify it.
 
     :param bundle: the output of the bundle stage.
+    :param checkout: the output of the checkout stage; its commit fills ``{commit_sha}`` and
+        ``{short_sha}`` in ``r2-object-key``.
     Returns ``artifact_url`` (``<endpoint>/<bucket>/<key>``, as the spec's task did), ``bucket``,
     ``key``, ``sha256`` and ``size_bytes``.
     """
 
-    template_fields: Sequence[str] = (*PipelineOperator.template_fields, "bundle")
+    template_fields: Sequence[str] = (*PipelineOperator.template_fields, "bundle", "checkout")
     operator_extra_links = (R2ObjectLink(),)
 
-    def __init__(self, *, bundle: Any, **kwargs: Any) -> None:
+    def __init__(self, *, bundle: Any, checkout: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.bundle = bundle
+        self.checkout = checkout
 
     def execute(self, context: Any) -> dict[str, Any]:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -52,20 +56,21 @@ class UploadBundleOperator(PipelineOperator):
                 f"{path} changed after bundling: expected sha256 {self.bundle['sha256']} "
                 f"({self.bundle['size_bytes']} bytes), found {digest.hexdigest()} ({len(body)} bytes)"
             )
-        target = f"s3://{p.r2_bucket_name}/{p.r2_object_key}"
+        key = object_key_for_commit(p.r2_object_key, self.checkout["commit_sha"])
+        target = f"s3://{p.r2_bucket_name}/{key}"
         client = R2Hook(endpoint_url=p.r2_endpoint_url, aws_conn_id=self.settings.r2_conn_id).get_conn()
         checksum = base64.b64encode(digest.digest()).decode()
         self.log.info("Uploading %s (%d bytes, sha256 %s) to %s at %s", path.name, len(body), digest.hexdigest(), target, p.r2_endpoint_url)
         try:
             client.put_object(
                 Bucket=p.r2_bucket_name,
-                Key=p.r2_object_key,
+                Key=key,
                 Body=body,
                 ChecksumSHA256=checksum,
                 ContentType="application/javascript",
                 Metadata={"content-hash": digest.hexdigest()},
             )
-            head = client.head_object(Bucket=p.r2_bucket_name, Key=p.r2_object_key, ChecksumMode="ENABLED")
+            head = client.head_object(Bucket=p.r2_bucket_name, Key=key, ChecksumMode="ENABLED")
         except ClientError as error:
             err = error.response.get("Error", {})
             message = f"upload: failed: {target} {err.get('Code', 'Error')}: {err.get('Message', '')}".rstrip(": ")
@@ -82,12 +87,12 @@ class UploadBundleOperator(PipelineOperator):
                 f"upload: failed: {target} stored object does not match: {head.get('ContentLength')} bytes, "
                 f"sha256 {stored_checksum}; expected {len(body)} bytes, sha256 {checksum}"
             )
-        artifact_url = f"{p.r2_endpoint_url}/{p.r2_bucket_name}/{p.r2_object_key}"
+        artifact_url = f"{p.r2_endpoint_url}/{p.r2_bucket_name}/{key}"
         self.log.info("Uploaded and verified %s", artifact_url)
         return {
             "artifact_url": artifact_url,
             "bucket": p.r2_bucket_name,
-            "key": p.r2_object_key,
+            "key": key,
             "sha256": digest.hexdigest(),
             "size_bytes": len(body),
         }

@@ -190,3 +190,18 @@ def test_dag_params_describe_every_parameter_for_the_trigger_form() -> None:
     assert params["git-revision"].value == "main" and params["project-root"].value == "."
     assert params["kustomize-base-directory"].value == "_kustomize"
     assert not params["git-url"].has_value  # required: no default
+
+
+def test_object_key_placeholders_are_accepted_and_filled_with_the_commit() -> None:
+    from operators.parameters import object_key_for_commit
+
+    params = validate(r2_object_key="my-worker/{commit_sha}.js")
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    assert object_key_for_commit(params.r2_object_key, commit) == f"my-worker/{commit}.js"
+    assert object_key_for_commit("w/{short_sha}.js", commit) == "w/0123456789ab.js"
+
+
+@pytest.mark.parametrize("key", ["w/{commit}.js", "w/{commit_sha.js", "w/{}.js", "{commit_sha}/../x.js", "/{short_sha}.js",
+                                 "w/{commit_sha!r}.js"])
+def test_object_key_refuses_other_placeholders_and_keys_bad_once_filled(key: str) -> None:
+    rejected("r2-object-key", key)

@@ -136,8 +136,9 @@ def test_monorepo_workspace_with_sparse_checkout_jsonc_and_a_pinned_commit(pipel
         git_revision=pinned[:12], git_branch="main",
         project_root="services/api-worker", package_manager_directory=".",
         sparse_checkout_directories="services/api-worker,packages",
+        r2_object_key="api-worker/{short_sha}/{commit_sha}.js",
     ))
-    body = assert_published(run, s3_client, connections, bucket, "my-worker/build.js")
+    body = assert_published(run, s3_client, connections, bucket, f"api-worker/{pinned[:12]}/{pinned}.js")
     assert run.xcom("checkout") == {"commit_sha": pinned}
     assert run.xcom("install") == {"package_manager": "pnpm"}
     assert b"from the monorepo" in body, "the workspace:* dependency is bundled in"
