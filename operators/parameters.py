@@ -53,12 +53,16 @@ class InvalidParameterError(ValueError):
         self.parameter = name
 
 
-def dag_params() -> dict[str, Any]:
-    """The DAG's ``params``: one :class:`~airflow.sdk.Param` per parameter, for the trigger form."""
+def dag_params(defaults: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The DAG's ``params``: one :class:`~airflow.sdk.Param` per parameter, for the trigger form.
+
+    ``defaults`` replace the spec's defaults (a scheduled service's own values).
+    """
     from airflow.sdk import Param
 
     params: dict[str, Any] = {}
-    for name, (default, section, title, description) in _SPECS.items():
+    for name, (spec_default, section, title, description) in _SPECS.items():
+        default = (defaults or {}).get(name, spec_default)
         schema: dict[str, Any] = {"type": "string", "title": title, "section": section}
         if default is None:
             params[name] = Param(description=description, minLength=1, **schema)

@@ -89,10 +89,15 @@ class UploadBundleOperator(PipelineOperator):
             )
         artifact_url = f"{p.r2_endpoint_url}/{p.r2_bucket_name}/{key}"
         self.log.info("Uploaded and verified %s", artifact_url)
-        return {
+        artifact = {
             "artifact_url": artifact_url,
             "bucket": p.r2_bucket_name,
             "key": key,
             "sha256": digest.hexdigest(),
             "size_bytes": len(body),
         }
+        # A deploy DAG scheduled on the asset learns from the event which object to deploy.
+        for asset in self.outlets:
+            context["outlet_events"][asset].extra = {**artifact, "commit_sha": self.checkout["commit_sha"],
+                                                     "git_url": p.git_url}
+        return artifact

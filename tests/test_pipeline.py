@@ -325,3 +325,24 @@ def test_a_transient_kubernetes_api_error_is_retried_and_the_metadata_lands(pipe
 
     assert fault.times == 0, "the fault was hit"
     assert_published(run, s3_client, connections, bucket, "my-worker/build.js")
+
+
+def test_the_upload_emits_an_asset_event_describing_the_object(pipeline_dag, git_server, connections, bucket, s3_server,
+                                                               s3_client) -> None:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    repo = git_server.publish("asset-event", REPO / "examples" / "hello-worker")
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url, r2_object_key="w/{commit_sha}.js"))
+    assert run.state == "success", run.task_states
+
+    with create_session() as session:
+        events = (session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                  .filter(AssetModel.name == "cloudflare-worker-bundles", AssetEvent.source_run_id == run.run_id).all())
+        assert len(events) == 1
+        extra = events[0].extra
+    commit = repo.head()
+    body = objects_in(s3_client, bucket)[f"w/{commit}.js"]
+    assert extra == {"artifact_url": f"{s3_server.endpoint_url}/{bucket}/w/{commit}.js", "bucket": bucket,
+                     "key": f"w/{commit}.js", "sha256": hashlib.sha256(body).hexdigest(), "size_bytes": len(body),
+                     "commit_sha": commit, "git_url": repo.url}

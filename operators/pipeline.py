@@ -1,0 +1,80 @@
+"""The pipeline's task graph, built once for the triggered DAG and for every scheduled service.
+
+    validate_parameters >> checkout >> install >> bundle >> upload >> store_artifact_metadata
+                           checkout >> kustomize_build            (in parallel with install..metadata)
+    remove_workspace: teardown, runs whatever happened
+
+A port of the Tekton pipeline ``build-and-upload-cloudflare-worker``. Importing this module is
+cheap: the operators import their provider hooks inside ``execute()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG, Asset
+
+from operators.artifact_metadata import StoreArtifactMetadataOperator
+from operators.bundle import BundleWorkerOperator
+from operators.checkout import CheckoutOperator
+from operators.install import InstallDependenciesOperator
+from operators.kustomize import KustomizeBuildOperator
+from operators.parameters import dag_params
+from operators.upload import UploadBundleOperator
+from operators.validate import ValidateParametersOperator
+from operators.workspace import RemoveWorkspaceOperator
+
+DEFAULT_ARGS = {"retries": 0, "retry_delay": timedelta(seconds=15), "max_retry_delay": timedelta(minutes=5)}
+
+
+def bundle_asset(name: str) -> Asset:
+    """The asset a pipeline's uploads update; each event's extra says which object, hash and commit."""
+    return Asset(name=name, uri=f"x-cloudflare-worker-bundle://{name}", group="cloudflare-worker-bundles")
+
+
+def pipeline_dag(
+    dag_id: str,
+    *,
+    asset: Asset,
+    schedule: Any = None,
+    defaults: Mapping[str, str] | None = None,
+    description: str = "git checkout -> install -> wrangler bundle -> R2 upload -> ConfigMaps",
+    doc_md: str | None = None,
+    tags: tuple[str, ...] = (),
+) -> DAG:
+    """A DAG running the pipeline; ``defaults`` pre-fill parameters (a scheduled service's own)."""
+    with DAG(
+        dag_id=dag_id,
+        description=description,
+        doc_md=doc_md or __doc__,
+        schedule=schedule,
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        params=dag_params(defaults),
+        max_active_runs=4,
+        default_args=DEFAULT_ARGS,
+        tags=["cloudflare", "workers", "r2", *tags],
+    ) as dag:
+        parameters = ValidateParametersOperator(task_id="validate_parameters")
+        validated = parameters.output
+
+        checkout = CheckoutOperator(task_id="checkout", parameters=validated, retries=2)
+        install = InstallDependenciesOperator(task_id="install", parameters=validated, retries=1)
+        bundle = BundleWorkerOperator(task_id="bundle", parameters=validated)
+        upload = UploadBundleOperator(
+            task_id="upload", parameters=validated, bundle=bundle.output, checkout=checkout.output,
+            outlets=[asset], retries=3, retry_exponential_backoff=True,
+        )
+        metadata = StoreArtifactMetadataOperator(
+            task_id="store_artifact_metadata", parameters=validated, artifact=upload.output, retries=3
+        )
+        kustomize = KustomizeBuildOperator(task_id="kustomize_build", parameters=validated, retries=1)
+        cleanup = RemoveWorkspaceOperator(task_id="remove_workspace", parameters=validated)
+
+        checkout >> install >> bundle >> upload >> metadata
+        checkout >> kustomize
+        [metadata, kustomize] >> cleanup.as_teardown(setups=parameters)
+    return dag
