@@ -21,7 +21,7 @@ class PipelineRun:
         return self.xcoms.get(task_id)
 
 
-def run_pipeline(dag: Any, conf: dict[str, Any]) -> PipelineRun:
+def run_pipeline(dag: Any, conf: dict[str, Any], *, fill_defaults: bool = True) -> PipelineRun:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
@@ -30,8 +30,8 @@ def run_pipeline(dag: Any, conf: dict[str, Any]) -> PipelineRun:
     # run therefore sends every parameter, defaults taken from the pristine schema.
     from operators.parameters import dag_params
 
-    defaults = {name: param.value for name, param in dag_params().items() if param.has_value}
-    dag_run = dag.test(run_conf={**defaults, **conf})
+    defaults = {name: param.value for name, param in dag_params().items() if param.has_value} if fill_defaults else {}
+    dag_run = dag.test(run_conf={**defaults, **conf} or None)
     with create_session() as session:
         tis = dag_run.get_task_instances(session=session)
         task_states = {ti.task_id: _value(ti.state) for ti in tis}
