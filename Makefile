@@ -23,9 +23,14 @@ setup:
 	@node -e 'const m = +process.versions.node.split(".")[0]; if (m < 20) { console.error(`Node ${process.version}: Node 20+ is needed (Wrangler 4.86.0)`); process.exit(1) }'
 	@command -v kubectl >/dev/null || { echo "kubectl (with kustomize) is needed on PATH"; exit 1; }
 
-## system-deps: busybox, to prove the stage scripts run under a POSIX sh like node:20-alpine's
+## system-deps: Debian packages the tests use: busybox (the stage scripts under a POSIX sh like
+## node:20-alpine's), postgresql (the running-Airflow tests' metadata database)
+SYSTEM_PACKAGES := busybox postgresql
 system-deps:
-	@command -v busybox >/dev/null || { apt-get update -qq && apt-get install -y -qq busybox >/dev/null; }
+	@missing=""; command -v busybox >/dev/null || missing="$$missing busybox"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
 ## bench: benchmarks that print side-by-side ratios (bench/)
 bench: setup

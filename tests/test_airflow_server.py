@@ -1,0 +1,110 @@
+"""The ways in, against a running Airflow (api-server, scheduler, dag-processor, triggerer on
+PostgreSQL): the service catalogue's REST call, and the Asset event a deploy DAG is scheduled on."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import R2_ACCESS_KEY, R2_SECRET_KEY, REPO, SESSION_DIR
+from tests.test_pipeline import NAMESPACE, conf_for, objects_in
+
+DAG_ID = "build_and_upload_cloudflare_worker"
+
+
+@pytest.fixture(scope="module")
+def airflow_server(s3_server, kube_api, git_server):
+    from tests.servers.airflow_server import start_airflow
+    from tests.servers.postgres import start_postgres
+
+    postgres = start_postgres(Path(tempfile.mkdtemp(prefix="cfw-postgres-")) / "pg")
+    dags = SESSION_DIR / "server-dags"
+    dags.mkdir(exist_ok=True)
+    for source in [*(REPO / "dags").glob("*.py"), REPO / "examples" / "dags" / "deploy_worker_bundle.py"]:
+        shutil.copy(source, dags / source.name)
+    kubeconfig = kube_api.write_kubeconfig(SESSION_DIR / "server-kubeconfig.yaml")
+    server = start_airflow(SESSION_DIR / "server-airflow", postgres.url, dags, {
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW_CONN_R2_DEFAULT": json.dumps({"conn_type": "aws", "login": R2_ACCESS_KEY, "password": R2_SECRET_KEY}),
+        "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps({"conn_type": "kubernetes",
+                                                       "extra": {"kube_config_path": str(kubeconfig)}}),
+        "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__WORKSPACE_ROOT": str(SESSION_DIR / "server-workspaces"),
+    })
+    try:
+        server.wait_for_dag(DAG_ID)
+        server.wait_for_dag("deploy_worker_bundle")
+        yield server
+    finally:
+        server.stop()
+        postgres.stop()
+
+
+def test_the_catalogue_triggers_a_build_over_rest_and_reads_the_results_back(airflow_server, git_server, kube_api,
+                                                                            bucket, s3_server, s3_client) -> None:
+    repo = git_server.publish("rest-hello", REPO / "examples" / "hello-worker")
+    api = airflow_server.api()
+    conf = conf_for(repo.url, bucket, s3_server.endpoint_url, r2_object_key="hello-worker/{commit_sha}.js")
+    response = api.post(f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": conf},
+                        timeout=30)
+    assert response.status_code == 200, response.text
+    run_id = response.json()["dag_run_id"]
+
+    run = airflow_server.wait_for_run(DAG_ID, run_id)
+    assert run["state"] == "success"
+
+    def result(task_id: str) -> dict:
+        url = f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
+        entry = api.get(url, params={"deserialize": "true"}, timeout=10)
+        assert entry.status_code == 200, entry.text
+        value = entry.json()["value"]
+        return value if isinstance(value, dict) else json.loads(value)
+
+    commit = repo.head()
+    assert result("checkout") == {"commit_sha": commit}
+    upload = result("upload")
+    key = f"hello-worker/{commit}.js"
+    body = objects_in(s3_client, bucket)[key]
+    assert upload == {"artifact_url": f"{s3_server.endpoint_url}/{bucket}/{key}", "bucket": bucket, "key": key,
+                      "sha256": hashlib.sha256(body).hexdigest(), "size_bytes": len(body)}
+    assert kube_api.get(NAMESPACE, "my-worker-artifact-metadata")["data"]["path"] == key
+
+    # The upload's Asset event schedules the example deploy DAG, which receives the object's facts.
+    deploy_runs = []
+    for _ in range(60):
+        deploy_runs = api.get(f"{airflow_server.url}/api/v2/dags/deploy_worker_bundle/dagRuns", timeout=10).json()["dag_runs"]
+        if deploy_runs and deploy_runs[-1]["state"] in ("success", "failed"):
+            break
+        __import__("time").sleep(2)
+    assert deploy_runs and deploy_runs[-1]["state"] == "success", deploy_runs
+    deploy_run = deploy_runs[-1]["dag_run_id"]
+    entry = api.get(f"{airflow_server.url}/api/v2/dags/deploy_worker_bundle/dagRuns/{deploy_run}/taskInstances/"
+                    "bundle_to_deploy/xcomEntries/return_value", params={"deserialize": "true"}, timeout=10).json()
+    assert entry["value"]["key"] == key and entry["value"]["sha256"] == upload["sha256"]
+    assert entry["value"]["commit_sha"] == commit
+
+
+@pytest.mark.parametrize("change,parameter", [
+    ({"r2-bucket-name": None}, "r2-bucket-name"),  # required, left out
+    ({"r2-object-key": 42}, "r2-object-key"),  # not a string
+    ({"kustomize-manifests-config-map-name": ""}, "kustomize-manifests-config-map-name"),  # required, empty
+])
+def test_a_conf_breaking_the_schema_is_refused_with_400_naming_the_parameter(airflow_server, change, parameter) -> None:
+    conf = {**conf_for("https://github.com/org/repo.git", "scripts", "https://example.r2.cloudflarestorage.com"), **change}
+    conf = {key: value for key, value in conf.items() if value is not None}
+    response = airflow_server.api().post(f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns",
+                                         json={"logical_date": None, "conf": conf}, timeout=30)
+    assert response.status_code == 400, response.text
+    assert parameter in response.text
+
+
+def test_api_needs_a_token(airflow_server) -> None:
+    import requests
+
+    response = requests.post(f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": {}},
+                             timeout=30)
+    assert response.status_code == 401
