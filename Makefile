@@ -24,11 +24,11 @@ setup:
 	@command -v kubectl >/dev/null || { echo "kubectl (with kustomize) is needed on PATH"; exit 1; }
 
 ## system-deps: Debian packages the tests use: busybox (the stage scripts under a POSIX sh like
-## node:20-alpine's), postgresql (the running-Airflow tests' metadata database)
-SYSTEM_PACKAGES := busybox postgresql
+## node:20-alpine's), postgresql (the running-Airflow tests' metadata database), chromium (the UI test)
 system-deps:
 	@missing=""; command -v busybox >/dev/null || missing="$$missing busybox"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 

@@ -63,7 +63,9 @@ def dag_params(defaults: Mapping[str, str] | None = None) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for name, (spec_default, section, title, description) in _SPECS.items():
         default = (defaults or {}).get(name, spec_default)
-        schema: dict[str, Any] = {"type": "string", "title": title, "section": section}
+        # The UI form sends an optional field left empty as null: it means the default.
+        kind = "string" if spec_default is None else ["null", "string"]
+        schema: dict[str, Any] = {"type": kind, "title": title, "section": section}
         if default is None:
             params[name] = Param(description=description, minLength=1, **schema)
         else:
@@ -96,7 +98,8 @@ class PipelineParameters:
         unknown = sorted(set(conf) - set(_SPECS))
         if unknown:
             raise InvalidParameterError(unknown[0], f"one of the pipeline's parameters ({', '.join(PARAMETER_NAMES)})")
-        raw = {name: _string(name, conf.get(name, default)) for name, (default, *_rest) in _SPECS.items()}
+        raw = {name: _string(name, default if conf.get(name) is None and default is not None else conf.get(name))
+               for name, (default, *_rest) in _SPECS.items()}
 
         project_root = _relative_path("project-root", raw["project-root"])
         sparse = tuple(

@@ -108,3 +108,68 @@ def test_api_needs_a_token(airflow_server) -> None:
     response = requests.post(f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": {}},
                              timeout=30)
     assert response.status_code == 401
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-gpu", "--no-first-run"]
+
+
+@pytest.fixture
+def browser_page(airflow_server, request):
+    """Debian's Chromium, headless, driven by Playwright; a screenshot is kept when the test fails."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        yield page
+        if getattr(getattr(request.node, "rep_call", None), "failed", False):
+            shot = SESSION_DIR.parent / f"{request.node.name}.png"
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"screenshot of the failure: {shot}")
+        browser.close()
+
+
+def test_a_person_triggers_a_build_from_the_ui_form(airflow_server, browser_page, git_server, kube_api, bucket,
+                                                    s3_server, s3_client) -> None:
+    page = browser_page
+    repo = git_server.publish("ui-hello", REPO / "examples" / "hello-worker")
+    page.goto(f"{airflow_server.url}/")
+    page.get_by_label("Username").fill(airflow_server.username)
+    page.get_by_label("Password").fill(airflow_server.password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{airflow_server.url}/")
+
+    page.goto(f"{airflow_server.url}/dags/{DAG_ID}")
+    page.get_by_role("button", name="Trigger").first.click()
+    form = page.get_by_role("dialog")
+    values = {
+        "Source": {"git-url": repo.url},
+        "Storage": {"r2-bucket-name": bucket, "r2-endpoint-url": s3_server.endpoint_url,
+                    "r2-object-key": "ui-hello/{short_sha}.js"},
+        "Kubernetes metadata": {"worker-script-artifact-config-map-name": "ui-hello-artifact",
+                                "kustomize-manifests-config-map-name": "ui-hello-manifests"},
+    }
+    for section, fields in values.items():  # one section open at a time, as the form shows them
+        form.get_by_role("button", name=section).click()
+        for name, value in fields.items():
+            field = form.locator(f"#element_{name}")
+            field.wait_for(state="visible")
+            field.fill(value)
+    form.get_by_role("button", name="Build").click()
+    assert form.locator("#element_project-root").input_value() == "."  # defaults are filled in
+    assert form.locator("#element_kustomize-base-directory").input_value() == "_kustomize"
+    form.get_by_role("button", name="Trigger").click()
+
+    page.wait_for_url(f"{airflow_server.url}/dags/{DAG_ID}/runs/**")
+    run_id = page.url.rsplit("/runs/", 1)[1]
+    from urllib.parse import unquote
+
+    run = airflow_server.wait_for_run(DAG_ID, unquote(run_id))
+    assert run["state"] == "success"
+    page.reload()
+    assert page.get_by_text("Success").first.is_visible()
+    key = f"ui-hello/{repo.head()[:12]}.js"
+    assert key in objects_in(s3_client, bucket)
+    assert kube_api.get(NAMESPACE, "ui-hello-artifact")["data"]["path"] == key

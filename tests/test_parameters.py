@@ -205,3 +205,12 @@ def test_object_key_placeholders_are_accepted_and_filled_with_the_commit() -> No
                                  "w/{commit_sha!r}.js"])
 def test_object_key_refuses_other_placeholders_and_keys_bad_once_filled(key: str) -> None:
     rejected("r2-object-key", key)
+
+
+def test_optional_parameters_sent_as_null_by_the_ui_form_take_their_defaults() -> None:
+    params = validate(git_revision=None, project_root=None, git_branch=None, owner_identifier_label_key=None,
+                      owner_identifier_label_value=None, kustomize_base_directory=None)
+    assert (params.git_revision, params.project_root, params.git_branch) == ("main", ".", "")
+    assert params.kustomize_base_directory == "_kustomize" and params.owner_label is None
+    assert dag_params()["git-branch"].schema["type"] == ["null", "string"]
+    assert dag_params()["git-url"].schema["type"] == "string"
