@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from operators.execution import TaskLog
 from operators.settings import PipelineSettings
 
 FIELD_MANAGER = "cloudflare-worker-pipeline"
+ANNOTATION_PREFIX = "cloudflare-worker-pipeline.planton.cloud"
+CONFLICT_RETRIES = 5
 MAX_CONFIGMAP_BYTES = 1024 * 1024  # the API server refuses larger objects
 
 
@@ -20,7 +23,8 @@ class ConfigMapTooLargeError(ValueError):
     """The data would not fit in one ConfigMap."""
 
 
-def config_map(name: str, namespace: str, labels: dict[str, str], data: dict[str, str]) -> dict[str, Any]:
+def config_map(name: str, namespace: str, labels: dict[str, str], data: dict[str, str],
+               annotations: dict[str, str] | None = None) -> dict[str, Any]:
     """A ConfigMap manifest; raises ConfigMapTooLargeError past the API server's 1 MiB limit."""
     size = sum(len(key.encode()) + len(value.encode()) for key, value in data.items())
     if size > MAX_CONFIGMAP_BYTES:
@@ -30,16 +34,42 @@ def config_map(name: str, namespace: str, labels: dict[str, str], data: dict[str
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels),
+                     **({"annotations": dict(annotations)} if annotations else {})},
         "data": dict(data),
     }
 
 
-def write_config_map(manifest: dict[str, Any], settings: PipelineSettings, log: TaskLog) -> str:
-    """Create or update the ConfigMap in one write; return where it went, for the log and XCom."""
+def build_annotations(*, commit: str, git_url: str, dag_id: str, run_id: str) -> dict[str, str]:
+    """Traceability on both ConfigMaps, leaving their data keys exactly as the spec has them."""
+    return {
+        f"{ANNOTATION_PREFIX}/commit": commit,
+        f"{ANNOTATION_PREFIX}/repository": git_url,
+        f"{ANNOTATION_PREFIX}/dag-run": f"{dag_id}/{run_id}",
+    }
+
+
+def write_config_map(manifest: dict[str, Any], settings: PipelineSettings, log: TaskLog,
+                     still_current: Callable[[], bool] | None = None) -> str:
+    """Create or update the ConfigMap in one write; return where it went, for the log and XCom.
+
+    ``still_current``, when given, is asked right before the write; if it answers False (another
+    run has replaced what this manifest describes), nothing is written. On a cluster the write is
+    conditional on the resourceVersion read before asking, so a concurrent writer cannot slip in
+    between: a conflict re-reads and asks again.
+    """
     if _connection_exists(settings.kubernetes_conn_id):
-        return _apply_to_cluster(manifest, settings.kubernetes_conn_id, log)
+        return _apply_to_cluster(manifest, settings.kubernetes_conn_id, log, still_current)
+    if still_current is not None and not still_current():
+        return _superseded(manifest, log)
     return _write_manifest_file(manifest, settings.manifest_dir, settings.kubernetes_conn_id, log)
+
+
+def _superseded(manifest: dict[str, Any], log: TaskLog) -> str:
+    meta = manifest["metadata"]
+    log.info("Not writing configmap/%s: another run has since replaced the object it would describe; "
+             "that run records its own", meta["name"])
+    return f"superseded: configmap/{meta['name']} in namespace {meta['namespace']} left to the newer run"
 
 
 def _connection_exists(conn_id: str) -> bool:
@@ -53,23 +83,50 @@ def _connection_exists(conn_id: str) -> bool:
     return True
 
 
-def _apply_to_cluster(manifest: dict[str, Any], conn_id: str, log: TaskLog) -> str:
-    """Server-side apply: data and labels land together, created or updated, in one request."""
+def _apply_to_cluster(manifest: dict[str, Any], conn_id: str, log: TaskLog,
+                      still_current: Callable[[], bool] | None) -> str:
+    """Server-side apply: data, labels and annotations land together, created or updated, in one
+    request; conditional on the resourceVersion read first when ``still_current`` is given."""
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+    from kubernetes.client.exceptions import ApiException
 
     meta = manifest["metadata"]
     client = KubernetesHook(conn_id=conn_id).core_v1_client
-    result = client.patch_namespaced_config_map(
-        name=meta["name"],
-        namespace=meta["namespace"],
-        body=manifest,
-        field_manager=FIELD_MANAGER,
-        force=True,
-        _content_type="application/apply-patch+yaml",
-    )
     where = f"configmap/{meta['name']} in namespace {meta['namespace']} (connection {conn_id})"
-    log.info("Applied %s, resourceVersion %s", where, result.metadata.resource_version)
-    return where
+    for _ in range(CONFLICT_RETRIES):
+        body = manifest
+        if still_current is not None:
+            version = _resource_version(client, meta["name"], meta["namespace"])
+            if not still_current():
+                return _superseded(manifest, log)
+            body = {**manifest, "metadata": {**meta, "resourceVersion": version}} if version else manifest
+        try:
+            if still_current is not None and body is manifest:  # absent: create, so a racing create conflicts
+                result = client.create_namespaced_config_map(meta["namespace"], manifest, field_manager=FIELD_MANAGER)
+            else:
+                result = client.patch_namespaced_config_map(
+                    name=meta["name"], namespace=meta["namespace"], body=body, field_manager=FIELD_MANAGER,
+                    force=True, _content_type="application/apply-patch+yaml",
+                )
+        except ApiException as error:
+            if error.status == 409 and still_current is not None:
+                log.info("%s changed while writing; reading it again", where)
+                continue
+            raise
+        log.info("Applied %s, resourceVersion %s", where, result.metadata.resource_version)
+        return where
+    raise RuntimeError(f"{where}: still conflicting after {CONFLICT_RETRIES} tries")
+
+
+def _resource_version(client: Any, name: str, namespace: str) -> str | None:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return str(client.read_namespaced_config_map(name, namespace).metadata.resource_version)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
 
 
 def _write_manifest_file(manifest: dict[str, Any], directory: Path, conn_id: str, log: TaskLog) -> str:

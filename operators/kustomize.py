@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from operators.configmaps import ConfigMapTooLargeError, config_map, write_config_map
+from operators.configmaps import ConfigMapTooLargeError, build_annotations, config_map, write_config_map
 from operators.parameters import PipelineParameters
 from operators.stage import StageOperator
 
@@ -26,6 +27,11 @@ class KustomizeBuildOperator(StageOperator):
 
     script = "kustomize.sh"
     image_setting = "kubectl_image"
+    template_fields: Sequence[str] = (*StageOperator.template_fields, "checkout")
+
+    def __init__(self, *, checkout: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.checkout = checkout
 
     def _output_dir(self, p: PipelineParameters) -> Path:
         return Path(p.workspace) / "results" / self.task_id / "rendered"
@@ -44,7 +50,10 @@ class KustomizeBuildOperator(StageOperator):
                 )
             data[name] = base64.b64encode(rendered.read_bytes()).decode()
         try:
-            manifest = config_map(p.kustomize_manifests_config_map_name, self.settings.namespace, p.labels, data)
+            annotations = build_annotations(commit=self.checkout["commit_sha"], git_url=p.git_url, dag_id=self.dag_id,
+                                            run_id=self._run_id)
+            manifest = config_map(p.kustomize_manifests_config_map_name, self.settings.namespace, p.labels, data,
+                                  annotations)
         except ConfigMapTooLargeError as error:
             raise AirflowFailException(f"ERROR: {error}") from None
         return {"overlays": sorted(data), "config_map": write_config_map(manifest, self.settings, self.log)}

@@ -69,9 +69,11 @@ def pipeline_dag(
             outlets=[asset], retries=3, retry_exponential_backoff=True,
         )
         metadata = StoreArtifactMetadataOperator(
-            task_id="store_artifact_metadata", parameters=validated, artifact=upload.output, retries=3
+            task_id="store_artifact_metadata", parameters=validated, artifact=upload.output, checkout=checkout.output,
+            retries=3,
         )
-        kustomize = KustomizeBuildOperator(task_id="kustomize_build", parameters=validated, retries=1)
+        kustomize = KustomizeBuildOperator(task_id="kustomize_build", parameters=validated, checkout=checkout.output,
+                                           retries=1)
         cleanup = RemoveWorkspaceOperator(task_id="remove_workspace", parameters=validated)
 
         checkout >> install >> bundle >> upload >> metadata

@@ -51,6 +51,7 @@ class StageOperator(PipelineOperator):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._runner: ScriptRunner | None = None
+        self._run_id = ""
 
     def script_env(self, p: PipelineParameters) -> dict[str, str]:
         """The script's environment, with paths as the script sees them (``p``)."""
@@ -61,6 +62,7 @@ class StageOperator(PipelineOperator):
         raise NotImplementedError
 
     def execute(self, context: Any) -> Any:
+        self._run_id = str(context["run_id"])
         runner = self._make_runner(context)
         try:
             return self.finish(self._run(runner, lambda **kw: runner.run(self.script, **kw)))
@@ -70,6 +72,7 @@ class StageOperator(PipelineOperator):
 
     def resume_stage(self, context: Any, event: dict[str, Any] | None = None, **_: Any) -> Any:
         """Deferrable pods come back here when their trigger fires."""
+        self._run_id = str(context["run_id"])
         runner = self._make_runner(context)
         try:
             return self.finish(self._run(runner, lambda **kw: runner.resume(self.script, event=event or {}, **kw)))  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ def test_the_task_graph_is_the_pipeline_diagram(pipeline_dag) -> None:
     assert edges == {
         "validate_parameters": ["bundle", "checkout", "install", "kustomize_build", "remove_workspace",
                                 "store_artifact_metadata", "upload"],
-        "checkout": ["install", "kustomize_build", "upload"],  # upload fills {commit_sha} in the key
+        "checkout": ["install", "kustomize_build", "store_artifact_metadata", "upload"],  # commit: key, annotations
         "install": ["bundle"],
         "bundle": ["upload"],
         "upload": ["store_artifact_metadata"],

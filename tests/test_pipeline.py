@@ -86,6 +86,11 @@ def test_npm_worker_is_bundled_uploaded_and_recorded(pipeline_dag, git_server, c
                                   check=True, capture_output=True).stdout
         assert base64.b64decode(manifests["data"][overlay]) == expected
     assert manifests["metadata"]["labels"][OWNER[0]] == OWNER[1]
+    traceability = {"cloudflare-worker-pipeline.planton.cloud/commit": repo.head(),
+                    "cloudflare-worker-pipeline.planton.cloud/repository": repo.url,
+                    "cloudflare-worker-pipeline.planton.cloud/dag-run": f"build_and_upload_cloudflare_worker/{run.run_id}"}
+    for name in ("my-worker-artifact-metadata", "my-worker-manifests"):
+        assert connections.get(NAMESPACE, name)["metadata"]["annotations"] == traceability
     assert all(ctype == "application/apply-patch+yaml" for method, _, ctype in connections.requests if method == "PATCH")
 
     kubeconfig = connections.write_kubeconfig(tmp_path / "kubeconfig")
@@ -159,7 +164,11 @@ def test_without_a_kubernetes_connection_config_maps_are_written_as_manifest_fil
     assert artifact == {
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "my-worker-artifact-metadata", "namespace": NAMESPACE,
-                     "labels": {"app.kubernetes.io/managed-by": "planton-cloud", OWNER[0]: OWNER[1]}},
+                     "labels": {"app.kubernetes.io/managed-by": "planton-cloud", OWNER[0]: OWNER[1]},
+                     "annotations": {"cloudflare-worker-pipeline.planton.cloud/commit": repo.head(),
+                                     "cloudflare-worker-pipeline.planton.cloud/repository": repo.url,
+                                     "cloudflare-worker-pipeline.planton.cloud/dag-run":
+                                         f"build_and_upload_cloudflare_worker/{run.run_id}"}},
         "data": {"bucket": bucket, "path": "my-worker/build.js", "content-hash": hashlib.sha256(body).hexdigest(),
                  "size-bytes": str(len(body))},
     }

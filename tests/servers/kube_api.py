@@ -274,6 +274,11 @@ class KubeAPIEmulator:
             if content_type == "application/apply-patch+yaml":
                 if not request.query.get("fieldManager"):
                     return status(422, "Invalid", "PATCH with apply requires a fieldManager", key[1])
+                sent_rv = body.get("metadata", {}).get("resourceVersion")
+                if sent_rv and (existing is None or sent_rv != existing["metadata"]["resourceVersion"]):
+                    return status(409, "Conflict", f'Operation cannot be fulfilled on configmaps "{key[1]}": '
+                                  "the object has been modified; please apply your changes to the latest version "
+                                  "and try again", key[1])
                 # Apply: the manager's intent replaces what it owns (data), merges metadata maps.
                 base = copy.deepcopy(existing) if existing else {"metadata": {"name": key[1]}}
                 for field in ("labels", "annotations"):
