@@ -16,6 +16,7 @@ from operators.settings import PipelineSettings
 FIELD_MANAGER = "cloudflare-worker-pipeline"
 ANNOTATION_PREFIX = "cloudflare-worker-pipeline.planton.cloud"
 CONFLICT_RETRIES = 5
+API_TIMEOUT = (10, 30)  # connect, read: a stalled API server fails the try instead of hanging it
 MAX_CONFIGMAP_BYTES = 1024 * 1024  # the API server refuses larger objects
 
 
@@ -102,11 +103,12 @@ def _apply_to_cluster(manifest: dict[str, Any], conn_id: str, log: TaskLog,
             body = {**manifest, "metadata": {**meta, "resourceVersion": version}} if version else manifest
         try:
             if still_current is not None and body is manifest:  # absent: create, so a racing create conflicts
-                result = client.create_namespaced_config_map(meta["namespace"], manifest, field_manager=FIELD_MANAGER)
+                result = client.create_namespaced_config_map(meta["namespace"], manifest, field_manager=FIELD_MANAGER,
+                                                            _request_timeout=API_TIMEOUT)
             else:
                 result = client.patch_namespaced_config_map(
                     name=meta["name"], namespace=meta["namespace"], body=body, field_manager=FIELD_MANAGER,
-                    force=True, _content_type="application/apply-patch+yaml",
+                    force=True, _content_type="application/apply-patch+yaml", _request_timeout=API_TIMEOUT,
                 )
         except ApiException as error:
             if error.status == 409 and still_current is not None:
@@ -122,7 +124,7 @@ def _resource_version(client: Any, name: str, namespace: str) -> str | None:
     from kubernetes.client.exceptions import ApiException
 
     try:
-        return str(client.read_namespaced_config_map(name, namespace).metadata.resource_version)
+        return str(client.read_namespaced_config_map(name, namespace, _request_timeout=API_TIMEOUT).metadata.resource_version)
     except ApiException as error:
         if error.status == 404:
             return None

@@ -40,6 +40,8 @@ _PATH_SEGMENT = re.compile(r"^[A-Za-z0-9._@+=-]+$")
 _REF = re.compile(r"^[A-Za-z0-9._/+=@-]+$")
 _SCP_LIKE = re.compile(r"^(?:[A-Za-z0-9._-]+@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/\\][^\\]*|/.+)$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$|^[0-9a-fA-F:]+$")
+_URL_UNSAFE = re.compile(r"[\s$`;|&<>(){}'\"\\*?\[\]!]")
 MANAGED_BY_LABEL = ("app.kubernetes.io/managed-by", "planton-cloud")
 SHORT_SHA_LENGTH = 12
 
@@ -242,8 +244,8 @@ def _git_url(value: str, allow_file: bool) -> str:
         raise InvalidParameterError(name, "a URL that does not start with '-'", value)
     if "::" in value:
         raise InvalidParameterError(name, "a https, ssh or git URL (git remote helpers like ext:: are refused)", value)
-    if " " in value or "\\" in value:
-        raise InvalidParameterError(name, "a URL without spaces or backslashes", value)
+    if _URL_UNSAFE.search(value):
+        raise InvalidParameterError(name, "a URL without spaces, quotes or shell characters ($ ` ; | & < > ( ) { } * ? [ ] !)", value)
     if "://" in value:
         parts = urlsplit(value)
         schemes = ("https", "ssh", "git") + (("file",) if allow_file else ())
@@ -278,7 +280,7 @@ def _endpoint_url(value: str) -> str:
     name = "r2-endpoint-url"
     _required(name, value)
     parts = urlsplit(value)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    if parts.scheme not in ("https", "http") or not parts.hostname or not _HOSTNAME.match(parts.hostname):
         raise InvalidParameterError(name, "an http(s) URL with a host, like https://<account>.r2.cloudflarestorage.com", value)
     if parts.username or parts.password:
         raise InvalidParameterError(name, "a URL without credentials; they belong in the R2 connection", show_value=False)

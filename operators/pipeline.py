@@ -27,7 +27,9 @@ from operators.upload import UploadBundleOperator
 from operators.validate import ValidateParametersOperator
 from operators.workspace import RemoveWorkspaceOperator
 
-DEFAULT_ARGS = {"retries": 0, "retry_delay": timedelta(seconds=15), "max_retry_delay": timedelta(minutes=5)}
+# Every task has a deadline; stage scripts also stop at the stage_timeout_seconds setting.
+DEFAULT_ARGS = {"retries": 0, "retry_delay": timedelta(seconds=15), "max_retry_delay": timedelta(minutes=5),
+                "execution_timeout": timedelta(minutes=30)}
 
 
 def bundle_asset(name: str) -> Asset:

@@ -10,6 +10,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from operators.configmaps import API_TIMEOUT
 from operators.parameters import PipelineParameters
 from operators.settings import PipelineSettings
 
@@ -45,7 +46,8 @@ def create_run_claim(settings: PipelineSettings, name: str, labels: dict[str, st
 
     client = KubernetesHook(conn_id=settings.kubernetes_conn_id).core_v1_client
     try:
-        client.create_namespaced_persistent_volume_claim(settings.namespace, claim_manifest(name, settings, labels))
+        client.create_namespaced_persistent_volume_claim(settings.namespace, claim_manifest(name, settings, labels),
+                                                         _request_timeout=API_TIMEOUT)
     except ApiException as error:
         if error.status != 409:
             raise
@@ -58,7 +60,7 @@ def delete_run_claim(settings: PipelineSettings, name: str) -> bool:
 
     client = KubernetesHook(conn_id=settings.kubernetes_conn_id).core_v1_client
     try:
-        client.delete_namespaced_persistent_volume_claim(name, settings.namespace)
+        client.delete_namespaced_persistent_volume_claim(name, settings.namespace, _request_timeout=API_TIMEOUT)
     except ApiException as error:
         if error.status == 404:
             return False
@@ -74,7 +76,7 @@ def existing_claim_problem(settings: PipelineSettings) -> str | None:
     name = settings.pods.workspace_claim
     client = KubernetesHook(conn_id=settings.kubernetes_conn_id).core_v1_client
     try:
-        claim = client.read_namespaced_persistent_volume_claim(name, settings.namespace)
+        claim = client.read_namespaced_persistent_volume_claim(name, settings.namespace, _request_timeout=API_TIMEOUT)
     except ApiException as error:
         if error.status == 404:
             return f"claim {name!r} not found in namespace {settings.namespace}"
