@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -25,6 +26,9 @@ PASSED_THROUGH_ENV = (
     "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
     "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS",
 )
+
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 class TaskLog(Protocol):
@@ -100,8 +104,8 @@ class LocalScriptRunner:
         timer.start()
         try:
             assert process.stdout is not None
-            for line in process.stdout:
-                line = line.rstrip("\n")
+            for raw in process.stdout:
+                line = _ANSI_ESCAPE.sub("", raw.rstrip("\n"))  # some tools colour even without a terminal
                 self.log.info("%s", line)
                 tail.append(line)
                 if line.startswith("ERROR:"):

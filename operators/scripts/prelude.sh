@@ -6,6 +6,7 @@
 # JSON on success, and the ERROR lines on failure.
 set -eu
 : "${RESULTS_DIR:?RESULTS_DIR is required}"
+export NO_COLOR=1 FORCE_COLOR=0  # plain text in task logs and error messages
 mkdir -p "$RESULTS_DIR"
 
 fail() {
