@@ -1,0 +1,50 @@
+"""Every string parameter carrying a payload that would create a marker file if a shell evaluated
+it, in both execution modes: no marker ever appears. Payloads the validation accepts (an object
+key may hold any printable character) travel as data and are stored literally."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from operators.parameters import PARAMETER_NAMES
+from tests.conftest import REPO
+from tests.pipeline_run import run_pipeline
+from tests.test_pipeline import conf_for, objects_in
+
+MARKER = "/tmp/cfw-injection-marker"
+PAYLOADS = [f"$(touch {MARKER})", f"`touch {MARKER}`", f";touch {MARKER}", f"|touch {MARKER}", f"&&touch {MARKER}",
+            f"'$(touch {MARKER})'", f"\"`touch {MARKER}`\""]
+
+
+@pytest.fixture(params=["local", "kubernetes"])
+def mode(request, monkeypatch, connections, kube_api):
+    if request.param == "kubernetes":
+        monkeypatch.setenv("AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__EXECUTION_MODE", "kubernetes")
+        monkeypatch.setenv("AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__WORKSPACE_ROOT", str(kube_api.claims_root))
+        monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "KubernetesExecutor")
+    if os.path.exists(MARKER):
+        os.remove(MARKER)
+    return request.param
+
+
+def test_no_parameter_is_ever_evaluated_by_a_shell(mode, pipeline_dag, git_server, bucket, s3_server, s3_client) -> None:
+    from airflow.sdk.exceptions import ParamValidationError
+
+    repo = git_server.publish(f"injection-{mode}", REPO / "examples" / "hello-worker")
+    base = conf_for(repo.url, bucket, s3_server.endpoint_url)
+    for index, name in enumerate(PARAMETER_NAMES):
+        payload = PAYLOADS[index % len(PAYLOADS)]
+        value = f"w/{''.join(PAYLOADS[:3])}.js" if name == "r2-object-key" else f"a{payload}"
+        try:
+            run = run_pipeline(pipeline_dag, {**base, name: value})
+        except ParamValidationError:  # refused by the DAG's schema before any task ran
+            continue
+        finally:
+            assert not os.path.exists(MARKER), f"{name}={value!r} reached a shell"
+        if name == "r2-object-key":
+            assert run.state == "success", run.task_states
+            assert value in objects_in(s3_client, bucket), "stored under the literal key"
+        else:
+            assert run.task_states["validate_parameters"] == "failed", (name, value)
