@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="cf-worker-pipeline-tests-"))
 R2_ACCESS_KEY = "test-access-key-id"
-R2_SECRET_KEY = "test-secret-access-key-0123456789"  # noqa: S105 - the loopback test server's key
+R2_SECRET_KEY = "test-secret-access-key-0123456789"  # the loopback test server's key
 NPM_REGISTRY = os.environ.get("NPM_CONFIG_REGISTRY", "https://registry.npmjs.org")
 
 os.environ.update({

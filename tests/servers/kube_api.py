@@ -33,6 +33,7 @@ from tests.servers import free_port
 from tests.servers.kube_pods import PodStore
 
 Key = tuple[str, str]  # (namespace, name)
+KUBE_TOKEN = "kube-bearer-token-9c1e4b7d2a"  # the kubeconfig credential tests scan for
 
 CONFIGMAP_RESOURCE = {
     "name": "configmaps", "singularName": "configmap", "namespaced": True, "kind": "ConfigMap",
@@ -167,7 +168,7 @@ class KubeAPIEmulator:
         config = {
             "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
             "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
-            "users": [{"name": "emulator", "user": {"token": "emulator-token"}}],
+            "users": [{"name": "emulator", "user": {"token": KUBE_TOKEN}}],
             "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "emulator"}}],
         }
         path.write_text(yaml.safe_dump(config))
