@@ -28,5 +28,18 @@ class CheckoutOperator(StageOperator):
             "GIT_ALLOW_PROTOCOL": "https:ssh:git" + (":file" if self.settings.allow_file_git_urls else ""),
         }
 
+    def secret_env(self) -> dict[str, str]:
+        """HTTPS credentials of a private repository, from the git connection when it exists."""
+        from operators.connections import optional_connection
+
+        connection = optional_connection(self.settings.git_conn_id)
+        if connection is None or not connection.password:
+            return {}
+        return {"GIT_USERNAME": connection.login or "x-access-token", "GIT_PASSWORD": connection.password}
+
+    def secret_refs(self) -> dict[str, tuple[str, str]]:
+        secret = self.settings.git_credentials_secret
+        return {"GIT_USERNAME": (secret, "username"), "GIT_PASSWORD": (secret, "password")} if secret else {}
+
     def finish(self, results: dict[str, str]) -> dict[str, str]:
         return {"commit_sha": results["commit"]}

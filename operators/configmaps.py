@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from operators.connections import optional_connection
 from operators.execution import TaskLog
 from operators.settings import PipelineSettings
 
@@ -59,7 +60,7 @@ def write_config_map(manifest: dict[str, Any], settings: PipelineSettings, log: 
     conditional on the resourceVersion read before asking, so a concurrent writer cannot slip in
     between: a conflict re-reads and asks again.
     """
-    if _connection_exists(settings.kubernetes_conn_id):
+    if optional_connection(settings.kubernetes_conn_id) is not None:
         return _apply_to_cluster(manifest, settings.kubernetes_conn_id, log, still_current)
     if still_current is not None and not still_current():
         return _superseded(manifest, log)
@@ -71,17 +72,6 @@ def _superseded(manifest: dict[str, Any], log: TaskLog) -> str:
     log.info("Not writing configmap/%s: another run has since replaced the object it would describe; "
              "that run records its own", meta["name"])
     return f"superseded: configmap/{meta['name']} in namespace {meta['namespace']} left to the newer run"
-
-
-def _connection_exists(conn_id: str) -> bool:
-    from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    try:
-        BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:
-        return False
-    return True
 
 
 def _apply_to_cluster(manifest: dict[str, Any], conn_id: str, log: TaskLog,

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 PASSED_THROUGH_ENV = (
     "PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ",
     "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
-    "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS", "GIT_SSL_CAINFO",
 )
 
 

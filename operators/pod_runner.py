@@ -52,12 +52,18 @@ def stage_pod(
     sub_path: str | None,
     timeout_seconds: int,
     kubernetes_conn_id: str,
+    secret_refs: Mapping[str, tuple[str, str]] | None = None,
 ) -> StagePodOperator:
     """The pod a stage runs in: non-root, no privilege, no capabilities, no API token, no secrets."""
     uid = pods.run_as_user
     seccomp = k8s.V1SeccompProfile(type="RuntimeDefault")
     workspace = pods.workspace_mount_path
     env_vars = [k8s.V1EnvVar(name=name, value=value) for name, value in env.items()]
+    env_vars += [  # credentials by reference only: the pod spec never holds their values
+        k8s.V1EnvVar(name=name, value_from=k8s.V1EnvVarSource(
+            secret_key_ref=k8s.V1SecretKeySelector(name=secret, key=key, optional=True)))
+        for name, (secret, key) in (secret_refs or {}).items()
+    ]
     env_vars += [
         k8s.V1EnvVar(name="HOME", value=f"{workspace}/.home"),  # npm, corepack and git caches for this run
         k8s.V1EnvVar(name="TERMINATION_LOG", value=TERMINATION_LOG),

@@ -83,6 +83,10 @@ class PipelineSettings:
     :param execution_mode: where stage scripts run: ``local`` runs them as processes on the worker,
         ``kubernetes`` in pods (see :class:`PodSettings`).
     :param stage_timeout_seconds: the longest any stage script may run.
+    :param git_conn_id: Airflow connection with the HTTPS credentials of private repositories
+        (login: user name, password: token); used by the local mode when it exists.
+    :param git_credentials_secret: in the kubernetes mode, a Secret (keys ``username``,
+        ``password``) the checkout pod reads the same credentials from, so no value is in its spec.
     :param max_bundle_bytes: bundles larger than this fail before upload (Workers' paid-plan
         limit on a compressed script is 10 MiB; the spec's future enhancement names 10 MB).
     """
@@ -102,6 +106,8 @@ class PipelineSettings:
     stage_timeout_seconds: int = 900
     max_bundle_bytes: int = 10 * 1024 * 1024
     pods: PodSettings = field(default_factory=PodSettings)
+    git_conn_id: str = "git_default"
+    git_credentials_secret: str = ""
 
     @classmethod
     def from_airflow_config(cls) -> PipelineSettings:
@@ -125,6 +131,8 @@ class PipelineSettings:
             stage_timeout_seconds=_parse_int("stage_timeout_seconds", get("stage_timeout_seconds", 900)),
             max_bundle_bytes=_parse_int("max_bundle_bytes", get("max_bundle_bytes", defaults.max_bundle_bytes)),
             pods=_pod_settings(get),
+            git_conn_id=get("git_conn_id", defaults.git_conn_id),
+            git_credentials_secret=get("git_credentials_secret", ""),
         )
         if settings.execution_mode not in EXECUTION_MODES:
             raise SettingsError(

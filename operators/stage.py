@@ -57,6 +57,14 @@ class StageOperator(PipelineOperator):
         """The script's environment, with paths as the script sees them (``p``)."""
         raise NotImplementedError
 
+    def secret_env(self) -> dict[str, str]:
+        """Credentials the script needs (local mode only: pods read them from a Kubernetes secret)."""
+        return {}
+
+    def secret_refs(self) -> dict[str, tuple[str, str]]:
+        """In pods: env name -> (Secret name, key) for the same credentials; empty when none."""
+        return {}
+
     def finish(self, results: dict[str, str]) -> Any:
         """Turn the script's results into the task's XCom value."""
         raise NotImplementedError
@@ -88,8 +96,14 @@ class StageOperator(PipelineOperator):
         self._runner = runner
         seen = self.script_parameters(runner)
         try:
+            secrets = self.secret_env()
+            if secrets and runner.workspace is not None and not self.secret_refs():
+                raise AirflowFailException(
+                    f"{self.task_id}: credentials from an Airflow connection cannot reach a pod without appearing in "
+                    "its spec; in the kubernetes mode give them as a Kubernetes secret (setting git_credentials_secret)"
+                )
             return run(  # type: ignore[no-any-return]
-                env=self.script_env(seen),
+                env={**self.script_env(seen), **(secrets if runner.workspace is None else {})},
                 results_dir=Path(seen.workspace) / "results" / self.task_id,
                 timeout_seconds=self.settings.stage_timeout_seconds,
             )
@@ -119,7 +133,7 @@ class StageOperator(PipelineOperator):
             return stage_pod(
                 task_id=self.task_id, stage=self.task_id.replace("_", "-"), script=script,
                 image=getattr(pods, self.image_setting), env=env, pods=pods, namespace=settings.namespace,
-                labels=self.pipeline.owner_labels, claim_name=claim_name, sub_path=sub_path,
+                labels=self.pipeline.owner_labels, claim_name=claim_name, sub_path=sub_path, secret_refs=self.secret_refs(),
                 timeout_seconds=timeout_seconds, kubernetes_conn_id=settings.kubernetes_conn_id,
             )
 

@@ -5,6 +5,7 @@
 #   GIT_BRANCH                    optional: the branch to fetch; GIT_REVISION is a commit on it
 #   SPARSE_CHECKOUT_DIRECTORIES   optional: newline-separated directories (cone mode keeps root files)
 #   CHECKOUT_DIR, RESULTS_DIR     required
+#   GIT_USERNAME, GIT_PASSWORD    optional: HTTPS credentials of a private repository (a token)
 
 : "${GIT_URL:?GIT_URL is required}" "${GIT_REVISION:?GIT_REVISION is required}"
 : "${CHECKOUT_DIR:?CHECKOUT_DIR is required}"
@@ -21,6 +22,12 @@ cd "$CHECKOUT_DIR"
 git init --quiet
 git config advice.detachedHead false
 git remote add origin "$GIT_URL"
+if [ -n "${GIT_PASSWORD:-}" ]; then
+  # A private repository: the token stays in this process's environment, never in a URL or a
+  # file; git's config holds only this helper, which reads it when git asks.
+  git config credential.helper \
+    '!f() { test "$1" = get || return 0; echo "username=${GIT_USERNAME:-x-access-token}"; echo "password=${GIT_PASSWORD}"; }; f'
+fi
 
 fetch_opts=""
 if [ -n "$SPARSE_CHECKOUT_DIRECTORIES" ]; then
