@@ -56,13 +56,12 @@ def main() -> int:
         client = _s3_client(s3.endpoint_url)
         client.create_bucket(Bucket=BUCKET)
         repo = git_daemon.publish("hello-worker", REPO / "examples" / "hello-worker")
-        commit = repo.head()
         conf = {
             "git-url": repo.url,
             "git-revision": "main",
             "r2-bucket-name": BUCKET,
             "r2-endpoint-url": s3.endpoint_url,
-            "r2-object-key": f"hello-worker/{commit}.js",
+            "r2-object-key": "hello-worker/{commit_sha}.js",  # filled with the built commit
             "worker-script-artifact-config-map-name": "hello-worker-artifact-metadata",
             "kustomize-manifests-config-map-name": "hello-worker-manifests",
             "owner-identifier-label-key": "planton.cloud/service-id",

@@ -29,9 +29,9 @@ PREVIOUS = b"export default { fetch() { return new Response('previous build'); }
 
 @pytest.fixture(scope="module")
 def faulty_s3(s3_server):
-    from tests.servers.s3_faults import FaultyS3Proxy
+    from tests.servers.s3_proxy import S3Proxy
 
-    proxy = FaultyS3Proxy(upstream=s3_server.endpoint_url).start()
+    proxy = S3Proxy(upstream=s3_server.endpoint_url).start()
     yield proxy
     proxy.stop()
 
@@ -58,7 +58,7 @@ def assert_previous_pair_intact(kube_api, s3_client, bucket) -> None:
 
 def test_slowdown_and_503_are_retried_and_the_upload_lands(pipeline_dag, git_server, previous_build, bucket, faulty_s3,
                                                            s3_client) -> None:
-    from tests.servers.s3_faults import S3Fault
+    from tests.servers.s3_proxy import S3Fault
 
     fault = faulty_s3.inject(S3Fault("PUT", rf"/{bucket}/", 503, code="SlowDown", times=2))
     repo = git_server.publish("fault-slowdown", REPO / "examples" / "hello-worker")
@@ -72,7 +72,7 @@ def test_slowdown_and_503_are_retried_and_the_upload_lands(pipeline_dag, git_ser
 
 def test_a_persistent_500_fails_after_bounded_retries_leaving_the_previous_pair(
         pipeline_dag, git_server, previous_build, bucket, faulty_s3, s3_client, capfd) -> None:
-    from tests.servers.s3_faults import S3Fault
+    from tests.servers.s3_proxy import S3Fault
 
     fault = faulty_s3.inject(S3Fault("PUT", rf"/{bucket}/", 500, code="InternalError", times=1000))
     repo = git_server.publish("fault-500", REPO / "examples" / "hello-worker")
@@ -92,7 +92,7 @@ def test_a_persistent_500_fails_after_bounded_retries_leaving_the_previous_pair(
 
 def test_a_body_corrupted_in_flight_is_refused_as_bad_digest_and_fails_at_once(
         pipeline_dag, git_server, previous_build, bucket, faulty_s3, s3_client, capfd) -> None:
-    from tests.servers.s3_faults import S3Fault
+    from tests.servers.s3_proxy import S3Fault
 
     fault = faulty_s3.inject(S3Fault("PUT", rf"/{bucket}/", "corrupt", times=1000))
     repo = git_server.publish("fault-digest", REPO / "examples" / "hello-worker")
@@ -107,7 +107,7 @@ def test_a_body_corrupted_in_flight_is_refused_as_bad_digest_and_fails_at_once(
 
 def test_a_connection_dropped_mid_upload_is_retried_and_no_partial_object_is_kept(
         pipeline_dag, git_server, previous_build, bucket, faulty_s3, s3_client) -> None:
-    from tests.servers.s3_faults import S3Fault
+    from tests.servers.s3_proxy import S3Fault
 
     fault = faulty_s3.inject(S3Fault("PUT", rf"/{bucket}/", "drop", times=1))
     repo = git_server.publish("fault-drop", REPO / "examples" / "hello-worker")

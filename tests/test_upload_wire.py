@@ -19,9 +19,9 @@ from tests.test_pipeline import conf_for, objects_in
 
 @pytest.fixture(scope="module")
 def tls_front(s3_server):
-    from tests.servers.tls_proxy import TLSProxy
+    from tests.servers.s3_proxy import S3Proxy
 
-    proxy = TLSProxy(upstream=s3_server.endpoint_url, directory=SESSION_DIR / "tls").start()
+    proxy = S3Proxy(upstream=s3_server.endpoint_url, tls_directory=SESSION_DIR / "tls").start()
     yield proxy
     proxy.stop()
 

@@ -15,8 +15,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.servers import free_port
-from tests.servers.tls_proxy import TLSProxy
+from tests.servers import free_port, write_self_signed_certificate
 
 
 @dataclass
@@ -34,7 +33,7 @@ class PrivateGitServer:
         return f"https://127.0.0.1:{self.port}/{name}.git"
 
     def start(self) -> PrivateGitServer:
-        TLSProxy(upstream="", directory=self.root / "tls")._write_certificate()  # the same throw-away certificate
+        write_self_signed_certificate(self.root / "tls")
         expected = "Basic " + base64.b64encode(f"{self.username}:{self.token}".encode()).decode()
         root = self.root
 

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from tests.servers import free_port
+from tests.servers import BackgroundApp
 from tests.servers.kube_pods import PodStore
 
 Key = tuple[str, str]  # (namespace, name)
@@ -122,9 +122,7 @@ class KubeAPIEmulator:
         self._rv = 1000
         self.requests: list[tuple[str, str, str]] = []  # (method, path, content type)
         self.port = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
+        self._server = BackgroundApp()
 
     # -- what tests read -----------------------------------------------------------------
     def objects(self) -> dict[Key, dict[str, Any]]:
@@ -496,29 +494,11 @@ class KubeAPIEmulator:
         return app
 
     def start(self, port: int | None = None) -> KubeAPIEmulator:
-        self.port = port or free_port()
-        started = threading.Event()
-
-        def serve() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._runner = web.AppRunner(self.app(), access_log=None)
-            self._loop.run_until_complete(self._runner.setup())
-            self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
-            started.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=serve, name="kube-api-emulator", daemon=True)
-        self._thread.start()
-        if not started.wait(10):
-            raise RuntimeError("Kubernetes API emulator did not start")
+        self.port = self._server.start(self.app(), port=port)
         return self
 
     def stop(self) -> None:
-        if self._loop and self._runner:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread:
-            self._thread.join(10)
+        self._server.stop()
 
 
 def _merge_patch(target: Any, patch: Any) -> Any:

@@ -1,21 +1,22 @@
-"""A fault-injecting HTTP front for the S3 server on 127.0.0.1.
+"""A front for the S3 server on 127.0.0.1 that records requests and injects faults, over HTTP or TLS.
 
 Requests pass through untouched (Host included, so SigV4 still verifies at SeaweedFS) unless a
 fault matches: answer an S3 error (500 InternalError, 503 SlowDown...), corrupt the body in
 flight (the server then answers BadDigest), or drop the connection halfway through the body.
+Over TLS it shows what botocore sends where it behaves differently than on plain-http loopback.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
-import threading
+import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
-from tests.servers import free_port
+from tests.servers import BackgroundApp, write_self_signed_certificate
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
 
@@ -33,43 +34,49 @@ class S3Fault:
 
 
 @dataclass
-class FaultyS3Proxy:
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class S3Proxy:
     upstream: str
-    port: int = 0
+    tls_directory: Path | None = None  # serve HTTPS with a throw-away certificate kept here
     faults: list[S3Fault] = field(default_factory=list)
+    requests: list[RecordedRequest] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._server = BackgroundApp()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls_directory else 'http'}://127.0.0.1:{self._server.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        assert self.tls_directory is not None
+        return self.tls_directory / "cert.pem"
 
     def inject(self, fault: S3Fault) -> S3Fault:
         self.faults.append(fault)
         return fault
 
-    def start(self) -> FaultyS3Proxy:
-        self.port = free_port()
-        started = threading.Event()
-
-        def serve() -> None:
-            self._loop = asyncio.new_event_loop()
-            app = web.Application(client_max_size=64 * 1024 * 1024)
-            app.router.add_route("*", "/{tail:.*}", self._handle)
-            self._runner = web.AppRunner(app, access_log=None)
-            self._loop.run_until_complete(self._runner.setup())
-            self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
-            started.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=serve, name="s3-faults", daemon=True)
-        self._thread.start()
-        if not started.wait(10):
-            raise RuntimeError("S3 fault proxy did not start")
+    def start(self) -> S3Proxy:
+        context = None
+        if self.tls_directory:
+            cert, key = write_self_signed_certificate(self.tls_directory)
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(cert, key)
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._server.start(app, ssl_context=context)
         return self
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        self._server.stop()
 
     def _match(self, request: web.Request) -> S3Fault | None:
         for fault in self.faults:
@@ -86,6 +93,7 @@ class FaultyS3Proxy:
             request.transport.close()
             return web.Response(status=500)
         body = await request.read()
+        self.requests.append(RecordedRequest(request.method, request.path_qs, dict(request.headers), body))
         if fault is not None and isinstance(fault.action, int):
             xml = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{fault.code}</Code>'
                    f"<Message>injected {fault.code}</Message></Error>")
@@ -100,7 +108,7 @@ class FaultyS3Proxy:
         ):
             payload = await upstream.read()
             reply_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
-            if request.method == "HEAD":
+            if request.method == "HEAD":  # no body, but the object's length is the answer
                 reply_headers["Content-Length"] = upstream.headers.get("Content-Length", "0")
                 return web.Response(status=upstream.status, headers=reply_headers)
             return web.Response(status=upstream.status, headers=reply_headers, body=payload)
