@@ -29,6 +29,25 @@ def stored_is(s3_client, bucket: str, key: str, body: bytes):
     return lambda: s3_client.get_object(Bucket=bucket, Key=key)["Body"].read() == body
 
 
+def overtaken_after_first_look(s3_client, bucket: str, key: str, ours: bytes, theirs: bytes, settings):
+    """Our run's still_current check: the first look says "ours"; right after it, the other run
+    uploads ``theirs`` and records it, before our write goes out."""
+    from operators.configmaps import write_config_map
+
+    looks = []
+
+    def still_current() -> bool:
+        looks.append(True)
+        if len(looks) == 1:
+            put(s3_client, bucket, key, theirs)
+            write_config_map(artifact_manifest(bucket, key, theirs), settings, LOG,
+                             still_current=stored_is(s3_client, bucket, key, theirs))
+            return True
+        return stored_is(s3_client, bucket, key, ours)()
+
+    return still_current
+
+
 def test_a_run_overtaken_between_its_check_and_its_write_leaves_the_newer_pair(connections, s3_client, bucket) -> None:
     from operators.configmaps import write_config_map
     from operators.settings import PipelineSettings
@@ -36,18 +55,8 @@ def test_a_run_overtaken_between_its_check_and_its_write_leaves_the_newer_pair(c
     settings = PipelineSettings.from_airflow_config()
     key, ours, theirs = "race/worker.js", b"export default 1;", b"export default 2;"
     put(s3_client, bucket, key, ours)
-    overtaken = []
-
-    def ours_still_current() -> bool:
-        if not overtaken:  # the first look says "ours"; then the other run uploads and records before we write
-            overtaken.append(True)
-            put(s3_client, bucket, key, theirs)
-            write_config_map(artifact_manifest(bucket, key, theirs), settings, LOG,
-                             still_current=stored_is(s3_client, bucket, key, theirs))
-            return True
-        return stored_is(s3_client, bucket, key, ours)()
-
-    where = write_config_map(artifact_manifest(bucket, key, ours), settings, LOG, still_current=ours_still_current)
+    where = write_config_map(artifact_manifest(bucket, key, ours), settings, LOG,
+                             still_current=overtaken_after_first_look(s3_client, bucket, key, ours, theirs, settings))
 
     assert where.startswith("superseded")
     stored = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -82,17 +91,6 @@ def test_an_update_overtaken_between_check_and_write_is_refused_by_the_resource_
     put(s3_client, bucket, key, first)
     write_config_map(artifact_manifest(bucket, key, first), settings, LOG, still_current=stored_is(s3_client, bucket, key, first))
     put(s3_client, bucket, key, ours)
-    overtaken = []
-
-    def ours_still_current() -> bool:
-        if not overtaken:
-            overtaken.append(True)
-            put(s3_client, bucket, key, theirs)
-            write_config_map(artifact_manifest(bucket, key, theirs), settings, LOG,
-                             still_current=stored_is(s3_client, bucket, key, theirs))
-            return True
-        return stored_is(s3_client, bucket, key, ours)()
-
-    assert write_config_map(artifact_manifest(bucket, key, ours), settings, LOG,
-                            still_current=ours_still_current).startswith("superseded")
+    assert write_config_map(artifact_manifest(bucket, key, ours), settings, LOG, still_current=overtaken_after_first_look(
+        s3_client, bucket, key, ours, theirs, settings)).startswith("superseded")
     assert connections.get(NAMESPACE, "race-artifact")["data"]["content-hash"] == hashlib.sha256(theirs).hexdigest()
