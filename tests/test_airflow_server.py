@@ -123,6 +123,7 @@ def browser_page(airflow_server, request):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        page.set_default_timeout(90_000)  # a loaded 2-core CI machine renders slowly
         yield page
         if getattr(getattr(request.node, "rep_call", None), "failed", False):
             shot = SESSION_DIR.parent / f"{request.node.name}.png"
@@ -169,7 +170,7 @@ def test_a_person_triggers_a_build_from_the_ui_form(airflow_server, browser_page
     run = airflow_server.wait_for_run(DAG_ID, unquote(run_id))
     assert run["state"] == "success"
     page.reload()
-    assert page.get_by_text("Success").first.is_visible()
+    page.get_by_text("Success").first.wait_for(state="visible")
     key = f"ui-hello/{repo.head()[:12]}.js"
     assert key in objects_in(s3_client, bucket)
     assert kube_api.get(NAMESPACE, "ui-hello-artifact")["data"]["path"] == key
