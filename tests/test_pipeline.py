@@ -327,7 +327,7 @@ def test_a_transient_kubernetes_api_error_is_retried_and_the_metadata_lands(pipe
                                                                            s3_server, s3_client) -> None:
     from tests.servers.kube_api import Fault
 
-    fault = connections.inject(Fault("PATCH", r"/configmaps/my-worker-artifact-metadata$", 500))
+    fault = connections.inject(Fault("POST", r"/namespaces/[^/]+/configmaps$", 500))  # the first write creates it
     repo = git_server.publish("api-500", REPO / "examples" / "hello-worker")
     with fast_retries(pipeline_dag, "store_artifact_metadata"):
         run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))

@@ -42,7 +42,8 @@ def render_pod(operator_class: type, monkeypatch: pytest.MonkeyPatch, **settings
         "kustomize-manifests-config-map-name": "w-manifests", "owner-identifier-label-key": "planton.cloud/service-id",
         "owner-identifier-label-value": "svc-1",
     }, workspace="/srv/builds/build_and_upload_cloudflare_worker/run-1", allow_file_git_urls=False)
-    operator = operator_class(task_id=operator_class.__name__.lower(), parameters=params.to_dict())
+    upstream = {"checkout": {"commit_sha": "0" * 40}} if operator_class is KustomizeBuildOperator else {}
+    operator = operator_class(task_id=operator_class.__name__.lower(), parameters=params.to_dict(), **upstream)
     runner = operator._make_runner({"run_id": "manual__2026-11-30T00:00:00+00:00"})
     seen = operator.script_parameters(runner)
     pod_operator = runner.pod_factory(operator.script, operator.script_env(seen), 900)
