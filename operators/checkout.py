@@ -26,6 +26,7 @@ class CheckoutOperator(StageOperator):
             "SPARSE_CHECKOUT_DIRECTORIES": "\n".join(p.sparse_checkout_directories),
             "CHECKOUT_DIR": str(p.checkout_dir),
             "GIT_ALLOW_PROTOCOL": "https:ssh:git" + (":file" if self.settings.allow_file_git_urls else ""),
+            "GIT_SUBMODULES": "true" if self.settings.git_submodules else "false",
         }
 
     def secret_env(self) -> dict[str, str]:

@@ -87,6 +87,7 @@ class PipelineSettings:
         (login: user name, password: token); used by the local mode when it exists.
     :param git_credentials_secret: in the kubernetes mode, a Secret (keys ``username``,
         ``password``) the checkout pod reads the same credentials from, so no value is in its spec.
+    :param git_submodules: fetch the repository's submodules (off: a build sees only its own code).
     :param max_bundle_bytes: bundles larger than this fail before upload (Workers' paid-plan
         limit on a compressed script is 10 MiB; the spec's future enhancement names 10 MB).
     """
@@ -108,6 +109,7 @@ class PipelineSettings:
     pods: PodSettings = field(default_factory=PodSettings)
     git_conn_id: str = "git_default"
     git_credentials_secret: str = ""
+    git_submodules: bool = False
 
     @classmethod
     def from_airflow_config(cls) -> PipelineSettings:
@@ -133,6 +135,7 @@ class PipelineSettings:
             pods=_pod_settings(get),
             git_conn_id=get("git_conn_id", defaults.git_conn_id),
             git_credentials_secret=get("git_credentials_secret", ""),
+            git_submodules=_parse_bool("git_submodules", get("git_submodules", False)),
         )
         if settings.execution_mode not in EXECUTION_MODES:
             raise SettingsError(

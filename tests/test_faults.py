@@ -213,3 +213,33 @@ def _run(runner, env, tmp_path, errors) -> None:
         runner.run("install.sh", env, results_dir=tmp_path / "results", timeout_seconds=120)
     except BaseException as error:
         errors.append(error)
+
+
+def test_a_409_on_the_metadata_create_is_read_again_and_the_write_lands(pipeline_dag, git_server, connections, bucket,
+                                                                        s3_server, s3_client) -> None:
+    from tests.servers.kube_api import Fault
+
+    fault = connections.inject(Fault("POST", r"/namespaces/[^/]+/configmaps$", 409))
+    repo = git_server.publish("fault-409", REPO / "examples" / "hello-worker")
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert fault.times == 0
+    assert run.task_states["store_artifact_metadata"] == "success", "a conflict re-reads; no Airflow retry needed"
+    assert_published(run, s3_client, connections, bucket, KEY)
+
+
+def test_a_stalled_api_server_times_the_write_out_and_the_retry_lands(pipeline_dag, git_server, connections, bucket,
+                                                                      s3_server, s3_client, capfd) -> None:
+    from operators.configmaps import API_TIMEOUT
+    from tests.servers.kube_api import Fault
+
+    fault = connections.inject(Fault("PATCH", r"/configmaps/my-worker-manifests$", "stall",
+                                     stall_seconds=API_TIMEOUT[1] + 5))
+    repo = git_server.publish("fault-stall", REPO / "examples" / "hello-worker")
+    with fast_retries(pipeline_dag, "kustomize_build"):
+        run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert fault.times == 0
+    assert "Read timed out" in failure_output(capfd)
+    assert run.task_states["kustomize_build"] == "success"
+    assert set(connections.get(NAMESPACE, "my-worker-manifests")["data"]) == {"dev", "prod"}

@@ -263,3 +263,25 @@ def test_results_json_escapes_quotes_backslashes_and_newlines(tmp_path: Path) ->
     assert completed.returncode == 0, completed.stderr
     assert json.loads(termination_log.read_text()) == {"odd": 'a "quoted" \\ value\nsecond line'}
 
+
+
+@pytest.mark.parametrize("asked", [False, True])
+def test_submodules_are_fetched_only_when_asked(tmp_path: Path, asked: bool) -> None:
+    library = tmp_path / "library"
+    library.mkdir()
+    (library / "lib.txt").write_text("from a submodule\n")
+    git("init", "--quiet", "--initial-branch", "main", cwd=library)
+    git("add", ".", cwd=library)
+    git("commit", "--quiet", "-m", "library", cwd=library)
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "README.md").write_text("app\n")
+    git("init", "--quiet", "--initial-branch", "main", cwd=app)
+    git("-c", "protocol.file.allow=always", "submodule", "--quiet", "add", f"file://{library}", "vendor/library", cwd=app)
+    git("add", ".", cwd=app)
+    git("commit", "--quiet", "-m", "app with a submodule", cwd=app)
+    result = run("checkout.sh", {"GIT_URL": f"file://{app}", "GIT_REVISION": "main", "CHECKOUT_DIR": str(tmp_path / "co"),
+                                 "GIT_ALLOW_PROTOCOL": "file", "GIT_SUBMODULES": "true" if asked else "false"},
+                 tmp_path / "results")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "co" / "vendor" / "library" / "lib.txt").exists() is asked

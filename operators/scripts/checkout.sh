@@ -6,6 +6,7 @@
 #   SPARSE_CHECKOUT_DIRECTORIES   optional: newline-separated directories (cone mode keeps root files)
 #   CHECKOUT_DIR, RESULTS_DIR     required
 #   GIT_USERNAME, GIT_PASSWORD    optional: HTTPS credentials of a private repository (a token)
+#   GIT_SUBMODULES                optional: "true" to fetch submodules (never by default)
 
 : "${GIT_URL:?GIT_URL is required}" "${GIT_REVISION:?GIT_REVISION is required}"
 : "${CHECKOUT_DIR:?CHECKOUT_DIR is required}"
@@ -70,5 +71,9 @@ else
 fi
 
 git checkout --quiet --detach "$commit"
+if [ "${GIT_SUBMODULES:-false}" = true ]; then
+  echo "checkout: initialising submodules (git_submodules setting)"
+  git submodule update --init --recursive --depth 1
+fi
 printf '%s' "$commit" > "$RESULTS_DIR/commit"
 echo "checkout: $GIT_REVISION is commit $commit"
