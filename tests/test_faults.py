@@ -10,7 +10,6 @@ import base64
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import threading
 import time
@@ -21,7 +20,15 @@ import pytest
 from tests.conftest import REPO
 from tests.pipeline_run import fast_retries, run_pipeline
 from tests.servers import free_port
-from tests.test_pipeline import NAMESPACE, assert_published, conf_for, failure_output, objects_in, workspace_of
+from tests.test_pipeline import (
+    NAMESPACE,
+    assert_published,
+    conf_for,
+    failure_output,
+    hello_worker_variant,
+    objects_in,
+    workspace_of,
+)
 
 KEY = "my-worker/build.js"
 PREVIOUS = b"export default { fetch() { return new Response('previous build'); } };"
@@ -165,9 +172,7 @@ def test_an_unreachable_npm_registry_fails_the_install(pipeline_dag, git_server,
 
 def test_a_failing_wrangler_build_fails_the_bundle_with_its_error(pipeline_dag, git_server, connections, bucket,
                                                                   s3_server, s3_client, tmp_path, capfd) -> None:
-    project = tmp_path / "syntax-error"
-    shutil.copytree(REPO / "examples" / "hello-worker", project)
-    (project / "src" / "index.ts").write_text("export default { fetch( {\n")
+    project = hello_worker_variant(tmp_path, "syntax-error", files={"src/index.ts": "export default { fetch( {\n"})
     repo = git_server.publish("fault-wrangler", project)
     run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
 
@@ -184,8 +189,7 @@ def test_a_killed_stage_takes_its_whole_process_group_with_it(tmp_path) -> None:
 
     from operators.execution import LocalScriptRunner, StageScriptError
 
-    project = tmp_path / "project"
-    shutil.copytree(REPO / "examples" / "hello-worker", project)
+    project = hello_worker_variant(tmp_path, "project")
     runner = LocalScriptRunner(logging.getLogger("kill-test"))
     env = {"INSTALL_DIR": str(project), "npm_config_cache": str(tmp_path / "cold-cache")}  # slow enough to kill
     errors: list[BaseException] = []

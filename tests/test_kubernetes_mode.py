@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import R2_ACCESS_KEY, R2_SECRET_KEY, REPO
 from tests.pipeline_run import run_pipeline
-from tests.test_pipeline import assert_published, conf_for, failure_output, objects_in
+from tests.test_pipeline import assert_published, conf_for, failure_output, hello_worker_variant, objects_in
 
 SETTING = "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__"
 NAMESPACE = "planton-cloud-pipelines"
@@ -66,12 +66,7 @@ def test_the_pipeline_runs_its_stages_in_pods_with_the_same_results(pipeline_dag
 
 def test_a_failing_script_in_a_pod_fails_with_the_same_spec_error(pipeline_dag, git_server, kubernetes_mode, bucket,
                                                                   s3_server, s3_client, tmp_path, capfd) -> None:
-    import shutil
-
-    project = tmp_path / "no-wrangler"
-    shutil.copytree(REPO / "examples" / "hello-worker", project)
-    (project / "wrangler.toml").unlink()
-    repo = git_server.publish("k8s-no-wrangler", project)
+    repo = git_server.publish("k8s-no-wrangler", hello_worker_variant(tmp_path, "no-wrangler", remove=("wrangler.toml",)))
     run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
 
     assert run.task_states["bundle"] == "failed"

@@ -40,6 +40,19 @@ def conf_for(url: str, bucket: str, endpoint: str, **overrides: str) -> dict[str
     return conf
 
 
+def hello_worker_variant(tmp_path: Path, name: str, *, remove: tuple[str, ...] = (),
+                         files: dict[str, str] | None = None) -> Path:
+    """A copy of examples/hello-worker with files removed, or written (relative path -> content)."""
+    project = tmp_path / name
+    shutil.copytree(REPO / "examples" / "hello-worker", project)
+    for relative in remove:
+        (project / relative).unlink()
+    for relative, content in (files or {}).items():
+        (project / relative).parent.mkdir(parents=True, exist_ok=True)
+        (project / relative).write_text(content)
+    return project
+
+
 def objects_in(s3_client: Any, bucket: str) -> dict[str, bytes]:
     listing = s3_client.list_objects_v2(Bucket=bucket).get("Contents", [])
     return {item["Key"]: s3_client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read() for item in listing}
@@ -184,10 +197,7 @@ def failure_output(capfd: pytest.CaptureFixture[str]) -> str:
 
 def test_missing_wrangler_config_fails_with_the_spec_error(pipeline_dag, git_server, connections, bucket, s3_server,
                                                            s3_client, tmp_path, capfd) -> None:
-    project = tmp_path / "no-wrangler"
-    shutil.copytree(REPO / "examples" / "hello-worker", project)
-    (project / "wrangler.toml").unlink()
-    repo = git_server.publish("no-wrangler", project)
+    repo = git_server.publish("no-wrangler", hello_worker_variant(tmp_path, "no-wrangler", remove=("wrangler.toml",)))
     run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
 
     assert run.state == "failed"
@@ -202,11 +212,11 @@ def test_missing_wrangler_config_fails_with_the_spec_error(pipeline_dag, git_ser
 def test_a_worker_that_yields_no_javascript_bundle_fails_with_the_spec_error(pipeline_dag, git_server, connections, bucket,
                                                                              s3_server, s3_client, tmp_path, capfd) -> None:
     """A Python Worker: Wrangler's dry run succeeds, but there is no JavaScript bundle to ship."""
-    project = tmp_path / "python-worker"
-    shutil.copytree(REPO / "examples" / "hello-worker", project)
-    (project / "src" / "entry.py").write_text('from workers import Response\n\ndef on_fetch(request):\n    return Response("hi")\n')
-    (project / "wrangler.toml").write_text('name = "py"\nmain = "src/entry.py"\ncompatibility_date = "2024-09-23"\n'
-                                           'compatibility_flags = ["python_workers"]\n')
+    project = hello_worker_variant(tmp_path, "python-worker", files={
+        "src/entry.py": 'from workers import Response\n\ndef on_fetch(request):\n    return Response("hi")\n',
+        "wrangler.toml": 'name = "py"\nmain = "src/entry.py"\ncompatibility_date = "2024-09-23"\n'
+                         'compatibility_flags = ["python_workers"]\n',
+    })
     repo = git_server.publish("python-worker", project)
     run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
 
@@ -234,10 +244,8 @@ def test_unreachable_r2_endpoint_is_retried_then_fails_with_the_spec_error(pipel
 
 def test_a_failing_overlay_fails_kustomize_build_naming_it(pipeline_dag, git_server, connections, bucket, s3_server,
                                                            tmp_path, capfd) -> None:
-    project = tmp_path / "broken-overlay"
-    shutil.copytree(REPO / "examples" / "hello-worker", project)
-    (project / "_kustomize" / "overlays" / "qa").mkdir()
-    (project / "_kustomize" / "overlays" / "qa" / "kustomization.yaml").write_text("resources:\n  - ../../nowhere\n")
+    project = hello_worker_variant(tmp_path, "broken-overlay", files={
+        "_kustomize/overlays/qa/kustomization.yaml": "resources:\n  - ../../nowhere\n"})
     repo = git_server.publish("broken-overlay", project)
     run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
 
@@ -249,12 +257,11 @@ def test_a_failing_overlay_fails_kustomize_build_naming_it(pipeline_dag, git_ser
 
 def test_a_worker_importing_additional_modules_is_refused_rather_than_shipped_broken(
         pipeline_dag, git_server, connections, bucket, s3_server, s3_client, tmp_path, capfd) -> None:
-    project = tmp_path / "text-module"
-    shutil.copytree(REPO / "examples" / "hello-worker", project)
-    (project / "src" / "greeting.txt").write_text("Hello from a text module")
-    (project / "src" / "index.ts").write_text(
-        'import greeting from "./greeting.txt";\nexport default { fetch: () => new Response(greeting) };\n')
-    (project / "src" / "text.d.ts").write_text('declare module "*.txt" { const text: string; export default text; }\n')
+    project = hello_worker_variant(tmp_path, "text-module", files={
+        "src/greeting.txt": "Hello from a text module",
+        "src/index.ts": 'import greeting from "./greeting.txt";\nexport default { fetch: () => new Response(greeting) };\n',
+        "src/text.d.ts": 'declare module "*.txt" { const text: string; export default text; }\n',
+    })
     repo = git_server.publish("text-module", project)
     run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
 

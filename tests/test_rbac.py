@@ -11,7 +11,7 @@ import yaml
 from tests.conftest import REPO
 from tests.pipeline_run import run_pipeline
 from tests.test_kubernetes_mode import NAMESPACE, SETTING
-from tests.test_pipeline import conf_for
+from tests.test_pipeline import conf_for, hello_worker_variant
 
 ROLE_FILE = REPO / "examples" / "kubernetes" / "rbac.yaml"
 _PATH = re.compile(r"^/api/v1/namespaces/[^/]+/(?P<resource>[a-z]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>[a-z]+))?)?$")
@@ -45,7 +45,6 @@ def verbs_used(requests: list[tuple[str, str, str]]) -> set[tuple[str, str]]:
 def test_the_role_grants_exactly_what_kubernetes_mode_runs_use(pipeline_dag, git_server, connections, kube_api,
                                                                 bucket, s3_server, monkeypatch, tmp_path) -> None:
     """One run that succeeds and one whose bundle pod fails (a failed pod is patched before deletion)."""
-    import shutil
 
     from operators.settings import PipelineSettings
     from operators.workspace_claims import existing_claim_problem
@@ -56,9 +55,7 @@ def test_the_role_grants_exactly_what_kubernetes_mode_runs_use(pipeline_dag, git
     repo = git_server.publish("rbac", REPO / "examples" / "hello-worker")
     run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
     assert run.state == "success", run.task_states
-    broken = tmp_path / "broken"
-    shutil.copytree(REPO / "examples" / "hello-worker", broken)
-    (broken / "wrangler.toml").unlink()
+    broken = hello_worker_variant(tmp_path, "broken", remove=("wrangler.toml",))
     failed = run_pipeline(pipeline_dag, conf_for(git_server.publish("rbac-broken", broken).url, bucket,
                                                  s3_server.endpoint_url))
     assert failed.task_states["bundle"] == "failed"

@@ -5,14 +5,13 @@ failing, in both modes, and everything it produced is scanned for the secret val
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
 from tests.conftest import R2_ACCESS_KEY, R2_SECRET_KEY, REPO
 from tests.pipeline_run import run_pipeline
 from tests.servers.kube_api import KUBE_TOKEN
-from tests.test_pipeline import conf_for, failure_output, objects_in
+from tests.test_pipeline import conf_for, failure_output, hello_worker_variant, objects_in
 
 WRONG_SECRET = "wrong-r2-secret-7d1f0c2b9e"
 SECRETS = {"R2 access key id": R2_ACCESS_KEY, "R2 secret access key": R2_SECRET_KEY, "kube token": KUBE_TOKEN,
@@ -36,10 +35,8 @@ def test_no_secret_reaches_anything_the_pipeline_produces(mode, pipeline_dag, gi
         monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "KubernetesExecutor")
     connections.pod_store.deleted_pods.clear()
     good = git_server.publish(f"secrets-{mode}", REPO / "examples" / "hello-worker")
-    broken_project = tmp_path / "broken"
-    shutil.copytree(REPO / "examples" / "hello-worker", broken_project)
-    (broken_project / "wrangler.toml").unlink()
-    broken = git_server.publish(f"secrets-broken-{mode}", broken_project)
+    broken = git_server.publish(f"secrets-broken-{mode}",
+                                hello_worker_variant(tmp_path, "broken", remove=("wrangler.toml",)))
 
     runs = [run_pipeline(pipeline_dag, conf_for(good.url, bucket, s3_server.endpoint_url)),
             run_pipeline(pipeline_dag, conf_for(broken.url, bucket, s3_server.endpoint_url, r2_object_key="b/x.js"))]
