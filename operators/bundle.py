@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
 from operators.parameters import PipelineParameters
 from operators.stage import StageOperator
+
+_BUNDLE_PATH = re.compile(r"^dist/[A-Za-z0-9._-]+\.m?js$")
 
 
 class BundleWorkerOperator(StageOperator):
@@ -20,11 +23,16 @@ class BundleWorkerOperator(StageOperator):
 
     script = "bundle.sh"
 
+    def confined_directories(self, p: PipelineParameters) -> dict[str, str]:
+        return {"project-root": p.project_root, "package-manager-directory": p.package_manager_directory}
+
     def script_env(self, p: PipelineParameters) -> dict[str, str]:
         return {**self.settings.install_env, "PROJECT_DIR": str(p.project_dir), "INSTALL_DIR": str(p.install_dir)}
 
     def finish(self, results: dict[str, str]) -> dict[str, Any]:
         path, size = results["bundle-path"], int(results["size-bytes"])
+        if not _BUNDLE_PATH.match(path):
+            raise AirflowFailException(f"ERROR: the bundle stage reported an unexpected bundle path {path!r}")
         limit = self.settings.max_bundle_bytes
         if size > limit:
             raise AirflowFailException(

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from operators.clone_paths import PathEscapesCloneError, check_no_escaping_symlinks
 from operators.links import CommitLink
 from operators.parameters import PipelineParameters
+from operators.sandbox import SandboxPolicy
 from operators.stage import StageOperator
 
 
@@ -11,11 +18,13 @@ class CheckoutOperator(StageOperator):
     """Clone ``git-url`` at ``git-revision`` into a fresh workspace; return the commit SHA.
 
     Branches, tags and full SHAs are fetched one commit deep; short SHAs need the refs' history.
-    Sparse checkout uses cone mode, so files at the repository root are always present.
+    Sparse checkout uses cone mode, so files at the repository root are always present. A clone
+    holding a symlink that leads outside it fails here, naming the link.
     """
 
     script = "checkout.sh"
     image_setting = "git_image"
+    network = True
     operator_extra_links = (CommitLink(),)
 
     def script_env(self, p: PipelineParameters) -> dict[str, str]:
@@ -42,5 +51,18 @@ class CheckoutOperator(StageOperator):
         secret = self.settings.git_credentials_secret
         return {"GIT_USERNAME": (secret, "username"), "GIT_PASSWORD": (secret, "password")} if secret else {}
 
+    def sandbox_policy(self, p: PipelineParameters) -> SandboxPolicy:
+        """A ``file://`` repository (allowed by setting) is shown read-only; nothing else of the host."""
+        policy = super().sandbox_policy(p)
+        if not self.settings.allow_file_git_urls or not (p.git_url.startswith("file://") or p.git_url.startswith("/")):
+            return policy
+        local = Path(urlsplit(p.git_url).path if p.git_url.startswith("file://") else p.git_url)
+        return SandboxPolicy(writable=policy.writable, home=policy.home, network=policy.network,
+                             read_only=(*policy.read_only, local))
+
     def finish(self, results: dict[str, str]) -> dict[str, str]:
+        try:
+            check_no_escaping_symlinks(self.pipeline.checkout_dir)
+        except PathEscapesCloneError as error:
+            raise AirflowFailException(f"ERROR: {error}") from None
         return {"commit_sha": results["commit"]}

@@ -19,10 +19,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
-# Inherited from the worker's environment so tools find their caches, proxies and CAs. Nothing
-# else is: credentials in the worker's environment (AWS_*, tokens) never reach a script.
+from operators.build_files import list_build_files, read_build_file
+from operators.sandbox import SandboxPolicy, sandboxed_popen
+
+MAX_RESULT_BYTES = 64 * 1024  # a result is a hash, a path, a name: small
+
+# Inherited from the worker's environment so tools find their proxies and CAs. Nothing else is:
+# credentials in the worker's environment (AWS_*, tokens) never reach a script, and HOME and TMPDIR
+# are the run's own (a build's `git config --global` or npm cache must not reach a later build).
 PASSED_THROUGH_ENV = (
-    "PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ",
+    "PATH", "LANG", "LC_ALL", "TZ",
     "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
     "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS", "GIT_SSL_CAINFO",
 )
@@ -35,6 +41,8 @@ class TaskLog(Protocol):
     """The part of a task's logger the runners use (Airflow's is a structlog logger)."""
 
     def info(self, event: Any, *args: Any, **kw: Any) -> Any: ...
+
+    def warning(self, event: Any, *args: Any, **kw: Any) -> Any: ...
 
 
 class StageScriptError(RuntimeError):
@@ -69,15 +77,23 @@ class ScriptRunner(Protocol):
 
 
 class LocalScriptRunner:
-    """Runs a stage script as a local ``sh`` process, streaming its output to the task log."""
+    """Runs a stage script as a local ``sh`` process, streaming its output to the task log.
+
+    :param workspace: the run's workspace on the worker; results are read beneath it, unfollowed.
+    :param policy: what the stage may see and write; its ``home`` is the run's ``HOME``.
+    :param sandboxed: run inside bubblewrap under ``policy`` (the ``sandbox`` setting); when false,
+        the script runs as the worker's user, seeing what it sees (trusted repositories only).
+    """
 
     @property
     def workspace(self) -> str | None:
         return None
 
-    def __init__(self, log: TaskLog, shell: str = "sh") -> None:
+    def __init__(self, log: TaskLog, *, workspace: Path, policy: SandboxPolicy, sandboxed: bool) -> None:
         self.log = log
-        self.shell = shell
+        self.workspace_root = workspace
+        self.policy = policy
+        self.sandboxed = sandboxed
         self._process: subprocess.Popen[str] | None = None
 
     def run(self, script: str, env: Mapping[str, str], *, results_dir: Path, timeout_seconds: int) -> dict[str, str]:
@@ -85,18 +101,22 @@ class LocalScriptRunner:
         full_env.update(env)
         full_env["RESULTS_DIR"] = str(results_dir)
         results_dir.mkdir(parents=True, exist_ok=True)
-
-        self.log.info("Running %s (local process)", script)
-        process = subprocess.Popen(
-            [self.shell, "-c", stage_program(script), script],
-            env=full_env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            start_new_session=True,  # its own process group, so a timeout kills npm's children too
-        )
+        command = ["sh", "-c", stage_program(script), script]
+        popen_kwargs: dict[str, Any] = {
+            "stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True,
+            "errors": "replace",
+            "start_new_session": True,  # its own process group: a timeout kills bwrap (or npm's children) too
+        }
+        if self.sandboxed:
+            self.log.info("Running %s in a bubblewrap sandbox (network: %s)", script,
+                          "yes" if self.policy.network else "none")
+            process = sandboxed_popen(self.policy, full_env, command, **popen_kwargs)
+        else:
+            self.log.warning("Running %s unsandboxed, as the worker's user (setting sandbox = none)", script)
+            home = self.policy.home
+            (home / ".tmp").mkdir(parents=True, exist_ok=True)
+            process = subprocess.Popen(command, env={**full_env, "HOME": str(home), "TMPDIR": str(home / ".tmp")},
+                                       **popen_kwargs)
         self._process = process
         tail: deque[str] = deque(maxlen=20)
         errors: list[str] = []
@@ -120,7 +140,10 @@ class LocalScriptRunner:
             if errors:
                 raise StageScriptError("\n".join(errors), diagnosed=True)
             raise StageScriptError(f"{script} failed with exit code {code}:\n" + "\n".join(tail), diagnosed=False)
-        return {path.name: path.read_text() for path in sorted(results_dir.iterdir()) if path.is_file()}
+        # The script wrote these, perhaps beside code from the repository: read them unfollowed.
+        relative = results_dir.relative_to(self.workspace_root)
+        return {name: read_build_file(self.workspace_root, relative / name, max_bytes=MAX_RESULT_BYTES).decode()
+                for name in list_build_files(self.workspace_root, relative)}
 
     def terminate(self) -> None:
         if self._process is not None:

@@ -14,6 +14,10 @@ class InstallDependenciesOperator(StageOperator):
     """
 
     script = "install.sh"
+    network = True
+
+    def confined_directories(self, p: PipelineParameters) -> dict[str, str]:
+        return {"package-manager-directory": p.package_manager_directory}
 
     def script_env(self, p: PipelineParameters) -> dict[str, str]:
         return {**self.settings.install_env, "INSTALL_DIR": str(p.install_dir)}

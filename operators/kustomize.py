@@ -5,13 +5,21 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from operators.configmaps import ConfigMapTooLargeError, build_annotations, config_map, write_config_map
+from operators.build_files import UnsafeBuildFileError, list_build_files, read_build_file
+from operators.configmaps import (
+    MAX_CONFIGMAP_BYTES,
+    ConfigMapTooLargeError,
+    build_annotations,
+    config_map,
+    write_config_map,
+)
 from operators.parameters import PipelineParameters
+from operators.sandbox import SandboxPolicy
 from operators.stage import StageOperator
 
 _CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
@@ -34,7 +42,18 @@ class KustomizeBuildOperator(StageOperator):
         self.checkout = checkout
 
     def _output_dir(self, p: PipelineParameters) -> Path:
-        return Path(p.workspace) / "results" / self.task_id / "rendered"
+        return self.results_dir(p) / "rendered"
+
+    def confined_directories(self, p: PipelineParameters) -> dict[str, str]:
+        return {"project-root": p.project_root,
+                "kustomize-base-directory": (PurePosixPath(p.project_root) / p.kustomize_base_directory).as_posix()}
+
+    def sandbox_policy(self, p: PipelineParameters) -> SandboxPolicy:
+        """kustomize sees the clone read-only and nothing else of the run; no network, so remote
+        resources and bases outside the clone fail with kustomize's own error."""
+        home = Path(p.workspace) / ".home-kustomize"
+        return SandboxPolicy(writable=(self.results_dir(p), home), home=home,
+                             read_only=(*self.settings.sandbox_read_only_paths, p.checkout_dir))
 
     def script_env(self, p: PipelineParameters) -> dict[str, str]:
         return {"KUSTOMIZE_DIR": str(p.kustomize_dir), "OUTPUT_DIR": str(self._output_dir(p))}
@@ -42,13 +61,21 @@ class KustomizeBuildOperator(StageOperator):
     def finish(self, results: dict[str, str]) -> dict[str, Any]:
         p = self.pipeline
         data: dict[str, str] = {}
-        for rendered in sorted(self._output_dir(p).glob("*.yaml")):
-            name = rendered.stem
+        workspace = Path(p.workspace)
+        rendered_dir = self._output_dir(p).relative_to(workspace)
+        for file_name in list_build_files(workspace, rendered_dir):
+            name = file_name.removesuffix(".yaml")
+            if not file_name.endswith(".yaml"):
+                continue
             if not _CONFIGMAP_KEY.match(name):
                 raise AirflowFailException(
                     f"ERROR: overlay directory name {name!r} is not a valid ConfigMap key (letters, digits, '-', '_', '.')"
                 )
-            data[name] = base64.b64encode(rendered.read_bytes()).decode()
+            try:  # written by a stage that ran beside the repository's code: read it unfollowed
+                rendered = read_build_file(workspace, rendered_dir / file_name, max_bytes=MAX_CONFIGMAP_BYTES)
+            except UnsafeBuildFileError as error:
+                raise AirflowFailException(f"ERROR: rendered overlay {name}: {error}") from None
+            data[name] = base64.b64encode(rendered).decode()
         try:
             annotations = build_annotations(commit=self.checkout["commit_sha"], git_url=p.git_url, dag_id=self.dag_id,
                                             run_id=self._run_id)

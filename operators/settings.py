@@ -20,6 +20,9 @@ DEFAULT_NAMESPACE = "planton-cloud-pipelines"
 DEFAULT_R2_CONN_ID = "r2_default"
 DEFAULT_KUBERNETES_CONN_ID = "kubernetes_default"
 EXECUTION_MODES = ("local", "kubernetes")
+SANDBOX_MODES = ("bubblewrap", "none")
+DEFAULT_ALLOWED_R2_ENDPOINTS = ("*.r2.cloudflarestorage.com",)
+DEFAULT_ALLOWED_GIT_HOSTS = ("*",)
 
 
 class SettingsError(ValueError):
@@ -90,6 +93,14 @@ class PipelineSettings:
     :param git_submodules: fetch the repository's submodules (off: a build sees only its own code).
     :param max_bundle_bytes: bundles larger than this fail before upload (Workers' paid-plan
         limit on a compressed script is 10 MiB; the spec's future enhancement names 10 MB).
+    :param sandbox: ``bubblewrap`` runs every local-mode stage script in a bubblewrap sandbox (see
+        ``operators.sandbox``); ``none`` runs them as the worker's user, for trusted repositories only.
+    :param sandbox_read_only_paths: further host paths the sandbox shows read-only, e.g. a Node
+        installed outside ``/usr``.
+    :param allowed_r2_endpoints: host patterns (``fnmatch``), IP addresses or networks (CIDR) an
+        ``r2-endpoint-url`` may name. A host resolving to loopback, private or link-local space is
+        refused unless an address or network entry covers that address.
+    :param allowed_git_hosts: the same for ``git-url`` hosts; any public host by default.
     """
 
     namespace: str = DEFAULT_NAMESPACE
@@ -110,6 +121,10 @@ class PipelineSettings:
     git_conn_id: str = "git_default"
     git_credentials_secret: str = ""
     git_submodules: bool = False
+    sandbox: str = "bubblewrap"
+    sandbox_read_only_paths: tuple[Path, ...] = ()
+    allowed_r2_endpoints: tuple[str, ...] = DEFAULT_ALLOWED_R2_ENDPOINTS
+    allowed_git_hosts: tuple[str, ...] = DEFAULT_ALLOWED_GIT_HOSTS
 
     @classmethod
     def from_airflow_config(cls) -> PipelineSettings:
@@ -136,12 +151,18 @@ class PipelineSettings:
             git_conn_id=get("git_conn_id", defaults.git_conn_id),
             git_credentials_secret=get("git_credentials_secret", ""),
             git_submodules=_parse_bool("git_submodules", get("git_submodules", False)),
+            sandbox=get("sandbox", defaults.sandbox),
+            sandbox_read_only_paths=tuple(Path(p) for p in _parse_list(get("sandbox_read_only_paths", ""))),
+            allowed_r2_endpoints=_parse_list(get("allowed_r2_endpoints", ",".join(DEFAULT_ALLOWED_R2_ENDPOINTS))),
+            allowed_git_hosts=_parse_list(get("allowed_git_hosts", ",".join(DEFAULT_ALLOWED_GIT_HOSTS))),
         )
-        if settings.execution_mode not in EXECUTION_MODES:
-            raise SettingsError(
-                f"[{SECTION}] execution_mode: expected one of {', '.join(EXECUTION_MODES)}, "
-                f"got {settings.execution_mode!r}"
-            )
+        for key, value, allowed in (("execution_mode", settings.execution_mode, EXECUTION_MODES),
+                                    ("sandbox", settings.sandbox, SANDBOX_MODES)):
+            if value not in allowed:
+                raise SettingsError(f"[{SECTION}] {key}: expected one of {', '.join(allowed)}, got {value!r}")
+        for path in settings.sandbox_read_only_paths:
+            if not path.is_absolute():
+                raise SettingsError(f"[{SECTION}] sandbox_read_only_paths: expected absolute paths, got {str(path)!r}")
         return settings
 
 
@@ -170,6 +191,10 @@ def _pod_settings(get: Callable[[str, object], str]) -> PodSettings:
         workspace_size=get("workspace_size", d.workspace_size),
         workspace_access_mode=access_mode,
     )
+
+
+def _parse_list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
 def _parse_json(key: str, raw: str, kind: type) -> Any:

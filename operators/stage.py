@@ -13,8 +13,11 @@ from typing import Any, ClassVar
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
+from operators.build_files import UnsafeBuildFileError
+from operators.clone_paths import PathEscapesCloneError, check_confined
 from operators.execution import LocalScriptRunner, ScriptRunner, StageScriptError
 from operators.parameters import PipelineParameters
+from operators.sandbox import SandboxPolicy, SandboxUnavailableError
 from operators.settings import PipelineSettings
 from operators.workspace_claims import workspace_volume
 
@@ -47,6 +50,7 @@ class StageOperator(PipelineOperator):
 
     script: ClassVar[str]
     image_setting: ClassVar[str] = "node_image"  # the PodSettings field naming this stage's image
+    network: ClassVar[bool] = False  # does the script fetch (git, the package registry)?
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -68,6 +72,19 @@ class StageOperator(PipelineOperator):
     def finish(self, results: dict[str, str]) -> Any:
         """Turn the script's results into the task's XCom value."""
         raise NotImplementedError
+
+    def confined_directories(self, p: PipelineParameters) -> dict[str, str]:
+        """Parameter name -> directory in the clone the script works in; each must stay in the clone."""
+        return {}
+
+    def results_dir(self, p: PipelineParameters) -> Path:
+        return Path(p.workspace) / "results" / self.task_id
+
+    def sandbox_policy(self, p: PipelineParameters) -> SandboxPolicy:
+        """What the script may see and write in the local mode: the clone, the run's HOME, its results."""
+        home = Path(p.workspace) / ".home"
+        return SandboxPolicy(writable=(p.checkout_dir, home, self.results_dir(p)), home=home,
+                             read_only=self.settings.sandbox_read_only_paths, network=self.network)
 
     def execute(self, context: Any) -> Any:
         self._run_id = str(context["run_id"])
@@ -96,6 +113,8 @@ class StageOperator(PipelineOperator):
         self._runner = runner
         seen = self.script_parameters(runner)
         try:
+            for parameter, relative in self.confined_directories(self.pipeline).items():
+                check_confined(self.pipeline.checkout_dir, relative, parameter)
             secrets = self.secret_env()
             if secrets and runner.workspace is not None and not self.secret_refs():
                 raise AirflowFailException(
@@ -104,9 +123,11 @@ class StageOperator(PipelineOperator):
                 )
             return run(  # type: ignore[no-any-return]
                 env={**self.script_env(seen), **(secrets if runner.workspace is None else {})},
-                results_dir=Path(seen.workspace) / "results" / self.task_id,
+                results_dir=self.results_dir(seen),
                 timeout_seconds=self.settings.stage_timeout_seconds,
             )
+        except (PathEscapesCloneError, UnsafeBuildFileError, SandboxUnavailableError) as error:
+            raise AirflowFailException(f"ERROR: {error}") from None
         except StageScriptError as error:
             if error.diagnosed:  # the script named the problem: retrying would only repeat it
                 raise AirflowFailException(str(error)) from None
@@ -123,7 +144,8 @@ class StageOperator(PipelineOperator):
         """The one place the execution mode becomes a runner."""
         settings = self.settings
         if settings.execution_mode == "local":
-            return LocalScriptRunner(self.log)
+            return LocalScriptRunner(self.log, workspace=Path(self.pipeline.workspace),
+                                     policy=self.sandbox_policy(self.pipeline), sandboxed=settings.sandbox != "none")
         from operators.pod_runner import KubernetesScriptRunner, stage_pod
 
         pods = settings.pods

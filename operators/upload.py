@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from operators.build_files import UnsafeBuildFileError, read_build_file
 from operators.links import R2ObjectLink
 from operators.parameters import object_key_for_commit
 from operators.stage import PipelineOperator
@@ -49,7 +51,11 @@ class UploadBundleOperator(PipelineOperator):
 
         p = self.pipeline
         path = p.project_dir / self.bundle["bundle_path"]
-        body = path.read_bytes()
+        try:  # the build wrote it, beside the repository's code: no links, a regular file, capped
+            body = read_build_file(Path(p.workspace), path.relative_to(p.workspace),
+                                   max_bytes=self.settings.max_bundle_bytes)
+        except UnsafeBuildFileError as error:
+            raise AirflowFailException(f"ERROR: bundle {error}") from None
         digest = hashlib.sha256(body)
         if digest.hexdigest() != self.bundle["sha256"] or len(body) != self.bundle["size_bytes"]:
             raise AirflowFailException(

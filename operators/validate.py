@@ -12,6 +12,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from operators.parameters import InvalidParameterError, PipelineParameters
+from operators.sandbox import SandboxUnavailableError, check_sandbox
 from operators.settings import SECTION, PipelineSettings, SettingsError
 from operators.workspace_claims import claim_for_run, create_run_claim, existing_claim_problem
 
@@ -48,7 +49,9 @@ class ValidateParametersOperator(BaseOperator):
             )
             if settings.execution_mode == "kubernetes":
                 self._check_kubernetes_deployment(settings)
-        except (InvalidParameterError, SettingsError) as error:
+            elif settings.sandbox != "none":
+                check_sandbox(workspace.parent / f".sandbox-check-{workspace.name}")
+        except (InvalidParameterError, SettingsError, SandboxUnavailableError) as error:
             raise AirflowFailException(str(error)) from None
         self.log.info(
             "Building %s at %s (project root %s) into s3://%s/%s; workspace %s (%s mode)",

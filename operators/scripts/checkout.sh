@@ -17,11 +17,14 @@ SPARSE_CHECKOUT_DIRECTORIES="${SPARSE_CHECKOUT_DIRECTORIES:-}"
 export GIT_TERMINAL_PROMPT=0
 export GIT_ALLOW_PROTOCOL="${GIT_ALLOW_PROTOCOL:-https:ssh:git}"
 
-rm -rf "$CHECKOUT_DIR"
+# Empty it rather than remove it: in the sandbox the directory itself is a mount point.
 mkdir -p "$CHECKOUT_DIR"
+find "$CHECKOUT_DIR" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
 cd "$CHECKOUT_DIR"
 git init --quiet
 git config advice.detachedHead false
+# A public host must not send git on to an internal one.
+git config http.followRedirects false
 git remote add origin "$GIT_URL"
 if [ -n "${GIT_PASSWORD:-}" ]; then
   # A private repository: the token stays in this process's environment, never in a URL or a
