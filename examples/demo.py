@@ -29,6 +29,9 @@ os.environ.update({
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{DEMO / 'airflow.db'}",
     "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__WORKSPACE_ROOT": str(DEMO / "workspaces"),
     "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__MANIFEST_DIR": str(DEMO / "configmaps"),
+    # SeaweedFS and the git daemon listen on 127.0.0.1, which the defaults (R2's hosts; public git hosts) refuse.
+    "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__ALLOWED_R2_ENDPOINTS": "127.0.0.1",
+    "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__ALLOWED_GIT_HOSTS": "*,127.0.0.1",
     "AIRFLOW_CONN_R2_DEFAULT": json.dumps({"conn_type": "aws", "login": ACCESS_KEY, "password": SECRET_KEY}),
 })
 os.environ.setdefault("AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__INSTALL_ENV", json.dumps({

@@ -6,7 +6,9 @@ import base64
 from collections.abc import Sequence
 from typing import Any
 
-from operators.configmaps import build_annotations, config_map, write_config_map
+from airflow.sdk.exceptions import AirflowFailException
+
+from operators.configmaps import ConfigMapOwnedElsewhereError, build_annotations, config_map, write_config_map
 from operators.stage import PipelineOperator
 
 
@@ -40,9 +42,12 @@ class StoreArtifactMetadataOperator(PipelineOperator):
                 "size-bytes": str(self.artifact["size_bytes"]),
             },
             build_annotations(commit=self.checkout["commit_sha"], git_url=p.git_url, dag_id=self.dag_id,
-                              run_id=context["run_id"]),
+                              run_id=context["run_id"], owner=p.owner),
         )
-        return {"config_map": write_config_map(manifest, self.settings, self.log, still_current=self._object_is_ours)}
+        try:
+            return {"config_map": write_config_map(manifest, self.settings, self.log, still_current=self._object_is_ours)}
+        except ConfigMapOwnedElsewhereError as error:
+            raise AirflowFailException(f"ERROR: {error}") from None
 
     def _object_is_ours(self) -> bool:
         """Is the stored object still the bundle this run uploaded (same SHA-256 and size)?"""

@@ -24,7 +24,7 @@ class CheckoutOperator(StageOperator):
 
     script = "checkout.sh"
     image_setting = "git_image"
-    network = True
+    egress = "git"
     operator_extra_links = (CommitLink(),)
 
     def script_env(self, p: PipelineParameters) -> dict[str, str]:

@@ -12,6 +12,7 @@ import yaml
 
 from operators.connections import optional_connection
 from operators.execution import TaskLog
+from operators.parameters import MANAGED_BY_LABEL
 from operators.settings import PipelineSettings
 
 FIELD_MANAGER = "cloudflare-worker-pipeline"
@@ -42,18 +43,61 @@ def config_map(name: str, namespace: str, labels: dict[str, str], data: dict[str
     }
 
 
-def build_annotations(*, commit: str, git_url: str, dag_id: str, run_id: str) -> dict[str, str]:
-    """Traceability on both ConfigMaps, leaving their data keys exactly as the spec has them."""
+OWNER_ANNOTATION = f"{ANNOTATION_PREFIX}/owner"
+
+
+class ConfigMapOwnedElsewhereError(RuntimeError):
+    """The ConfigMap exists and belongs to someone else: another service, or not this pipeline."""
+
+
+def build_annotations(*, commit: str, git_url: str, dag_id: str, run_id: str, owner: str) -> dict[str, str]:
+    """Traceability on both ConfigMaps, leaving their data keys exactly as the spec has them.
+
+    ``owner`` is ``<owner label key>=<value>`` (or empty): who may write this ConfigMap next.
+    """
     return {
         f"{ANNOTATION_PREFIX}/commit": commit,
         f"{ANNOTATION_PREFIX}/repository": git_url,
         f"{ANNOTATION_PREFIX}/dag-run": f"{dag_id}/{run_id}",
+        OWNER_ANNOTATION: owner,
     }
+
+
+def check_ownership(existing: dict[str, Any] | None, manifest: dict[str, Any]) -> None:
+    """A ConfigMap is written only if absent, or managed by this pipeline for the same owner.
+
+    Without this, any run could name another service's ConfigMap (or one the cluster or another
+    tool owns) and overwrite what its deploys read.
+    """
+    if existing is None:
+        return
+    meta, theirs = manifest["metadata"], existing.get("metadata") or {}
+    labels, annotations = theirs.get("labels") or {}, theirs.get("annotations") or {}
+    where = f"ConfigMap {meta['namespace']}/{meta['name']}"
+    if labels.get(MANAGED_BY_LABEL[0]) != MANAGED_BY_LABEL[1]:
+        raise ConfigMapOwnedElsewhereError(
+            f"{where} exists and is not managed by this pipeline (it lacks the label "
+            f"{MANAGED_BY_LABEL[0]}={MANAGED_BY_LABEL[1]}); refusing to overwrite it: choose another name"
+        )
+    ours = (meta.get("annotations") or {}).get(OWNER_ANNOTATION, "")
+    recorded = annotations.get(OWNER_ANNOTATION)
+    if recorded is None:  # written before owners were recorded: compare the owner label instead
+        key, _, value = ours.partition("=")
+        other = labels.get(key) if key else None
+        recorded = ours if other in (None, value) else f"{key}={other}"
+    if recorded != ours:
+        raise ConfigMapOwnedElsewhereError(
+            f"{where} belongs to another owner ({recorded or 'no owner label'}), not {ours or 'a run without an owner label'};"
+            " refusing to overwrite it"
+        )
 
 
 def write_config_map(manifest: dict[str, Any], settings: PipelineSettings, log: TaskLog,
                      still_current: Callable[[], bool] | None = None) -> str:
     """Create or update the ConfigMap in one write; return where it went, for the log and XCom.
+
+    An existing ConfigMap is written only when this pipeline manages it for the same owner
+    (:func:`check_ownership`; :class:`ConfigMapOwnedElsewhereError` otherwise).
 
     ``still_current``, when given, is asked right before the write; if it answers False (another
     run has replaced what this manifest describes), nothing is written. On a cluster the write is
@@ -65,6 +109,7 @@ def write_config_map(manifest: dict[str, Any], settings: PipelineSettings, log: 
     if still_current is not None and not still_current():
         return _superseded(manifest, log)
     return _write_manifest_file(manifest, settings.manifest_dir, settings.kubernetes_conn_id, log)
+
 
 
 def _superseded(manifest: dict[str, Any], log: TaskLog) -> str:
@@ -85,14 +130,15 @@ def _apply_to_cluster(manifest: dict[str, Any], conn_id: str, log: TaskLog,
     client = KubernetesHook(conn_id=conn_id).core_v1_client
     where = f"configmap/{meta['name']} in namespace {meta['namespace']} (connection {conn_id})"
     for _ in range(CONFLICT_RETRIES):
-        body = manifest
-        if still_current is not None:
-            version = _resource_version(client, meta["name"], meta["namespace"])
-            if not still_current():
-                return _superseded(manifest, log)
-            body = {**manifest, "metadata": {**meta, "resourceVersion": version}} if version else manifest
+        # Every write is conditional on what was read: its owner checked, its resourceVersion kept.
+        existing = _read(client, meta["name"], meta["namespace"])
+        check_ownership(existing, manifest)
+        if still_current is not None and not still_current():
+            return _superseded(manifest, log)
+        version = existing["metadata"]["resourceVersion"] if existing else None
+        body = {**manifest, "metadata": {**meta, "resourceVersion": version}} if version else manifest
         try:
-            if still_current is not None and body is manifest:  # absent: create, so a racing create conflicts
+            if version is None:  # absent: create, so a racing create conflicts
                 result = client.create_namespaced_config_map(meta["namespace"], manifest, field_manager=FIELD_MANAGER,
                                                             _request_timeout=API_TIMEOUT)
             else:
@@ -101,7 +147,7 @@ def _apply_to_cluster(manifest: dict[str, Any], conn_id: str, log: TaskLog,
                     force=True, _content_type="application/apply-patch+yaml", _request_timeout=API_TIMEOUT,
                 )
         except ApiException as error:
-            if error.status == 409 and still_current is not None:
+            if error.status == 409:
                 log.info("%s changed while writing; reading it again", where)
                 continue
             raise
@@ -110,15 +156,19 @@ def _apply_to_cluster(manifest: dict[str, Any], conn_id: str, log: TaskLog,
     raise RuntimeError(f"{where}: still conflicting after {CONFLICT_RETRIES} tries")
 
 
-def _resource_version(client: Any, name: str, namespace: str) -> str | None:
+def _read(client: Any, name: str, namespace: str) -> dict[str, Any] | None:
+    """The ConfigMap's metadata as the API has it (plain dict), or None when absent."""
     from kubernetes.client.exceptions import ApiException
 
     try:
-        return str(client.read_namespaced_config_map(name, namespace, _request_timeout=API_TIMEOUT).metadata.resource_version)
+        found = client.read_namespaced_config_map(name, namespace, _request_timeout=API_TIMEOUT)
     except ApiException as error:
         if error.status == 404:
             return None
         raise
+    return {"metadata": {"labels": dict(found.metadata.labels or {}),
+                         "annotations": dict(found.metadata.annotations or {}),
+                         "resourceVersion": str(found.metadata.resource_version)}}
 
 
 def _write_manifest_file(manifest: dict[str, Any], directory: Path, conn_id: str, log: TaskLog) -> str:
@@ -126,6 +176,7 @@ def _write_manifest_file(manifest: dict[str, Any], directory: Path, conn_id: str
     meta = manifest["metadata"]
     target = directory / meta["namespace"] / f"{meta['name']}.yaml"
     target.parent.mkdir(parents=True, exist_ok=True)
+    check_ownership(yaml.safe_load(target.read_text()) if target.is_file() else None, manifest)
     fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     with os.fdopen(fd, "w") as handle:
         yaml.safe_dump(manifest, handle, sort_keys=False)

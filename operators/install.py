@@ -14,7 +14,7 @@ class InstallDependenciesOperator(StageOperator):
     """
 
     script = "install.sh"
-    network = True
+    egress = "registry"
 
     def confined_directories(self, p: PipelineParameters) -> dict[str, str]:
         return {"package-manager-directory": p.package_manager_directory}

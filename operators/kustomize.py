@@ -13,6 +13,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from operators.build_files import UnsafeBuildFileError, list_build_files, read_build_file
 from operators.configmaps import (
     MAX_CONFIGMAP_BYTES,
+    ConfigMapOwnedElsewhereError,
     ConfigMapTooLargeError,
     build_annotations,
     config_map,
@@ -78,9 +79,9 @@ class KustomizeBuildOperator(StageOperator):
             data[name] = base64.b64encode(rendered).decode()
         try:
             annotations = build_annotations(commit=self.checkout["commit_sha"], git_url=p.git_url, dag_id=self.dag_id,
-                                            run_id=self._run_id)
+                                            run_id=self._run_id, owner=p.owner)
             manifest = config_map(p.kustomize_manifests_config_map_name, self.settings.namespace, p.labels, data,
                                   annotations)
-        except ConfigMapTooLargeError as error:
+            return {"overlays": sorted(data), "config_map": write_config_map(manifest, self.settings, self.log)}
+        except (ConfigMapTooLargeError, ConfigMapOwnedElsewhereError) as error:
             raise AirflowFailException(f"ERROR: {error}") from None
-        return {"overlays": sorted(data), "config_map": write_config_map(manifest, self.settings, self.log)}

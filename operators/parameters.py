@@ -38,9 +38,11 @@ _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PATH_SEGMENT = re.compile(r"^[A-Za-z0-9._@+=-]+$")
 _REF = re.compile(r"^[A-Za-z0-9._/+=@-]+$")
-_SCP_LIKE = re.compile(r"^(?:[A-Za-z0-9._-]+@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/\\][^\\]*|/.+)$")
+_SCP_LIKE = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9._-]*@)?(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*):(?P<path>[^/\\][^\\]*|/.+)$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$|^[0-9a-fA-F:]+$")
+# S3's "safe characters" for object keys, plus "/" between segments.
+_OBJECT_KEY = re.compile(r"^[A-Za-z0-9!_.*'()/-]+$")
 _URL_UNSAFE = re.compile(r"[\s$`;|&<>(){}'\"\\*?\[\]!]")
 MANAGED_BY_LABEL = ("app.kubernetes.io/managed-by", "planton-cloud")
 SHORT_SHA_LENGTH = 12
@@ -175,6 +177,11 @@ class PipelineParameters:
         return {self.owner_label[0]: self.owner_label[1]} if self.owner_label else {}
 
     @property
+    def owner(self) -> str:
+        """``<owner label key>=<value>``, or empty: recorded with what a run writes, to tell owners apart."""
+        return f"{self.owner_label[0]}={self.owner_label[1]}" if self.owner_label else ""
+
+    @property
     def labels(self) -> dict[str, str]:
         """The ConfigMaps' labels, as the spec has them."""
         return {MANAGED_BY_LABEL[0]: MANAGED_BY_LABEL[1], **self.owner_labels}
@@ -256,8 +263,10 @@ def _git_url(value: str, allow_file: bool) -> str:
             raise InvalidParameterError(
                 name, "a URL without a password or token; put credentials in an Airflow connection", show_value=False
             )
-        if parts.scheme != "file" and not parts.hostname:
-            raise InvalidParameterError(name, "a URL with a host", value)
+        if parts.scheme != "file" and (not parts.hostname or not _HOSTNAME.match(parts.hostname)):
+            raise InvalidParameterError(name, "a URL with a host name or address (not starting with '-')", value)
+        if (parts.username or "").startswith("-"):
+            raise InvalidParameterError(name, "a URL whose user name does not start with '-'", value)
         if parts.query or parts.fragment:
             raise InvalidParameterError(name, "a URL without query or fragment", value)
         return value
@@ -316,6 +325,10 @@ def _stored_object_key(filled: str, value: str) -> None:
         raise InvalidParameterError(name, "a key without '.', '..' or empty path segments", value)
     if len(filled.encode()) > 1024:
         raise InvalidParameterError(name, "at most 1024 bytes", f"{len(filled.encode())} bytes")
+    if not _OBJECT_KEY.match(filled):
+        raise InvalidParameterError(
+            name, "S3's safe characters only: letters, digits, / ! - _ . * ' ( ) and the placeholders {commit_sha}, "
+            "{short_sha}", value)
 
 
 def _dns_subdomain(name: str, value: str) -> str:
@@ -324,7 +337,18 @@ def _dns_subdomain(name: str, value: str) -> str:
         raise InvalidParameterError(
             name, "a DNS-1123 subdomain: lowercase letters, digits, '-' and '.', at most 253 characters", value
         )
+    if value.startswith("kube-"):  # kube-root-ca.crt, kube-proxy...: the cluster's own
+        raise InvalidParameterError(name, "a name not starting with 'kube-', which Kubernetes' own ConfigMaps use", value)
     return value
+
+
+def git_host(url: str) -> str | None:
+    """The host a validated ``git-url`` names; None for a local repository (``file://``, a path)."""
+    if "://" in url:
+        parts = urlsplit(url)
+        return None if parts.scheme == "file" else parts.hostname
+    match = _SCP_LIKE.match(url)
+    return match.group("host") if match else None
 
 
 def _owner_label(key: str, value: str) -> tuple[str, str] | None:

@@ -23,6 +23,9 @@ from operators.settings import PodSettings
 
 TERMINATION_LOG = "/dev/termination-log"
 POD_LABELS = {"app.kubernetes.io/part-of": "cloudflare-worker-pipeline"}
+# Selected by examples/kubernetes/network-policies.yaml: "none" (bundle, kustomize), "git"
+# (checkout), "registry" (install).
+EGRESS_LABEL = "cloudflare-worker-pipeline.planton.cloud/egress"
 
 
 class StagePodOperator(KubernetesPodOperator):
@@ -48,6 +51,7 @@ def stage_pod(
     pods: PodSettings,
     namespace: str,
     labels: Mapping[str, str],
+    egress: str,
     claim_name: str,
     sub_path: str | None,
     timeout_seconds: int,
@@ -77,7 +81,9 @@ def stage_pod(
         image_pull_policy="IfNotPresent",
         cmds=["sh", "-c", stage_program(script), script],
         env_vars=env_vars,
-        labels={**POD_LABELS, "app.kubernetes.io/component": stage, **labels},
+        labels={**POD_LABELS, "app.kubernetes.io/component": stage, EGRESS_LABEL: egress, **labels},
+        # No Kubernetes service addresses in the environment: a build has no business finding them.
+        full_pod_spec=k8s.V1Pod(spec=k8s.V1PodSpec(containers=[], enable_service_links=False)),
         container_resources=k8s.V1ResourceRequirements(**pods.resources),
         service_account_name=pods.service_account or None,
         automount_service_account_token=False,

@@ -50,7 +50,9 @@ class StageOperator(PipelineOperator):
 
     script: ClassVar[str]
     image_setting: ClassVar[str] = "node_image"  # the PodSettings field naming this stage's image
-    network: ClassVar[bool] = False  # does the script fetch (git, the package registry)?
+    # What the script reaches over the network: "none", "git" or "registry". The local sandbox
+    # shares the network only with the latter two; pods carry it as a label NetworkPolicies select.
+    egress: ClassVar[str] = "none"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -84,7 +86,7 @@ class StageOperator(PipelineOperator):
         """What the script may see and write in the local mode: the clone, the run's HOME, its results."""
         home = Path(p.workspace) / ".home"
         return SandboxPolicy(writable=(p.checkout_dir, home, self.results_dir(p)), home=home,
-                             read_only=self.settings.sandbox_read_only_paths, network=self.network)
+                             read_only=self.settings.sandbox_read_only_paths, network=self.egress != "none")
 
     def execute(self, context: Any) -> Any:
         self._run_id = str(context["run_id"])
@@ -155,7 +157,7 @@ class StageOperator(PipelineOperator):
             return stage_pod(
                 task_id=self.task_id, stage=self.task_id.replace("_", "-"), script=script,
                 image=getattr(pods, self.image_setting), env=env, pods=pods, namespace=settings.namespace,
-                labels=self.pipeline.owner_labels, claim_name=claim_name, sub_path=sub_path, secret_refs=self.secret_refs(),
+                labels=self.pipeline.owner_labels, egress=self.egress, claim_name=claim_name, sub_path=sub_path, secret_refs=self.secret_refs(),
                 timeout_seconds=timeout_seconds, kubernetes_conn_id=settings.kubernetes_conn_id,
             )
 

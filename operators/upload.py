@@ -7,9 +7,11 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from operators.allowed_hosts import HostNotAllowedError, check_host
 from operators.build_files import UnsafeBuildFileError, read_build_file
 from operators.links import R2ObjectLink
 from operators.parameters import object_key_for_commit
@@ -62,19 +64,26 @@ class UploadBundleOperator(PipelineOperator):
                 f"{path} changed after bundling: expected sha256 {self.bundle['sha256']} "
                 f"({self.bundle['size_bytes']} bytes), found {digest.hexdigest()} ({len(body)} bytes)"
             )
+        try:  # again, right before connecting: the name may resolve elsewhere by now
+            check_host(urlsplit(p.r2_endpoint_url).hostname or "", self.settings.allowed_r2_endpoints,
+                       parameter="r2-endpoint-url", setting="allowed_r2_endpoints")
+        except HostNotAllowedError as error:
+            raise AirflowFailException(str(error)) from None
         key = object_key_for_commit(p.r2_object_key, self.checkout["commit_sha"])
         target = f"s3://{p.r2_bucket_name}/{key}"
         client = R2Hook(endpoint_url=p.r2_endpoint_url, aws_conn_id=self.settings.r2_conn_id).get_conn()
         checksum = base64.b64encode(digest.digest()).decode()
         self.log.info("Uploading %s (%d bytes, sha256 %s) to %s at %s", path.name, len(body), digest.hexdigest(), target, p.r2_endpoint_url)
         try:
+            self._check_object_owner(client, p.r2_bucket_name, key, p.owner, target)
             client.put_object(
                 Bucket=p.r2_bucket_name,
                 Key=key,
                 Body=body,
                 ChecksumSHA256=checksum,
                 ContentType="application/javascript",
-                Metadata={"content-hash": digest.hexdigest()},
+                # Who may replace it, and what it is: readable with one HEAD.
+                Metadata={"content-hash": digest.hexdigest(), "owner": p.owner, "commit": self.checkout["commit_sha"]},
             )
             head = client.head_object(Bucket=p.r2_bucket_name, Key=key, ChecksumMode="ENABLED")
         except ClientError as error:
@@ -107,3 +116,21 @@ class UploadBundleOperator(PipelineOperator):
             context["outlet_events"][asset].extra = {**artifact, "commit_sha": self.checkout["commit_sha"],
                                                      "git_url": p.git_url}
         return artifact
+
+    @staticmethod
+    def _check_object_owner(client: Any, bucket: str, key: str, owner: str, target: str) -> None:
+        """An object another owner uploaded is never replaced; absent or unowned objects are fine."""
+        from botocore.exceptions import ClientError
+
+        try:
+            head = client.head_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return
+            raise
+        recorded = head.get("Metadata", {}).get("owner")
+        if recorded is not None and recorded != owner:
+            raise AirflowFailException(
+                f"upload: failed: {target} belongs to another owner ({recorded or 'no owner label'}), not "
+                f"{owner or 'a run without an owner label'}; refusing to overwrite it"
+            )

@@ -7,11 +7,13 @@ import hashlib
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from operators.parameters import InvalidParameterError, PipelineParameters
+from operators.allowed_hosts import HostNotAllowedError, check_host
+from operators.parameters import InvalidParameterError, PipelineParameters, git_host
 from operators.sandbox import SandboxUnavailableError, check_sandbox
 from operators.settings import SECTION, PipelineSettings, SettingsError
 from operators.workspace_claims import claim_for_run, create_run_claim, existing_claim_problem
@@ -28,6 +30,15 @@ def run_workspace(settings: PipelineSettings, dag_id: str, run_id: str) -> Path:
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)[:80]
     digest = hashlib.sha256(f"{dag_id}/{run_id}".encode()).hexdigest()[:10]
     return settings.workspace_root / dag_id / f"{safe}-{digest}"
+
+
+def check_allowed_hosts(parameters: PipelineParameters, settings: PipelineSettings) -> None:
+    """The endpoint and the git host are on the deployment's allowlists and resolve where allowed."""
+    check_host(urlsplit(parameters.r2_endpoint_url).hostname or "", settings.allowed_r2_endpoints,
+               parameter="r2-endpoint-url", setting="allowed_r2_endpoints")
+    host = git_host(parameters.git_url)
+    if host is not None:
+        check_host(host, settings.allowed_git_hosts, parameter="git-url", setting="allowed_git_hosts")
 
 
 class ValidateParametersOperator(BaseOperator):
@@ -47,11 +58,12 @@ class ValidateParametersOperator(BaseOperator):
             parameters = PipelineParameters.from_conf(
                 dict(context["params"]), workspace=str(workspace), allow_file_git_urls=settings.allow_file_git_urls
             )
+            check_allowed_hosts(parameters, settings)
             if settings.execution_mode == "kubernetes":
                 self._check_kubernetes_deployment(settings)
             elif settings.sandbox != "none":
                 check_sandbox(workspace.parent / f".sandbox-check-{workspace.name}")
-        except (InvalidParameterError, SettingsError, SandboxUnavailableError) as error:
+        except (InvalidParameterError, HostNotAllowedError, SettingsError, SandboxUnavailableError) as error:
             raise AirflowFailException(str(error)) from None
         self.log.info(
             "Building %s at %s (project root %s) into s3://%s/%s; workspace %s (%s mode)",

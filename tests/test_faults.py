@@ -10,7 +10,6 @@ import base64
 import hashlib
 import json
 import os
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.pipeline_run import fast_retries, run_pipeline
+from tests.processes import processes_with_environ
 from tests.servers import free_port
 from tests.test_pipeline import (
     NAMESPACE,
@@ -31,6 +31,7 @@ from tests.test_pipeline import (
 )
 
 KEY = "my-worker/build.js"
+INSTALL_ENV = json.loads(os.environ["AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__INSTALL_ENV"])
 PREVIOUS = b"export default { fetch() { return new Response('previous build'); } };"
 
 
@@ -183,33 +184,39 @@ def test_a_failing_wrangler_build_fails_the_bundle_with_its_error(pipeline_dag, 
     assert objects_in(s3_client, bucket) == {}
 
 
-def test_a_killed_stage_takes_its_whole_process_group_with_it(tmp_path) -> None:
+@pytest.mark.parametrize("sandboxed", [True, False])
+def test_a_killed_stage_takes_every_process_it_started_with_it(tmp_path, sandboxed) -> None:
     """The bundle or install task killed midway (on_kill, or a timeout): npm and its children stop."""
     import logging
+    import uuid
 
     from operators.execution import LocalScriptRunner, StageScriptError
+    from operators.sandbox import SandboxPolicy
 
     project = hello_worker_variant(tmp_path, "project")
-    runner = LocalScriptRunner(logging.getLogger("kill-test"))
-    env = {"INSTALL_DIR": str(project), "npm_config_cache": str(tmp_path / "cold-cache")}  # slow enough to kill
+    policy = SandboxPolicy(writable=(tmp_path,), home=tmp_path / ".home", network=True)
+    runner = LocalScriptRunner(logging.getLogger("kill-test"), workspace=tmp_path, policy=policy, sandboxed=sandboxed)
+    marker = f"KILL_TEST_{uuid.uuid4().hex}"
+    env = {"INSTALL_DIR": str(project), "KILL_TEST_MARKER": marker,
+           "npm_config_cache": str(tmp_path / "cold-cache"), **INSTALL_ENV}  # cold: slow enough to kill
     errors: list[BaseException] = []
     worker = threading.Thread(target=lambda: _run(runner, env, tmp_path, errors))
     worker.start()
     deadline = time.monotonic() + 30
-    while runner._process is None and time.monotonic() < deadline:
+    while not processes_with_environ(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(1.5)
-    group = runner._process.pid
+    assert processes_with_environ(marker), "the stage should be running"
     runner.terminate()
     worker.join(30)
     assert errors and isinstance(errors[0], StageScriptError)
-    alive: list[str] = []
+    alive: list[int] = []
     for _ in range(50):  # SIGKILL is delivered at once; the kernel reaps within moments
-        alive = subprocess.run(["pgrep", "-g", str(group)], capture_output=True, text=True).stdout.split()
+        alive = processes_with_environ(marker)
         if not alive:
             break
         time.sleep(0.1)
-    assert alive == [], f"processes left in the killed stage's group: {alive}"
+    assert alive == [], f"processes left by the killed stage: {alive}"
 
 
 def _run(runner, env, tmp_path, errors) -> None:

@@ -149,3 +149,48 @@ def test_the_pod_mutation_hook_mounts_a_shared_claim_at_workspace_root_and_leave
     other = executor_pod(dag_id="some_other_dag")
     mount_workspace(other)
     assert other.spec.volumes is None
+
+
+EGRESS = {CheckoutOperator: "git", InstallDependenciesOperator: "registry", BundleWorkerOperator: "none",
+          KustomizeBuildOperator: "none"}
+
+
+def network_policies() -> list[dict]:
+    import yaml
+
+    from tests.conftest import REPO
+
+    return list(yaml.safe_load_all((REPO / "examples" / "kubernetes" / "network-policies.yaml").read_text()))
+
+
+def selects(policy: dict, pod: dict) -> bool:
+    wanted = policy["spec"]["podSelector"].get("matchLabels", {})
+    return policy["metadata"]["namespace"] == pod["metadata"]["namespace"] and all(
+        pod["metadata"]["labels"].get(key) == value for key, value in wanted.items())
+
+
+@pytest.mark.parametrize("operator_class", list(STAGES))
+def test_stage_pods_get_no_service_links_and_say_what_network_they_need(operator_class, monkeypatch) -> None:
+    pod = render_pod(operator_class, monkeypatch)
+    assert pod["spec"]["enableServiceLinks"] is False
+    assert pod["metadata"]["labels"]["cloudflare-worker-pipeline.planton.cloud/egress"] == EGRESS[operator_class]
+
+
+def test_the_example_network_policies_are_valid() -> None:
+    for policy in network_policies():
+        kubernetes_validate.validate(policy, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("operator_class", list(STAGES))
+def test_each_stage_pod_is_selected_by_exactly_one_network_policy_and_offline_stages_get_no_egress(
+        operator_class, monkeypatch) -> None:
+    pod = render_pod(operator_class, monkeypatch)
+    chosen = [policy for policy in network_policies() if selects(policy, pod)]
+    assert len(chosen) == 1, [p["metadata"]["name"] for p in chosen]
+    spec = chosen[0]["spec"]
+    assert "Egress" in spec["policyTypes"]
+    if EGRESS[operator_class] == "none":
+        assert spec["egress"] == []
+    else:  # DNS and public addresses only: no cluster, metadata or private address space
+        blocks = [peer["ipBlock"] for rule in spec["egress"] for peer in rule["to"] if "ipBlock" in peer]
+        assert blocks and all({"10.0.0.0/8", "169.254.0.0/16", "127.0.0.0/8"} <= set(b["except"]) for b in blocks)

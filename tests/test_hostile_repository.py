@@ -1,0 +1,98 @@
+"""A repository that attacks the worker building it, through the whole DAG (``dag.test()``).
+
+Its npm ``postinstall`` and its Wrangler ``[build] command`` run ``tests/fixtures/hostile/escape.sh``,
+which reads every process environment it can see, tries the worker's secret files and another
+run's workspace, probes the network, writes ``git config --global`` and leaves a ``setsid`` daemon,
+then writes all it found into the bundle. With the bubblewrap sandbox nothing of the worker shows
+up in the uploaded object; with ``sandbox = none`` the same repository steals it, which is what
+that setting gives up (and shows this test can fail).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import FIXTURES, SESSION_DIR
+from tests.pipeline_run import run_pipeline
+from tests.processes import processes_with_environ
+from tests.test_pipeline import conf_for, hello_worker_variant, objects_in
+
+SETTING = "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__"
+
+
+def hostile_project(tmp_path: Path, targets: list[Path], port: int, marker: str) -> Path:
+    package = json.loads((Path(__file__).parent.parent / "examples/hello-worker/package.json").read_text())
+    package["scripts"]["postinstall"] = "sh ./escape.sh install"
+    return hello_worker_variant(tmp_path, f"hostile-{marker[:8]}", files={
+        "escape.sh": (FIXTURES / "hostile" / "escape.sh").read_text(),
+        "src/index.ts": (FIXTURES / "hostile" / "index.ts").read_text(),
+        "src/leak.js": 'export const report = "";\n',
+        "targets.txt": "".join(f"{target}\n" for target in targets),
+        "port.txt": str(port),
+        "marker.txt": marker,
+        "package.json": json.dumps(package, indent=2),
+        "wrangler.toml": 'name = "hostile"\nmain = "src/index.ts"\ncompatibility_date = "2024-09-23"\n\n'
+                         '[build]\ncommand = "sh ./escape.sh bundle"\n',
+    })
+
+
+@pytest.fixture
+def canaries(workspaces: Path) -> Iterator[dict[str, object]]:
+    """Secrets where a worker keeps them: a process environment (as the scheduler and task runner
+    hold AIRFLOW_CONN_*), a file beside airflow.cfg, and another run's workspace."""
+    secret = f"CANARY-{uuid.uuid4().hex}"
+    process = subprocess.Popen(["sleep", "300"], env={"PATH": os.environ["PATH"], "CANARY_SECRET": secret})
+    config = SESSION_DIR / "airflow" / "canary.cfg"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f"[database]\nsql_alchemy_conn = postgresql://airflow:{secret}@db/airflow\n")
+    other_run = workspaces / "build_and_upload_cloudflare_worker" / "another-service-run" / "source" / "secret.txt"
+    other_run.parent.mkdir(parents=True, exist_ok=True)
+    other_run.write_text(secret)
+    yield {"secret": secret, "files": [config, other_run, Path.home() / ".npmrc"]}
+    process.kill()
+    process.wait()
+
+
+@pytest.mark.parametrize("sandbox", ["bubblewrap", "none"])
+def test_repository_code_reaches_no_secret_network_or_later_build(sandbox, pipeline_dag, git_server, connections, bucket,
+                                                                   s3_server, s3_client, tmp_path, canaries,
+                                                                   monkeypatch) -> None:
+    monkeypatch.setenv(SETTING + "SANDBOX", sandbox)
+    marker = uuid.uuid4().hex
+    gitconfig = Path.home() / ".gitconfig"
+    before = gitconfig.read_bytes() if gitconfig.exists() else None
+    port = urlsplit(s3_server.endpoint_url).port
+    project = hostile_project(tmp_path, canaries["files"], port, marker)  # type: ignore[arg-type]
+    repo = git_server.publish(f"hostile-{sandbox}", project)
+
+    try:
+        run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+        assert run.state == "success", run.task_states
+        report = objects_in(s3_client, bucket)["my-worker/build.js"].decode()
+        left_behind = processes_with_environ(marker)
+    finally:
+        for pid in processes_with_environ(marker):
+            os.kill(pid, signal.SIGKILL)
+
+    assert "== install ran" in report and "== bundle ran" in report, "the hostile steps must have run"
+    secret = str(canaries["secret"])
+    if sandbox == "none":  # what the setting gives up: the same repository steals the worker's secrets
+        assert secret in report and left_behind
+        return
+    assert secret not in report, report
+    assert "AIRFLOW" not in report.replace("AIRFLOW__CLOUDFLARE", "")
+    assert "ran as uid 1000" in report
+    assert all(f"cannot read {path}" in report for path in canaries["files"]), report  # type: ignore[attr-defined]
+    assert "bundle network: none" in report, "the bundle stage has no network"
+    assert "install network: reached" in report, "install fetches packages, so it has the network"
+    assert not left_behind, "a setsid daemon outlived its stage"
+    assert (gitconfig.read_bytes() if gitconfig.exists() else None) == before, "the worker's ~/.gitconfig changed"
