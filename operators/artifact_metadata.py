@@ -8,7 +8,8 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from operators.configmaps import ConfigMapOwnedElsewhereError, build_annotations, config_map, write_config_map
+from operators.configmaps import build_annotations, config_map, write_config_map
+from operators.ownership import ConfigMapOwnedElsewhereError
 from operators.stage import PipelineOperator
 
 

@@ -12,11 +12,11 @@ import yaml
 
 from operators.connections import optional_connection
 from operators.execution import TaskLog
-from operators.parameters import MANAGED_BY_LABEL
+from operators.ownership import ANNOTATION_PREFIX, OWNER_ANNOTATION, check_ownership
 from operators.settings import PipelineSettings
 
 FIELD_MANAGER = "cloudflare-worker-pipeline"
-ANNOTATION_PREFIX = "cloudflare-worker-pipeline.planton.cloud"
+
 CONFLICT_RETRIES = 5
 API_TIMEOUT = (10, 30)  # connect, read: a stalled API server fails the try instead of hanging it
 MAX_CONFIGMAP_BYTES = 1024 * 1024  # the API server refuses larger objects
@@ -43,13 +43,6 @@ def config_map(name: str, namespace: str, labels: dict[str, str], data: dict[str
     }
 
 
-OWNER_ANNOTATION = f"{ANNOTATION_PREFIX}/owner"
-
-
-class ConfigMapOwnedElsewhereError(RuntimeError):
-    """The ConfigMap exists and belongs to someone else: another service, or not this pipeline."""
-
-
 def build_annotations(*, commit: str, git_url: str, dag_id: str, run_id: str, owner: str) -> dict[str, str]:
     """Traceability on both ConfigMaps, leaving their data keys exactly as the spec has them.
 
@@ -61,35 +54,6 @@ def build_annotations(*, commit: str, git_url: str, dag_id: str, run_id: str, ow
         f"{ANNOTATION_PREFIX}/dag-run": f"{dag_id}/{run_id}",
         OWNER_ANNOTATION: owner,
     }
-
-
-def check_ownership(existing: dict[str, Any] | None, manifest: dict[str, Any]) -> None:
-    """A ConfigMap is written only if absent, or managed by this pipeline for the same owner.
-
-    Without this, any run could name another service's ConfigMap (or one the cluster or another
-    tool owns) and overwrite what its deploys read.
-    """
-    if existing is None:
-        return
-    meta, theirs = manifest["metadata"], existing.get("metadata") or {}
-    labels, annotations = theirs.get("labels") or {}, theirs.get("annotations") or {}
-    where = f"ConfigMap {meta['namespace']}/{meta['name']}"
-    if labels.get(MANAGED_BY_LABEL[0]) != MANAGED_BY_LABEL[1]:
-        raise ConfigMapOwnedElsewhereError(
-            f"{where} exists and is not managed by this pipeline (it lacks the label "
-            f"{MANAGED_BY_LABEL[0]}={MANAGED_BY_LABEL[1]}); refusing to overwrite it: choose another name"
-        )
-    ours = (meta.get("annotations") or {}).get(OWNER_ANNOTATION, "")
-    recorded = annotations.get(OWNER_ANNOTATION)
-    if recorded is None:  # written before owners were recorded: compare the owner label instead
-        key, _, value = ours.partition("=")
-        other = labels.get(key) if key else None
-        recorded = ours if other in (None, value) else f"{key}={other}"
-    if recorded != ours:
-        raise ConfigMapOwnedElsewhereError(
-            f"{where} belongs to another owner ({recorded or 'no owner label'}), not {ours or 'a run without an owner label'};"
-            " refusing to overwrite it"
-        )
 
 
 def write_config_map(manifest: dict[str, Any], settings: PipelineSettings, log: TaskLog,
@@ -110,6 +74,23 @@ def write_config_map(manifest: dict[str, Any], settings: PipelineSettings, log: 
         return _superseded(manifest, log)
     return _write_manifest_file(manifest, settings.manifest_dir, settings.kubernetes_conn_id, log)
 
+
+
+def check_config_map_owner(name: str, owner: str, settings: PipelineSettings) -> None:
+    """Before a run builds anything: may it write ConfigMap ``name``? (Checked again at the write.)"""
+    manifest = {"metadata": {"name": name, "namespace": settings.namespace, "annotations": {OWNER_ANNOTATION: owner}}}
+    if optional_connection(settings.kubernetes_conn_id) is not None:
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+        client = KubernetesHook(conn_id=settings.kubernetes_conn_id).core_v1_client
+        check_ownership(_read(client, name, settings.namespace), manifest)
+    else:
+        check_ownership(_read_manifest_file(settings.manifest_dir, settings.namespace, name), manifest)
+
+
+def _read_manifest_file(directory: Path, namespace: str, name: str) -> dict[str, Any] | None:
+    target = directory / namespace / f"{name}.yaml"
+    return yaml.safe_load(target.read_text()) if target.is_file() else None
 
 
 def _superseded(manifest: dict[str, Any], log: TaskLog) -> str:
@@ -176,7 +157,7 @@ def _write_manifest_file(manifest: dict[str, Any], directory: Path, conn_id: str
     meta = manifest["metadata"]
     target = directory / meta["namespace"] / f"{meta['name']}.yaml"
     target.parent.mkdir(parents=True, exist_ok=True)
-    check_ownership(yaml.safe_load(target.read_text()) if target.is_file() else None, manifest)
+    check_ownership(_read_manifest_file(directory, meta["namespace"], meta["name"]), manifest)
     fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     with os.fdopen(fd, "w") as handle:
         yaml.safe_dump(manifest, handle, sort_keys=False)

@@ -13,12 +13,12 @@ from airflow.sdk.exceptions import AirflowFailException
 from operators.build_files import UnsafeBuildFileError, list_build_files, read_build_file
 from operators.configmaps import (
     MAX_CONFIGMAP_BYTES,
-    ConfigMapOwnedElsewhereError,
     ConfigMapTooLargeError,
     build_annotations,
     config_map,
     write_config_map,
 )
+from operators.ownership import ConfigMapOwnedElsewhereError
 from operators.parameters import PipelineParameters
 from operators.sandbox import SandboxPolicy
 from operators.stage import StageOperator

@@ -36,3 +36,4 @@ class R2Hook(S3Hook):
         wrapper = super().conn_config
         wrapper.endpoint_url = self.endpoint_url
         return wrapper
+

@@ -14,6 +14,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from operators.allowed_hosts import HostNotAllowedError, check_host
 from operators.build_files import UnsafeBuildFileError, read_build_file
 from operators.links import R2ObjectLink
+from operators.ownership import ObjectOwnedElsewhereError, check_object_owner
 from operators.parameters import object_key_for_commit
 from operators.stage import PipelineOperator
 
@@ -75,7 +76,7 @@ class UploadBundleOperator(PipelineOperator):
         checksum = base64.b64encode(digest.digest()).decode()
         self.log.info("Uploading %s (%d bytes, sha256 %s) to %s at %s", path.name, len(body), digest.hexdigest(), target, p.r2_endpoint_url)
         try:
-            self._check_object_owner(client, p.r2_bucket_name, key, p.owner, target)
+            check_object_owner(client, p.r2_bucket_name, key, p.owner)
             client.put_object(
                 Bucket=p.r2_bucket_name,
                 Key=key,
@@ -86,6 +87,8 @@ class UploadBundleOperator(PipelineOperator):
                 Metadata={"content-hash": digest.hexdigest(), "owner": p.owner, "commit": self.checkout["commit_sha"]},
             )
             head = client.head_object(Bucket=p.r2_bucket_name, Key=key, ChecksumMode="ENABLED")
+        except ObjectOwnedElsewhereError as error:
+            raise AirflowFailException(f"upload: failed: {target} {error}") from None
         except ClientError as error:
             err = error.response.get("Error", {})
             message = f"upload: failed: {target} {err.get('Code', 'Error')}: {err.get('Message', '')}".rstrip(": ")
@@ -116,21 +119,3 @@ class UploadBundleOperator(PipelineOperator):
             context["outlet_events"][asset].extra = {**artifact, "commit_sha": self.checkout["commit_sha"],
                                                      "git_url": p.git_url}
         return artifact
-
-    @staticmethod
-    def _check_object_owner(client: Any, bucket: str, key: str, owner: str, target: str) -> None:
-        """An object another owner uploaded is never replaced; absent or unowned objects are fine."""
-        from botocore.exceptions import ClientError
-
-        try:
-            head = client.head_object(Bucket=bucket, Key=key)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return
-            raise
-        recorded = head.get("Metadata", {}).get("owner")
-        if recorded is not None and recorded != owner:
-            raise AirflowFailException(
-                f"upload: failed: {target} belongs to another owner ({recorded or 'no owner label'}), not "
-                f"{owner or 'a run without an owner label'}; refusing to overwrite it"
-            )

@@ -13,6 +13,8 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from operators.allowed_hosts import HostNotAllowedError, check_host
+from operators.configmaps import check_config_map_owner
+from operators.ownership import ConfigMapOwnedElsewhereError, ObjectOwnedElsewhereError, check_object_owner
 from operators.parameters import InvalidParameterError, PipelineParameters, git_host
 from operators.sandbox import SandboxUnavailableError, check_sandbox
 from operators.settings import SECTION, PipelineSettings, SettingsError
@@ -41,6 +43,26 @@ def check_allowed_hosts(parameters: PipelineParameters, settings: PipelineSettin
         check_host(host, settings.allowed_git_hosts, parameter="git-url", setting="allowed_git_hosts")
 
 
+def check_owners(parameters: PipelineParameters, settings: PipelineSettings) -> None:
+    """Nothing this run would write belongs to another owner (checked again at each write)."""
+    for parameter, name in (("worker-script-artifact-config-map-name", parameters.worker_script_artifact_config_map_name),
+                            ("kustomize-manifests-config-map-name", parameters.kustomize_manifests_config_map_name)):
+        try:
+            check_config_map_owner(name, parameters.owner, settings)
+        except ConfigMapOwnedElsewhereError as error:
+            raise ConfigMapOwnedElsewhereError(f"Invalid parameter '{parameter}': {error}") from None
+    if "{" in parameters.r2_object_key:
+        return  # the key names the commit, unknown until checkout: the upload checks it
+    from operators.r2 import R2Hook
+
+    client = R2Hook(endpoint_url=parameters.r2_endpoint_url, aws_conn_id=settings.r2_conn_id).get_conn()
+    try:
+        check_object_owner(client, parameters.r2_bucket_name, parameters.r2_object_key, parameters.owner)
+    except ObjectOwnedElsewhereError as error:
+        target = f"s3://{parameters.r2_bucket_name}/{parameters.r2_object_key}"
+        raise ObjectOwnedElsewhereError(f"Invalid parameter 'r2-object-key': {target} {error}") from None
+
+
 class ValidateParametersOperator(BaseOperator):
     """Check every parameter and the deployment, and return the parameters for the stages.
 
@@ -59,11 +81,13 @@ class ValidateParametersOperator(BaseOperator):
                 dict(context["params"]), workspace=str(workspace), allow_file_git_urls=settings.allow_file_git_urls
             )
             check_allowed_hosts(parameters, settings)
+            check_owners(parameters, settings)
             if settings.execution_mode == "kubernetes":
                 self._check_kubernetes_deployment(settings)
             elif settings.sandbox != "none":
                 check_sandbox(workspace.parent / f".sandbox-check-{workspace.name}")
-        except (InvalidParameterError, HostNotAllowedError, SettingsError, SandboxUnavailableError) as error:
+        except (InvalidParameterError, HostNotAllowedError, SettingsError, SandboxUnavailableError,
+                ConfigMapOwnedElsewhereError, ObjectOwnedElsewhereError) as error:
             raise AirflowFailException(str(error)) from None
         self.log.info(
             "Building %s at %s (project root %s) into s3://%s/%s; workspace %s (%s mode)",

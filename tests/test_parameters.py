@@ -214,3 +214,28 @@ def test_optional_parameters_sent_as_null_by_the_ui_form_take_their_defaults() -
     assert params.kustomize_base_directory == "_kustomize" and params.owner_label is None
     assert dag_params()["git-branch"].schema["type"] == ["null", "string"]
     assert dag_params()["git-url"].schema["type"] == "string"
+
+
+@pytest.mark.parametrize("url", [
+    "ssh://-oProxyCommand=touch%20/tmp/pwned/repo.git", "ssh://-oProxyCommand=x@host/repo.git",
+    "git@-oProxyCommand=x:repo.git", "-oProxyCommand=x@host:repo.git", "https://-host/repo.git",
+])
+def test_hosts_and_users_starting_with_a_dash_are_refused_in_every_url_form(url: str) -> None:
+    rejected("git-url", url)
+
+
+@pytest.mark.parametrize("key", ["w/$(id).js", "w/a&&b.js", "w/a b.js", "w/a;b.js", "w/a|b.js", "w/`id`.js",
+                                 "w/a\\b.js", "w/a%2e.js", "w/ä.js", "w/a?b.js", "w/a#b.js"])
+def test_object_keys_are_limited_to_s3_safe_characters(key: str) -> None:
+    assert "S3's safe characters" in rejected("r2-object-key", key)
+
+
+@pytest.mark.parametrize("key", ["my-worker/{commit_sha}.js", "w/{short_sha}/index.js", "a!b_c.d*e'f(g)h-i/x.js"])
+def test_object_keys_with_safe_characters_and_placeholders_are_accepted(key: str) -> None:
+    assert validate(r2_object_key=key).r2_object_key == key
+
+
+@pytest.mark.parametrize("name", ["worker-script-artifact-config-map-name", "kustomize-manifests-config-map-name"])
+@pytest.mark.parametrize("value", ["kube-root-ca.crt", "kube-proxy"])
+def test_config_map_names_of_kubernetes_itself_are_refused(name: str, value: str) -> None:
+    assert "kube-" in rejected(name, value)

@@ -56,11 +56,16 @@ class Repository:
     work: Path
     branch: str
 
-    def commit(self, files: dict[str, str], message: str) -> str:
+    def commit(self, files: dict[str, str], message: str, *, links: dict[str, str] | None = None) -> str:
+        """Commit ``files`` (relative path -> content) and ``links`` (relative path -> symlink target)."""
         for relative, content in files.items():
             path = self.work / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(content)
+        for relative, target in (links or {}).items():
+            path = self.work / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.symlink_to(target)
         git("add", "--all", cwd=self.work)
         git("commit", "--quiet", "--message", message, cwd=self.work)
         git("push", "--quiet", "origin", "HEAD", cwd=self.work)

@@ -1,0 +1,53 @@
+"""Host allowlists: a run may only make the worker talk to hosts the deployment allows."""
+
+from __future__ import annotations
+
+import pytest
+
+from operators.allowed_hosts import HostNotAllowedError, check_host
+from operators.settings import DEFAULT_ALLOWED_GIT_HOSTS, DEFAULT_ALLOWED_R2_ENDPOINTS
+
+
+def refused(host: str, entries: tuple[str, ...], **kw: bool) -> str:
+    with pytest.raises(HostNotAllowedError) as error:
+        check_host(host, entries, parameter="r2-endpoint-url", setting="allowed_r2_endpoints", **kw)
+    assert "Invalid parameter 'r2-endpoint-url'" in str(error.value)
+    return str(error.value)
+
+
+@pytest.mark.parametrize("host", ["074755a78d8e8f77c119a90a125e8a06.r2.cloudflarestorage.com",
+                                  "acct.eu.r2.cloudflarestorage.com", "ACCT.R2.cloudflarestorage.com"])
+def test_r2_hosts_match_the_default_endpoint_allowlist(host: str) -> None:
+    check_host(host, DEFAULT_ALLOWED_R2_ENDPOINTS, parameter="r2-endpoint-url", setting="allowed_r2_endpoints",
+               resolve=False)
+
+
+@pytest.mark.parametrize("host", ["169.254.169.254", "metadata.google.internal", "127.0.0.1", "localhost",
+                                  "2130706433", "0x7f000001", "r2.cloudflarestorage.com.evil.example", "10.0.0.5"])
+def test_other_hosts_are_not_r2_endpoints_by_default(host: str) -> None:
+    assert "is not allowed here" in refused(host, DEFAULT_ALLOWED_R2_ENDPOINTS, resolve=False)
+
+
+@pytest.mark.parametrize("host,address", [("169.254.169.254", "169.254.169.254"), ("127.0.0.1", "127.0.0.1"),
+                                          ("2130706433", "127.0.0.1"), ("0x7f000001", "127.0.0.1"),
+                                          ("localhost", "127.0.0.1"), ("10.1.2.3", "10.1.2.3"), ("[::1]", "::1")])
+def test_a_host_pattern_admitting_anything_still_refuses_non_public_addresses(host: str, address: str) -> None:
+    message = refused(host, DEFAULT_ALLOWED_GIT_HOSTS)
+    assert f"resolves to {address}" in message or f"host {address}" in message
+
+
+def test_an_address_entry_allows_exactly_that_non_public_address() -> None:
+    entries = ("*", "127.0.0.1")
+    check_host("127.0.0.1", entries, parameter="git-url", setting="allowed_git_hosts")
+    check_host("127.0.0.1", ("127.0.0.1",), parameter="git-url", setting="allowed_git_hosts")
+    refused("10.0.0.1", entries)
+    assert "is not allowed here" in refused("2130706433", ("127.0.0.1",))
+
+
+def test_a_network_entry_allows_its_addresses() -> None:
+    check_host("10.20.30.40", ("10.0.0.0/8",), parameter="git-url", setting="allowed_git_hosts")
+    refused("192.168.1.1", ("10.0.0.0/8",))
+
+
+def test_an_unresolvable_host_is_refused_naming_it() -> None:
+    assert "does not resolve" in refused("no-such-host.invalid", ("*",))
