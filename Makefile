@@ -6,14 +6,14 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PY := .venv/bin/python
 
-.PHONY: demo test setup system-deps lint bench clean
+.PHONY: demo test setup sandbox system-deps lint bench clean
 
 ## demo: set up, start SeaweedFS on 127.0.0.1, build examples/hello-worker through the real DAG
-demo: setup
+demo: setup sandbox
 	$(PY) examples/demo.py
 
 ## test: set up and run the test suite (real git, npm registry, wrangler, S3, Kubernetes API emulator)
-test: setup system-deps lint
+test: setup sandbox system-deps lint
 	$(PY) -m pytest
 
 ## setup: Python environment from uv.lock (Airflow 3.3.2, providers, SeaweedFS); checks Node 20 and kubectl
@@ -23,10 +23,16 @@ setup:
 	@node -e 'const m = +process.versions.node.split(".")[0]; if (m < 20) { console.error(`Node ${process.version}: Node 20+ is needed (Wrangler 4.86.0)`); process.exit(1) }'
 	@command -v kubectl >/dev/null || { echo "kubectl (with kustomize) is needed on PATH"; exit 1; }
 
-## system-deps: Debian packages the tests use: busybox (the stage scripts under a POSIX sh like
+## sandbox: Debian's bubblewrap, which the local execution mode runs every stage script in
+sandbox:
+	@command -v bwrap >/dev/null || { echo "installing: bubblewrap"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; }
+
+## system-deps: Debian packages the tests use: shellcheck (make lint), busybox (the stage scripts under a POSIX sh like
 ## node:20-alpine's), postgresql (the running-Airflow tests' metadata database), chromium (the UI test)
 system-deps:
 	@missing=""; command -v busybox >/dev/null || missing="$$missing busybox"; \
+	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && \
@@ -36,9 +42,10 @@ system-deps:
 bench: setup
 	$(PY) bench/dag_parse.py
 
-lint: setup
+lint: setup system-deps
 	$(PY) -m ruff check operators dags plugins tests examples bench
 	$(PY) -m mypy operators dags plugins
+	shellcheck -s sh -S warning operators/scripts/*.sh tests/fixtures/hostile/escape.sh
 
 clean:
 	rm -rf .venv .demo .pytest_cache .ruff_cache .mypy_cache

@@ -54,7 +54,7 @@ class KustomizeBuildOperator(StageOperator):
         resources and bases outside the clone fail with kustomize's own error."""
         home = Path(p.workspace) / ".home-kustomize"
         return SandboxPolicy(writable=(self.results_dir(p), home), home=home,
-                             read_only=(*self.settings.sandbox_read_only_paths, p.checkout_dir))
+                             read_only=(*self.host_read_only_paths(), p.checkout_dir))
 
     def script_env(self, p: PipelineParameters) -> dict[str, str]:
         return {"KUSTOMIZE_DIR": str(p.kustomize_dir), "OUTPUT_DIR": str(self._output_dir(p))}

@@ -38,6 +38,17 @@ SYSTEM_READ_ONLY = (
 TOP_LEVEL_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
 
+# The worker's CA settings, which PASSED_THROUGH_ENV hands to scripts: the files they name are shown
+# read-only, so TLS keeps working inside (a CA certificate is no secret).
+CA_ENV = ("SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS", "GIT_SSL_CAINFO")
+
+
+def ca_paths(environ: Mapping[str, str]) -> tuple[Path, ...]:
+    """Absolute, existing paths the worker's CA variables name, resolved (a bind follows no link)."""
+    found = {Path(os.path.realpath(environ[name])) for name in CA_ENV if environ.get(name, "").startswith("/")}
+    return tuple(sorted(path for path in found if path.exists()))
+
+
 class SandboxUnavailableError(RuntimeError):
     """bubblewrap is missing or cannot create namespaces on this worker."""
 

@@ -4,6 +4,7 @@ to make of its results."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import cached_property
@@ -17,7 +18,7 @@ from operators.build_files import UnsafeBuildFileError
 from operators.clone_paths import PathEscapesCloneError, check_confined
 from operators.execution import LocalScriptRunner, ScriptRunner, StageScriptError
 from operators.parameters import PipelineParameters
-from operators.sandbox import SandboxPolicy, SandboxUnavailableError
+from operators.sandbox import SandboxPolicy, SandboxUnavailableError, ca_paths
 from operators.settings import PipelineSettings
 from operators.workspace_claims import workspace_volume
 
@@ -86,7 +87,11 @@ class StageOperator(PipelineOperator):
         """What the script may see and write in the local mode: the clone, the run's HOME, its results."""
         home = Path(p.workspace) / ".home"
         return SandboxPolicy(writable=(p.checkout_dir, home, self.results_dir(p)), home=home,
-                             read_only=self.settings.sandbox_read_only_paths, network=self.egress != "none")
+                             read_only=self.host_read_only_paths(), network=self.egress != "none")
+
+    def host_read_only_paths(self) -> tuple[Path, ...]:
+        """Host paths every sandbox shows read-only: the setting's, and the worker's CA files."""
+        return (*self.settings.sandbox_read_only_paths, *ca_paths(os.environ))
 
     def execute(self, context: Any) -> Any:
         self._run_id = str(context["run_id"])

@@ -88,6 +88,37 @@ def test_the_catalogue_triggers_a_build_over_rest_and_reads_the_results_back(air
     assert entry["value"]["commit_sha"] == commit
 
 
+def test_a_hostile_repository_steals_nothing_from_a_running_airflow(airflow_server, git_server, kube_api, bucket,
+                                                                    s3_server, s3_client, tmp_path) -> None:
+    """The process-ancestry case: the task runner, the LocalExecutor worker and the scheduler hold
+    the connections, the JWT secret and the database URL in their environments; the repository's
+    postinstall and [build] command look for them (and in the server's home) from the sandbox."""
+    import uuid
+    from urllib.parse import urlsplit
+
+    from tests.test_hostile_repository import hostile_project
+
+    home = airflow_server.home
+    targets = [home / "passwords.json", home / "airflow.cfg", home / "scheduler.log"]
+    project = hostile_project(tmp_path, targets, urlsplit(airflow_server.url).port, uuid.uuid4().hex)
+    repo = git_server.publish("rest-hostile", project)
+    api = airflow_server.api()
+    conf = conf_for(repo.url, bucket, s3_server.endpoint_url)
+    response = api.post(f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": conf},
+                        timeout=30)
+    assert response.status_code == 200, response.text
+
+    run = airflow_server.wait_for_run(DAG_ID, response.json()["dag_run_id"])
+
+    assert run["state"] == "success"
+    report = objects_in(s3_client, bucket)["my-worker/build.js"].decode()
+    assert "== install ran" in report and "== bundle ran" in report
+    for secret in (R2_SECRET_KEY, "loopback-tests-jwt-secret", airflow_server.password, "postgresql://"):
+        assert secret not in report, f"{secret!r} reached the bundle"
+    assert all(f"cannot read {target}" in report for target in targets), report
+    assert "bundle network: none" in report, "the bundle stage could reach the API server"
+
+
 @pytest.mark.parametrize("change,parameter", [
     ({"r2-bucket-name": None}, "r2-bucket-name"),  # required, left out
     ({"r2-object-key": 42}, "r2-object-key"),  # not a string

@@ -22,6 +22,7 @@ from tests.processes import processes_with_environ
 from tests.servers import free_port
 from tests.test_pipeline import (
     NAMESPACE,
+    OWNER,
     assert_published,
     conf_for,
     failure_output,
@@ -53,7 +54,11 @@ def previous_build(connections, s3_client, bucket):
                          ChecksumSHA256=base64.b64encode(hashlib.sha256(PREVIOUS).digest()).decode())
     kubeconfig = json.loads(os.environ["AIRFLOW_CONN_KUBERNETES_DEFAULT"])["extra"]["kube_config_path"]
     api = client.CoreV1Api(config.new_client_from_config(kubeconfig))
-    api.create_namespaced_config_map(NAMESPACE, {"metadata": {"name": "my-worker-artifact-metadata"}, "data": {
+    owner = f"{OWNER[0]}={OWNER[1]}"
+    api.create_namespaced_config_map(NAMESPACE, {"metadata": {
+        "name": "my-worker-artifact-metadata",
+        "labels": {"app.kubernetes.io/managed-by": "planton-cloud", OWNER[0]: OWNER[1]},
+        "annotations": {"cloudflare-worker-pipeline.planton.cloud/owner": owner}}, "data": {
         "bucket": bucket, "path": KEY, "content-hash": hashlib.sha256(PREVIOUS).hexdigest(),
         "size-bytes": str(len(PREVIOUS))}})
     return connections
@@ -241,9 +246,18 @@ def test_a_409_on_the_metadata_create_is_read_again_and_the_write_lands(pipeline
 
 def test_a_stalled_api_server_times_the_write_out_and_the_retry_lands(pipeline_dag, git_server, connections, bucket,
                                                                       s3_server, s3_client, capfd) -> None:
-    from operators.configmaps import API_TIMEOUT
+    import logging
+
+    from operators.configmaps import API_TIMEOUT, build_annotations, config_map, write_config_map
+    from operators.settings import PipelineSettings
     from tests.servers.kube_api import Fault
 
+    # An earlier build's manifests exist, so this run's write is an update (PATCH) that stalls.
+    write_config_map(config_map("my-worker-manifests", NAMESPACE, {"app.kubernetes.io/managed-by": "planton-cloud",
+                                                                   OWNER[0]: OWNER[1]}, {"dev": "e30="},
+                                build_annotations(commit="0" * 40, git_url="x", dag_id="d", run_id="r",
+                                                  owner=f"{OWNER[0]}={OWNER[1]}")),
+                     PipelineSettings.from_airflow_config(), logging.getLogger("setup"))
     fault = connections.inject(Fault("PATCH", r"/configmaps/my-worker-manifests$", "stall",
                                      stall_seconds=API_TIMEOUT[1] + 5))
     repo = git_server.publish("fault-stall", REPO / "examples" / "hello-worker")

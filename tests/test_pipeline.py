@@ -101,7 +101,8 @@ def test_npm_worker_is_bundled_uploaded_and_recorded(pipeline_dag, git_server, c
     assert manifests["metadata"]["labels"][OWNER[0]] == OWNER[1]
     traceability = {"cloudflare-worker-pipeline.planton.cloud/commit": repo.head(),
                     "cloudflare-worker-pipeline.planton.cloud/repository": repo.url,
-                    "cloudflare-worker-pipeline.planton.cloud/dag-run": f"build_and_upload_cloudflare_worker/{run.run_id}"}
+                    "cloudflare-worker-pipeline.planton.cloud/dag-run": f"build_and_upload_cloudflare_worker/{run.run_id}",
+                    "cloudflare-worker-pipeline.planton.cloud/owner": f"{OWNER[0]}={OWNER[1]}"}
     for name in ("my-worker-artifact-metadata", "my-worker-manifests"):
         assert connections.get(NAMESPACE, name)["metadata"]["annotations"] == traceability
     assert all(ctype == "application/apply-patch+yaml" for method, _, ctype in connections.requests if method == "PATCH")
@@ -181,7 +182,8 @@ def test_without_a_kubernetes_connection_config_maps_are_written_as_manifest_fil
                      "annotations": {"cloudflare-worker-pipeline.planton.cloud/commit": repo.head(),
                                      "cloudflare-worker-pipeline.planton.cloud/repository": repo.url,
                                      "cloudflare-worker-pipeline.planton.cloud/dag-run":
-                                         f"build_and_upload_cloudflare_worker/{run.run_id}"}},
+                                         f"build_and_upload_cloudflare_worker/{run.run_id}",
+                                     "cloudflare-worker-pipeline.planton.cloud/owner": f"{OWNER[0]}={OWNER[1]}"}},
         "data": {"bucket": bucket, "path": "my-worker/build.js", "content-hash": hashlib.sha256(body).hexdigest(),
                  "size-bytes": str(len(body))},
     }
@@ -303,6 +305,13 @@ def test_a_stage_over_its_timeout_is_stopped_and_retried(pipeline_dag, git_serve
     ({"project_root": "../../etc"}, "project-root"),
     ({"owner_identifier_label_value": ""}, "owner-identifier-label-value"),
     ({"git_revision": "--upload-pack=touch /tmp/pwned"}, "git-revision"),
+    ({"git_url": "ssh://-oProxyCommand=touch%20/tmp/pwned/repo.git"}, "git-url"),
+    ({"r2_object_key": "w/$(touch /tmp/pwned).js"}, "r2-object-key"),
+    ({"r2_object_key": "w/a && b.js"}, "r2-object-key"),
+    ({"kustomize_manifests_config_map_name": "kube-root-ca.crt"}, "kustomize-manifests-config-map-name"),
+    ({"r2_endpoint_url": "http://169.254.169.254"}, "r2-endpoint-url"),  # not on allowed_r2_endpoints
+    ({"r2_endpoint_url": "http://2130706433"}, "r2-endpoint-url"),  # 127.0.0.1 in decimal
+    ({"git_url": "git://169.254.169.254/repo.git"}, "git-url"),  # link-local, not allowed
 ])
 def test_bad_parameters_fail_before_anything_is_cloned_uploaded_or_written(
         overrides, parameter, pipeline_dag, git_server, connections, bucket, s3_server, s3_client, workspaces, capfd) -> None:

@@ -40,7 +40,7 @@ else
   fail "wrangler is not installed in $INSTALL_DIR: add wrangler to the project's devDependencies"
 fi
 
-cd "$INSTALL_DIR"
+cd "$INSTALL_DIR" || exit 1
 echo "bundle: wrangler deploy --dry-run --config $config --outdir dist"
 "$@" deploy --dry-run --config "$PROJECT_DIR/$config" --outdir "$dist" --metafile "$meta"
 

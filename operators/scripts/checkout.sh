@@ -8,6 +8,8 @@
 #   GIT_USERNAME, GIT_PASSWORD    optional: HTTPS credentials of a private repository (a token)
 #   GIT_SUBMODULES                optional: "true" to fetch submodules (never by default)
 
+# $fetch_opts is split on purpose: it holds zero or one option.
+# shellcheck disable=SC2086
 : "${GIT_URL:?GIT_URL is required}" "${GIT_REVISION:?GIT_REVISION is required}"
 : "${CHECKOUT_DIR:?CHECKOUT_DIR is required}"
 GIT_BRANCH="${GIT_BRANCH:-}"
@@ -20,7 +22,7 @@ export GIT_ALLOW_PROTOCOL="${GIT_ALLOW_PROTOCOL:-https:ssh:git}"
 # Empty it rather than remove it: in the sandbox the directory itself is a mount point.
 mkdir -p "$CHECKOUT_DIR"
 find "$CHECKOUT_DIR" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
-cd "$CHECKOUT_DIR"
+cd "$CHECKOUT_DIR" || exit 1
 git init --quiet
 git config advice.detachedHead false
 # A public host must not send git on to an internal one.
@@ -49,7 +51,6 @@ resolve() {
 
 if [ -n "$GIT_BRANCH" ]; then
   echo "checkout: fetching branch $GIT_BRANCH"
-  # shellcheck disable=SC2086
   git fetch --quiet --no-tags $fetch_opts origin "+refs/heads/$GIT_BRANCH:refs/remotes/origin/$GIT_BRANCH"
   if [ "$GIT_REVISION" = "$GIT_BRANCH" ] || [ "$GIT_REVISION" = "HEAD" ]; then
     commit=$(resolve "refs/remotes/origin/$GIT_BRANCH")
@@ -60,14 +61,12 @@ if [ -n "$GIT_BRANCH" ]; then
     fi
   fi
 # A branch, tag or full SHA can be fetched alone, one commit deep.
-# shellcheck disable=SC2086
 elif git fetch --quiet --no-tags --depth=1 $fetch_opts origin "$GIT_REVISION" 2>/dev/null; then
   echo "checkout: shallow fetch of $GIT_REVISION"
   commit=$(resolve FETCH_HEAD)
 else
   # A short SHA (or a server refusing SHAs in wants) needs the refs' history to resolve against.
   echo "checkout: $GIT_REVISION is not a ref the server serves alone; fetching branches and tags"
-  # shellcheck disable=SC2086
   git fetch --quiet $fetch_opts origin "+refs/heads/*:refs/remotes/origin/*" "+refs/tags/*:refs/tags/*"
   commit=$(resolve "$GIT_REVISION") || {
     fail "git-revision $GIT_REVISION not found in $GIT_URL"; }

@@ -6,7 +6,7 @@
 # Yarn and pnpm run through corepack, which honours package.json's packageManager field.
 
 : "${INSTALL_DIR:?INSTALL_DIR is required}"
-cd "$INSTALL_DIR"
+cd "$INSTALL_DIR" || exit 1
 
 package_manager_field() {
   [ -f package.json ] || return 0
