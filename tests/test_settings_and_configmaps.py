@@ -11,13 +11,14 @@ SETTING = "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__"
 
 
 def test_defaults_follow_the_spec(monkeypatch) -> None:
-    for key in ("NAMESPACE", "R2_CONN_ID", "INSTALL_ENV", "ALLOW_FILE_GIT_URLS"):
+    for key in ("NAMESPACE", "R2_CONN_ID", "INSTALL_ENV", "ALLOW_FILE_GIT_URLS", "SANDBOX"):
         monkeypatch.delenv(SETTING + key, raising=False)
     settings = PipelineSettings.from_airflow_config()
     assert settings.namespace == "planton-cloud-pipelines"
     assert settings.r2_conn_id == "r2_default" and settings.kubernetes_conn_id == "kubernetes_default"
     assert settings.allow_file_git_urls is False and settings.install_env == {}
     assert settings.max_bundle_bytes == 10 * 1024 * 1024
+    assert settings.sandbox == "bubblewrap", "repositories are untrusted unless the deployment says otherwise"
 
 
 @pytest.mark.parametrize("key,value,message", [
@@ -27,6 +28,8 @@ def test_defaults_follow_the_spec(monkeypatch) -> None:
     ("MAX_BUNDLE_BYTES", "-5", "max_bundle_bytes: expected a positive number"),
     ("STAGE_TIMEOUT_SECONDS", "soon", "stage_timeout_seconds: expected a whole number"),
     ("EXECUTION_MODE", "docker", "execution_mode: expected one of local"),
+    ("SANDBOX", "firejail", "sandbox: expected one of bubblewrap, none"),
+    ("SANDBOX_READ_ONLY_PATHS", "opt/node", "sandbox_read_only_paths: expected absolute paths"),
 ])
 def test_bad_settings_name_the_setting(monkeypatch, key: str, value: str, message: str) -> None:
     monkeypatch.setenv(SETTING + key, value)
