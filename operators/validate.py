@@ -14,6 +14,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from operators.allowed_hosts import HostNotAllowedError, check_host
 from operators.configmaps import check_config_map_owner
+from operators.execution import TaskLog
 from operators.ownership import ConfigMapOwnedElsewhereError, ObjectOwnedElsewhereError, check_object_owner
 from operators.parameters import InvalidParameterError, PipelineParameters, git_host
 from operators.sandbox import SandboxUnavailableError, check_sandbox
@@ -43,24 +44,33 @@ def check_allowed_hosts(parameters: PipelineParameters, settings: PipelineSettin
         check_host(host, settings.allowed_git_hosts, parameter="git-url", setting="allowed_git_hosts")
 
 
-def check_owners(parameters: PipelineParameters, settings: PipelineSettings) -> None:
-    """Nothing this run would write belongs to another owner (checked again at each write)."""
+def check_owners(parameters: PipelineParameters, settings: PipelineSettings, log: TaskLog) -> None:
+    """Refuse now what belongs to another owner, before anything is built.
+
+    Best effort: when the API or the endpoint cannot answer yet, the run goes on and the write
+    itself checks (and fails with the stage's own error, e.g. the spec's ``upload: failed: ...``).
+    """
     for parameter, name in (("worker-script-artifact-config-map-name", parameters.worker_script_artifact_config_map_name),
                             ("kustomize-manifests-config-map-name", parameters.kustomize_manifests_config_map_name)):
         try:
             check_config_map_owner(name, parameters.owner, settings)
         except ConfigMapOwnedElsewhereError as error:
             raise ConfigMapOwnedElsewhereError(f"Invalid parameter '{parameter}': {error}") from None
+        except Exception as error:  # the API server's trouble is the write's to report
+            log.warning("Could not check the owner of ConfigMap %s now (%s); its write checks again", name,
+                        type(error).__name__)
     if "{" in parameters.r2_object_key:
         return  # the key names the commit, unknown until checkout: the upload checks it
     from operators.r2 import R2Hook
 
-    client = R2Hook(endpoint_url=parameters.r2_endpoint_url, aws_conn_id=settings.r2_conn_id).get_conn()
+    target = f"s3://{parameters.r2_bucket_name}/{parameters.r2_object_key}"
     try:
+        client = R2Hook(endpoint_url=parameters.r2_endpoint_url, aws_conn_id=settings.r2_conn_id).get_conn()
         check_object_owner(client, parameters.r2_bucket_name, parameters.r2_object_key, parameters.owner)
     except ObjectOwnedElsewhereError as error:
-        target = f"s3://{parameters.r2_bucket_name}/{parameters.r2_object_key}"
         raise ObjectOwnedElsewhereError(f"Invalid parameter 'r2-object-key': {target} {error}") from None
+    except Exception as error:  # unreachable, refused credentials...: the upload reports it
+        log.warning("Could not check the owner of %s now (%s); the upload checks again", target, type(error).__name__)
 
 
 class ValidateParametersOperator(BaseOperator):
@@ -81,7 +91,7 @@ class ValidateParametersOperator(BaseOperator):
                 dict(context["params"]), workspace=str(workspace), allow_file_git_urls=settings.allow_file_git_urls
             )
             check_allowed_hosts(parameters, settings)
-            check_owners(parameters, settings)
+            check_owners(parameters, settings, self.log)
             if settings.execution_mode == "kubernetes":
                 self._check_kubernetes_deployment(settings)
             elif settings.sandbox != "none":
