@@ -44,7 +44,7 @@ bench: setup
 
 lint: setup system-deps
 	$(PY) -m ruff check operators dags plugins tests examples bench
-	$(PY) -m mypy operators dags plugins
+	$(PY) -m mypy operators/cloudflare_worker_pipeline dags plugins
 	shellcheck -s sh -S warning operators/scripts/*.sh tests/fixtures/hostile/escape.sh
 
 clean:

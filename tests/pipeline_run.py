@@ -28,7 +28,7 @@ def run_pipeline(dag: Any, conf: dict[str, Any], *, fill_defaults: bool = True) 
     # dag.test() runs every task in this process, and Airflow's param merging writes each run's
     # conf into the DAG's Param objects; a later run would inherit values it did not send. Each
     # run therefore sends every parameter, defaults taken from the pristine schema.
-    from operators.parameters import dag_params
+    from cloudflare_worker_pipeline.parameters import dag_params
 
     defaults = {name: param.value for name, param in dag_params().items() if param.has_value} if fill_defaults else {}
     dag_run = dag.test(run_conf={**defaults, **conf} or None)

@@ -7,6 +7,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,26 @@ from tests.conftest import R2_ACCESS_KEY, R2_SECRET_KEY, REPO, SESSION_DIR
 from tests.test_pipeline import NAMESPACE, conf_for, objects_in
 
 DAG_ID = "build_and_upload_cloudflare_worker"
+SERVICES_FILE = """services:
+  - name: nightly-worker
+    schedule: "@daily"
+    params:
+      git-url: https://github.com/org/nightly.git
+      r2-bucket-name: scripts
+      r2-endpoint-url: https://074755a78d8e8f77c119a90a125e8a06.r2.cloudflarestorage.com
+      r2-object-key: nightly/{commit_sha}.js
+      worker-script-artifact-config-map-name: nightly-artifact
+      kustomize-manifests-config-map-name: nightly-manifests
+  - name: broken-worker
+    schedule: "@daily"
+    params:
+      git-url: https://github.com/org/broken.git
+      r2-bucket-name: Not_A_Bucket
+      r2-endpoint-url: https://074755a78d8e8f77c119a90a125e8a06.r2.cloudflarestorage.com
+      r2-object-key: broken/{commit_sha}.js
+      worker-script-artifact-config-map-name: broken-artifact
+      kustomize-manifests-config-map-name: broken-manifests
+"""
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +49,15 @@ def airflow_server(s3_server, kube_api, git_server):
     for source in [*(REPO / "dags").glob("*.py"), REPO / "examples" / "dags" / "deploy_worker_bundle.py"]:
         shutil.copy(source, dags / source.name)
     kubeconfig = kube_api.write_kubeconfig(SESSION_DIR / "server-kubeconfig.yaml")
+    services = SESSION_DIR / "server-services.yaml"  # one valid service, one bad entry
+    services.write_text(SERVICES_FILE)
     server = start_airflow(SESSION_DIR / "server-airflow", postgres.url, dags, {
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW_CONN_R2_DEFAULT": json.dumps({"conn_type": "aws", "login": R2_ACCESS_KEY, "password": R2_SECRET_KEY}),
         "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps({"conn_type": "kubernetes",
                                                        "extra": {"kube_config_path": str(kubeconfig)}}),
         "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__WORKSPACE_ROOT": str(SESSION_DIR / "server-workspaces"),
+        "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__SERVICES_FILE": str(services),
     })
     try:
         server.wait_for_dag(DAG_ID)
@@ -123,6 +147,13 @@ def test_a_hostile_repository_steals_nothing_from_a_running_airflow(airflow_serv
     ({"r2-bucket-name": None}, "r2-bucket-name"),  # required, left out
     ({"r2-object-key": 42}, "r2-object-key"),  # not a string
     ({"kustomize-manifests-config-map-name": ""}, "kustomize-manifests-config-map-name"),  # required, empty
+    ({"r2-bucket-name": "Bad_Bucket!"}, "r2-bucket-name"),
+    ({"r2-object-key": "w/$(id).js"}, "r2-object-key"),
+    ({"r2-object-key": "w/a && b.js"}, "r2-object-key"),
+    ({"worker-script-artifact-config-map-name": "Not_A_Name"}, "worker-script-artifact-config-map-name"),
+    ({"kustomize-manifests-config-map-name": "kube-root-ca.crt"}, "kustomize-manifests-config-map-name"),
+    ({"git-url": "ssh://-oProxyCommand=touch%20/tmp/x/repo.git"}, "git-url"),
+    ({"r2-endpoint-url": "https://host/with/a/path"}, "r2-endpoint-url"),
 ])
 def test_a_conf_breaking_the_schema_is_refused_with_400_naming_the_parameter(airflow_server, change, parameter) -> None:
     conf = {**conf_for("https://github.com/org/repo.git", "scripts", "https://example.r2.cloudflarestorage.com"), **change}
@@ -131,6 +162,27 @@ def test_a_conf_breaking_the_schema_is_refused_with_400_naming_the_parameter(air
                                          json={"logical_date": None, "conf": conf}, timeout=30)
     assert response.status_code == 400, response.text
     assert parameter in response.text
+
+
+def test_a_bad_services_entry_leaves_the_valid_services_scheduled_on_a_real_dag_processor(airflow_server) -> None:
+    """Airflow drops every DAG of a file with an import error: the bad entry must not be one."""
+    api = airflow_server.api()
+    airflow_server.wait_for_dag("cloudflare_worker_services_file_errors")
+    nightly = api.get(f"{airflow_server.url}/api/v2/dags/rebuild_nightly-worker", timeout=10).json()
+    assert nightly["is_stale"] is False and nightly["timetable_summary"] == "0 0 * * *"  # @daily
+    assert nightly["next_dagrun_run_after"], "the valid service is scheduled"
+    errors = api.get(f"{airflow_server.url}/api/v2/dags/cloudflare_worker_services_file_errors", timeout=10).json()
+    assert "service 'broken-worker' params.r2-bucket-name" in errors["description"]
+    assert api.get(f"{airflow_server.url}/api/v2/importErrors", timeout=10).json()["total_entries"] == 0
+    # its one run fails the entry's task, with the error in the task's log
+    runs = []
+    for _ in range(60):
+        runs = api.get(f"{airflow_server.url}/api/v2/dags/cloudflare_worker_services_file_errors/dagRuns",
+                       timeout=10).json()["dag_runs"]
+        if runs and runs[0]["state"] in ("success", "failed"):
+            break
+        time.sleep(2)
+    assert runs and runs[0]["state"] == "failed"
 
 
 def test_api_needs_a_token(airflow_server) -> None:

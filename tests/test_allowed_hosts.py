@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from cloudflare_worker_pipeline.allowed_hosts import HostNotAllowedError, check_host
+from cloudflare_worker_pipeline.get_provider_info import DEFAULTS
 
-from operators.allowed_hosts import HostNotAllowedError, check_host
-from operators.settings import DEFAULT_ALLOWED_GIT_HOSTS, DEFAULT_ALLOWED_R2_ENDPOINTS
+DEFAULT_ALLOWED_R2_ENDPOINTS = tuple(DEFAULTS["allowed_r2_endpoints"].split(","))
+DEFAULT_ALLOWED_GIT_HOSTS = tuple(DEFAULTS["allowed_git_hosts"].split(","))
 
 
 def refused(host: str, entries: tuple[str, ...], **kw: bool) -> str:

@@ -13,10 +13,10 @@ import string
 from collections import Counter
 
 import pytest
+from cloudflare_worker_pipeline.parameters import InvalidParameterError, PipelineParameters
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from operators.parameters import InvalidParameterError, PipelineParameters
 from tests.test_parameters import VALID
 
 TRIED: Counter[str] = Counter()  # bad values tried per parameter, reported in the README

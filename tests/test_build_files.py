@@ -7,8 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-
-from operators.build_files import UnsafeBuildFileError, list_build_files, read_build_file
+from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError, list_build_files, read_build_file
 
 
 @pytest.fixture

@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from operators.clone_paths import PathEscapesCloneError, check_confined, check_no_escaping_symlinks, escaping_symlinks
+from cloudflare_worker_pipeline.clone_paths import (
+    PathEscapesCloneError,
+    check_confined,
+    check_no_escaping_symlinks,
+    escaping_symlinks,
+)
 
 
 @pytest.fixture

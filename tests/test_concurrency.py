@@ -19,7 +19,7 @@ def put(s3_client, bucket: str, key: str, body: bytes) -> None:
 
 
 def artifact_manifest(bucket: str, key: str, body: bytes) -> dict:
-    from operators.configmaps import config_map
+    from cloudflare_worker_pipeline.hooks.configmaps import config_map
 
     return config_map("race-artifact", NAMESPACE, {"app.kubernetes.io/managed-by": "planton-cloud"}, {
         "bucket": bucket, "path": key, "content-hash": hashlib.sha256(body).hexdigest(), "size-bytes": str(len(body))})
@@ -32,7 +32,7 @@ def stored_is(s3_client, bucket: str, key: str, body: bytes):
 def overtaken_after_first_look(s3_client, bucket: str, key: str, ours: bytes, theirs: bytes, settings):
     """Our run's still_current check: the first look says "ours"; right after it, the other run
     uploads ``theirs`` and records it, before our write goes out."""
-    from operators.configmaps import write_config_map
+    from cloudflare_worker_pipeline.hooks.configmaps import write_config_map
 
     looks = []
 
@@ -49,8 +49,8 @@ def overtaken_after_first_look(s3_client, bucket: str, key: str, ours: bytes, th
 
 
 def test_a_run_overtaken_between_its_check_and_its_write_leaves_the_newer_pair(connections, s3_client, bucket) -> None:
-    from operators.configmaps import write_config_map
-    from operators.settings import PipelineSettings
+    from cloudflare_worker_pipeline.hooks.configmaps import write_config_map
+    from cloudflare_worker_pipeline.settings import PipelineSettings
 
     settings = PipelineSettings.from_airflow_config()
     key, ours, theirs = "race/worker.js", b"export default 1;", b"export default 2;"
@@ -68,8 +68,8 @@ def test_a_run_overtaken_between_its_check_and_its_write_leaves_the_newer_pair(c
 
 
 def test_a_run_whose_object_was_replaced_before_it_records_writes_nothing(connections, s3_client, bucket) -> None:
-    from operators.configmaps import write_config_map
-    from operators.settings import PipelineSettings
+    from cloudflare_worker_pipeline.hooks.configmaps import write_config_map
+    from cloudflare_worker_pipeline.settings import PipelineSettings
 
     settings = PipelineSettings.from_airflow_config()
     key, ours, theirs = "race/late.js", b"export default 'old';", b"export default 'new';"
@@ -83,8 +83,8 @@ def test_a_run_whose_object_was_replaced_before_it_records_writes_nothing(connec
 
 def test_an_update_overtaken_between_check_and_write_is_refused_by_the_resource_version(connections, s3_client,
                                                                                         bucket) -> None:
-    from operators.configmaps import write_config_map
-    from operators.settings import PipelineSettings
+    from cloudflare_worker_pipeline.hooks.configmaps import write_config_map
+    from cloudflare_worker_pipeline.settings import PipelineSettings
 
     settings = PipelineSettings.from_airflow_config()
     key, first, ours, theirs = "race/update.js", b"export default 0;", b"export default 1;", b"export default 2;"

@@ -195,8 +195,9 @@ def test_a_killed_stage_takes_every_process_it_started_with_it(tmp_path, sandbox
     import logging
     import uuid
 
-    from operators.execution import LocalScriptRunner, StageScriptError
-    from operators.sandbox import SandboxPolicy
+    from cloudflare_worker_pipeline.execution.base import StageScriptError
+    from cloudflare_worker_pipeline.execution.local import LocalScriptRunner
+    from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
 
     project = hello_worker_variant(tmp_path, "project")
     policy = SandboxPolicy(writable=(tmp_path,), home=tmp_path / ".home", network=True)
@@ -248,8 +249,9 @@ def test_a_stalled_api_server_times_the_write_out_and_the_retry_lands(pipeline_d
                                                                       s3_server, s3_client, capfd) -> None:
     import logging
 
-    from operators.configmaps import API_TIMEOUT, build_annotations, config_map, write_config_map
-    from operators.settings import PipelineSettings
+    from cloudflare_worker_pipeline.hooks.configmaps import API_TIMEOUT, build_annotations, config_map, write_config_map
+    from cloudflare_worker_pipeline.settings import PipelineSettings
+
     from tests.servers.kube_api import Fault
 
     # An earlier build's manifests exist, so this run's write is an update (PATCH) that stalls.

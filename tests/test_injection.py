@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 
 import pytest
+from cloudflare_worker_pipeline.parameters import PARAMETER_NAMES
 
-from operators.parameters import PARAMETER_NAMES
 from tests.conftest import REPO
 from tests.pipeline_run import run_pipeline
 from tests.test_pipeline import conf_for, objects_in

@@ -80,7 +80,7 @@ def test_a_failing_script_in_a_pod_fails_with_the_same_spec_error(pipeline_dag, 
 @pytest.fixture
 def per_run_claims(monkeypatch, connections, kube_api):
     """No shared claim: each run creates its own. Workers see a run's claim at <workspace_root>/<claim>,
-    as operators.workspace_claims.mount_workspace mounts it on KubernetesExecutor pods; here the
+    as cloudflare_worker_pipeline.hooks.workspace_claims.mount_workspace mounts it on KubernetesExecutor pods; here the
     emulator keeps claims under workspace_root, which stands for that mount."""
     monkeypatch.setenv(SETTING + "EXECUTION_MODE", "kubernetes")
     monkeypatch.delenv(SETTING + "WORKSPACE_CLAIM", raising=False)
@@ -92,7 +92,7 @@ def per_run_claims(monkeypatch, connections, kube_api):
 
 def test_a_claim_is_created_for_the_run_and_deleted_when_it_ends(pipeline_dag, git_server, per_run_claims, bucket,
                                                                  s3_server, s3_client) -> None:
-    from operators.workspace_claims import claim_for_run
+    from cloudflare_worker_pipeline.hooks.workspace_claims import claim_for_run
 
     repo = git_server.publish("k8s-claim", REPO / "examples" / "hello-worker")
     run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from operators.links import commit_url, object_url
+from cloudflare_worker_pipeline.links import commit_url, object_url
 
 
 @pytest.mark.parametrize("git_url,expected", [

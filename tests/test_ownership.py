@@ -7,10 +7,10 @@ from __future__ import annotations
 import logging
 
 import pytest
+from cloudflare_worker_pipeline.hooks.configmaps import build_annotations, config_map, write_config_map
+from cloudflare_worker_pipeline.parameters import MANAGED_BY_LABEL
+from cloudflare_worker_pipeline.settings import PipelineSettings
 
-from operators.configmaps import build_annotations, config_map, write_config_map
-from operators.parameters import MANAGED_BY_LABEL
-from operators.settings import PipelineSettings
 from tests.conftest import REPO
 from tests.pipeline_run import run_pipeline
 from tests.test_pipeline import NAMESPACE, OWNER, conf_for, failure_output, objects_in

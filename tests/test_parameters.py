@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from operators.parameters import PARAMETER_NAMES, InvalidParameterError, PipelineParameters, dag_params
+from cloudflare_worker_pipeline.parameters import PARAMETER_NAMES, InvalidParameterError, PipelineParameters, dag_params
 
 VALID = {
     "git-url": "https://github.com/org/repo.git",
@@ -185,7 +184,8 @@ def test_dag_params_describe_every_parameter_for_the_trigger_form() -> None:
     params = dag_params()
     assert tuple(params) == PARAMETER_NAMES
     for name, param in params.items():
-        assert param.schema["title"] and param.description, name
+        assert param.schema["title"] and param.schema["description_md"], name
+        assert param.schema["pattern"] and param.schema["maxLength"], name
         assert param.schema["section"] in {"Source", "Build", "Storage", "Kubernetes metadata"}
     assert params["git-revision"].value == "main" and params["project-root"].value == "."
     assert params["kustomize-base-directory"].value == "_kustomize"
@@ -193,7 +193,7 @@ def test_dag_params_describe_every_parameter_for_the_trigger_form() -> None:
 
 
 def test_object_key_placeholders_are_accepted_and_filled_with_the_commit() -> None:
-    from operators.parameters import object_key_for_commit
+    from cloudflare_worker_pipeline.parameters import object_key_for_commit
 
     params = validate(r2_object_key="my-worker/{commit_sha}.js")
     commit = "0123456789abcdef0123456789abcdef01234567"
@@ -239,3 +239,53 @@ def test_object_keys_with_safe_characters_and_placeholders_are_accepted(key: str
 @pytest.mark.parametrize("value", ["kube-root-ca.crt", "kube-proxy"])
 def test_config_map_names_of_kubernetes_itself_are_refused(name: str, value: str) -> None:
     assert "kube-" in rejected(name, value)
+
+
+def schema_refuses(name: str, value: str) -> bool:
+    """Does the DAG's JSON schema (what the REST API checks, answering 400) refuse ``value``?"""
+    from airflow.sdk.exceptions import ParamValidationError
+
+    param = dag_params()[name]
+    try:
+        param.resolve(value)
+    except ParamValidationError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("name,value", [
+    ("r2-bucket-name", "Bad_Bucket!"), ("r2-object-key", "w/$(id).js"), ("r2-object-key", "w/a b.js"),
+    ("r2-object-key", "/w.js"), ("worker-script-artifact-config-map-name", "Not_A_Name"),
+    ("kustomize-manifests-config-map-name", "kube-root-ca.crt"), ("git-url", "-oProxyCommand=x"),
+    ("git-url", "https://h/$(id)"), ("git-revision", "--upload-pack=x"), ("project-root", "/etc"),
+    ("r2-endpoint-url", "https://host/path"), ("owner-identifier-label-value", "-bad-"), ("r2-bucket-name", "a" * 64),
+])
+def test_the_trigger_schema_refuses_what_validation_refuses(name: str, value: str) -> None:
+    assert schema_refuses(name, value), f"the REST API would accept {name}={value!r}"
+    extra = {"owner_identifier_label_key": "k"} if name == "owner-identifier-label-value" else {}
+    rejected(name, value, **extra)
+
+
+@pytest.mark.parametrize("name,value", [
+    ("git-url", "git@github.com:org/repo.git"), ("git-url", "ssh://git@host:2222/org/repo.git"),
+    ("git-revision", "release/2024.09"), ("r2-object-key", "my-worker/{commit_sha}.js"),
+    ("r2-endpoint-url", "https://074755a78d8e8f77c119a90a125e8a06.r2.cloudflarestorage.com"),
+    ("r2-endpoint-url", "http://127.0.0.1:8333"), ("owner-identifier-label-key", "planton.cloud/service-id"),
+    ("sparse-checkout-directories", "services/api, packages"), ("project-root", "backend/services/my-worker"),
+])
+def test_the_trigger_schema_accepts_valid_values(name: str, value: str) -> None:
+    assert not schema_refuses(name, value)
+
+
+def test_the_readme_parameter_table_is_the_spec() -> None:
+    from cloudflare_worker_pipeline.parameter_specs import SPECS
+
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`"): line.split("|")[2].strip()
+            for line in readme.split("## Parameters", 1)[1].split("\n## ", 1)[0].splitlines()
+            if line.startswith("| `")}
+    assert list(rows) == [spec.name for spec in SPECS]
+    for spec in SPECS:
+        assert rows[spec.name] == ("*required*" if spec.required else f"`{spec.default}`" if spec.default else '`""`')

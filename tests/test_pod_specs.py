@@ -7,13 +7,12 @@ import json
 
 import kubernetes_validate
 import pytest
+from cloudflare_worker_pipeline.operators.bundle import BundleWorkerOperator
+from cloudflare_worker_pipeline.operators.checkout import CheckoutOperator
+from cloudflare_worker_pipeline.operators.install import InstallDependenciesOperator
+from cloudflare_worker_pipeline.operators.kustomize import KustomizeBuildOperator
+from cloudflare_worker_pipeline.parameters import PipelineParameters
 from kubernetes.client import ApiClient
-
-from operators.bundle import BundleWorkerOperator
-from operators.checkout import CheckoutOperator
-from operators.install import InstallDependenciesOperator
-from operators.kustomize import KustomizeBuildOperator
-from operators.parameters import PipelineParameters
 
 KUBERNETES_VERSION = "1.32.0"
 SETTING = "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__"
@@ -122,7 +121,7 @@ def executor_pod(dag_id: str = "build_and_upload_cloudflare_worker"):
 
 
 def test_the_pod_mutation_hook_mounts_the_run_claim_on_executor_worker_pods(monkeypatch) -> None:
-    from operators.workspace_claims import claim_for_run, mount_workspace
+    from cloudflare_worker_pipeline.hooks.workspace_claims import claim_for_run, mount_workspace
 
     monkeypatch.setenv(SETTING + "EXECUTION_MODE", "kubernetes")
     monkeypatch.setenv(SETTING + "WORKSPACE_ROOT", "/srv/builds")
@@ -137,7 +136,7 @@ def test_the_pod_mutation_hook_mounts_the_run_claim_on_executor_worker_pods(monk
 
 
 def test_the_pod_mutation_hook_mounts_a_shared_claim_at_workspace_root_and_leaves_other_pods_alone(monkeypatch) -> None:
-    from operators.workspace_claims import mount_workspace
+    from cloudflare_worker_pipeline.hooks.workspace_claims import mount_workspace
 
     monkeypatch.setenv(SETTING + "EXECUTION_MODE", "kubernetes")
     monkeypatch.setenv(SETTING + "WORKSPACE_ROOT", "/srv/builds")

@@ -60,8 +60,9 @@ def test_without_credentials_the_private_repository_is_refused(pipeline_dag, git
 
 
 def test_pods_read_git_credentials_from_a_kubernetes_secret_never_from_the_spec(monkeypatch, connections) -> None:
-    from operators.checkout import CheckoutOperator
-    from operators.install import InstallDependenciesOperator
+    from cloudflare_worker_pipeline.operators.checkout import CheckoutOperator
+    from cloudflare_worker_pipeline.operators.install import InstallDependenciesOperator
+
     from tests.test_pod_specs import render_pod
 
     monkeypatch.setenv("AIRFLOW_CONN_GIT_DEFAULT", json.dumps({"conn_type": "generic", "login": "ci-bot", "password": TOKEN}))

@@ -46,8 +46,8 @@ def test_the_role_grants_exactly_what_kubernetes_mode_runs_use(pipeline_dag, git
                                                                 bucket, s3_server, monkeypatch, tmp_path) -> None:
     """One run that succeeds and one whose bundle pod fails (a failed pod is patched before deletion)."""
 
-    from operators.settings import PipelineSettings
-    from operators.workspace_claims import existing_claim_problem
+    from cloudflare_worker_pipeline.hooks.workspace_claims import existing_claim_problem
+    from cloudflare_worker_pipeline.settings import PipelineSettings
 
     monkeypatch.setenv(SETTING + "EXECUTION_MODE", "kubernetes")
     monkeypatch.setenv(SETTING + "WORKSPACE_ROOT", str(kube_api.claims_root))

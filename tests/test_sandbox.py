@@ -6,8 +6,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from operators.sandbox import SandboxPolicy, SandboxUnavailableError, check_sandbox, sandboxed_popen
+from cloudflare_worker_pipeline.execution.sandbox import (
+    SandboxPolicy,
+    SandboxUnavailableError,
+    check_sandbox,
+    sandboxed_popen,
+)
 
 
 def run_inside(policy: SandboxPolicy, script: str, env: dict[str, str] | None = None) -> str:

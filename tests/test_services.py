@@ -36,8 +36,8 @@ def test_the_example_services_file_gives_one_scheduled_dag_per_service(monkeypat
     ("r2-bucket-name: Not_A_Bucket", "service 'broken' params.r2-bucket-name: Invalid parameter 'r2-bucket-name'"),
     ("git-url: ext::sh -c x", "service 'broken' params.git-url"),
 ])
-def test_a_bad_entry_is_an_import_error_naming_it_while_the_others_load(monkeypatch, airflow_db, tmp_path, bad_entry,
-                                                                         message) -> None:
+def test_a_bad_entry_is_reported_by_a_failing_dag_naming_it_while_the_others_load(monkeypatch, airflow_db, tmp_path,
+                                                                                  bad_entry, message) -> None:
     services = tmp_path / "services.yaml"
     good = textwrap.dedent("""
           git-url: https://github.com/org/repo.git
@@ -51,16 +51,21 @@ def test_a_bad_entry_is_an_import_error_naming_it_while_the_others_load(monkeypa
     services.write_text("services:\n  - name: fine\n    schedule: '@daily'\n    params:" + textwrap.indent(good, "      ")
                         + "\n  - name: broken\n    schedule: '@daily'\n    params:" + textwrap.indent(broken, "      ") + "\n")
     bag = dag_bag(monkeypatch, services)
+    assert bag.import_errors == {}, "an import error would make the dag-processor drop the valid services' DAGs"
     assert "rebuild_fine" in bag.dag_ids and "rebuild_broken" not in bag.dag_ids
-    errors = list(bag.import_errors.values())
-    assert len(errors) == 1 and message in errors[0], errors
+    errors = bag.get_dag("cloudflare_worker_services_file_errors")
+    assert message in errors.description and message in errors.doc_md
+    assert [task.error for task in errors.tasks] == [next(line for line in errors.doc_md.splitlines()
+                                                          if line.startswith("- "))[2:]]
+    assert message in errors.tasks[0].error
 
 
 def test_a_bad_schedule_is_named(monkeypatch, airflow_db, tmp_path) -> None:
     services = tmp_path / "services.yaml"
     services.write_text("services:\n  - name: nightly\n    schedule: every night\n    params: {}\n")
     bag = dag_bag(monkeypatch, services)
-    assert "service 'nightly' schedule: expected a cron expression" in next(iter(bag.import_errors.values()))
+    errors = bag.get_dag("cloudflare_worker_services_file_errors")
+    assert "service 'nightly' schedule: expected a cron expression" in errors.tasks[0].error
 
 
 def test_a_scheduled_service_rebuilds_its_branch_head(monkeypatch, airflow_db, git_server, connections, bucket, s3_server,

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from operators.configmaps import MAX_CONFIGMAP_BYTES, ConfigMapTooLargeError, config_map
-from operators.settings import PipelineSettings, SettingsError
+from cloudflare_worker_pipeline.hooks.configmaps import MAX_CONFIGMAP_BYTES, ConfigMapTooLargeError, config_map
+from cloudflare_worker_pipeline.settings import PipelineSettings, SettingsError
 
 SETTING = "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__"
 
@@ -47,3 +46,24 @@ def test_config_map_over_one_mebibyte_is_refused_with_size_and_limit() -> None:
     with pytest.raises(ConfigMapTooLargeError) as error:
         config_map("big", "ns", {}, {"prod": "x" * MAX_CONFIGMAP_BYTES})
     assert f"{MAX_CONFIGMAP_BYTES + 4} bytes" in str(error.value) and f"limit of {MAX_CONFIGMAP_BYTES} bytes" in str(error.value)
+
+
+def test_every_declared_setting_is_documented_in_the_readme() -> None:
+    from cloudflare_worker_pipeline.get_provider_info import DEFAULTS
+
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    assert [key for key in DEFAULTS if f"`{key}`" not in readme] == []
+
+
+def test_the_provider_info_follows_airflows_schema() -> None:
+    import json
+    from pathlib import Path
+
+    import jsonschema
+    from airflow import providers_manager
+    from cloudflare_worker_pipeline.get_provider_info import get_provider_info
+
+    schema_file = providers_manager.__file__.replace("providers_manager.py", "provider_info.schema.json")
+    jsonschema.validate(get_provider_info(), json.loads(Path(schema_file).read_text()))

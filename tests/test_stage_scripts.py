@@ -11,8 +11,8 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from cloudflare_worker_pipeline.execution.base import stage_program
 
-from operators.execution import stage_program
 from tests.conftest import FIXTURES
 from tests.servers.git_daemon import git
 
@@ -256,7 +256,7 @@ def test_results_json_escapes_quotes_backslashes_and_newlines(tmp_path: Path) ->
     results.mkdir()
     (results / "odd").write_text('a "quoted" \\ value\nsecond line')
     termination_log = tmp_path / "termination-log"
-    prelude = (resources.files("operators") / "scripts" / "prelude.sh").read_text()
+    prelude = (resources.files("cloudflare_worker_pipeline") / "scripts" / "prelude.sh").read_text()
     completed = subprocess.run(["busybox", "sh", "-c", prelude + "\nexit 0\n"], capture_output=True, text=True,
                                env={"PATH": os.environ["PATH"], "RESULTS_DIR": str(results),
                                     "TERMINATION_LOG": str(termination_log)})

@@ -11,8 +11,7 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, task
-
-from operators.pipeline import bundle_asset
+from cloudflare_worker_pipeline.pipeline import bundle_asset
 
 with DAG(
     dag_id="deploy_worker_bundle",

@@ -11,8 +11,11 @@ services:
       ...
 ```
 
-A bad entry does not stop the others: its DAG fails Airflow's validation with a message naming
-the service and the field, which Airflow lists as an import error of the services DAG file.
+A bad entry does not stop the others. It is not an import error: Airflow marks every DAG of a file
+with an import error stale, and the valid services' DAGs would vanish from the UI and stop being
+scheduled. Instead one DAG, ``cloudflare_worker_services_file_errors``, stands for all bad entries:
+its description and docs list them, and its one run (``@once``) fails a task per entry with the
+error naming the service and the field, where an operator looks for failures.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pendulum
 import yaml
-from airflow.sdk import DAG
+from airflow.sdk import DAG, BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 
-from operators.parameters import InvalidParameterError, PipelineParameters
+from cloudflare_worker_pipeline.parameters import InvalidParameterError, PipelineParameters
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _SCHEDULE_PRESETS = {"@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly"}
@@ -84,18 +89,34 @@ def _is_cron(expression: str) -> bool:
     return bool(croniter.is_valid(expression))
 
 
-class InvalidServiceDag(DAG):
-    """Stands for a bad services-file entry: Airflow's validation of it fails with the entry's
-    error, so the dag-processor records an import error naming the service and the field while
-    the file's other DAGs load."""
-
-    service_error: str = ""
-
-    def validate(self) -> None:
-        raise ServiceEntryError(self.service_error)
+ERRORS_DAG_ID = "cloudflare_worker_services_file_errors"
 
 
-def invalid_service_dag(error: ServiceEntryError, index: int) -> DAG:
-    dag = InvalidServiceDag(dag_id=f"invalid_service_entry_{index}", schedule=None)
-    dag.service_error = str(error)
+class ServiceEntryErrorOperator(BaseOperator):
+    """Fails with one bad services-file entry's error, so the UI shows it as a failed task."""
+
+    ui_color = "#fed7d7"
+
+    def __init__(self, *, error: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.error = error
+
+    def execute(self, context: Any) -> None:
+        raise AirflowFailException(self.error)
+
+
+def services_file_errors_dag(errors: list[ServiceEntryError], path: Path) -> DAG:
+    """The DAG reporting the bad entries of ``path``: one failing task each."""
+    listed = "\n".join(f"- {error}" for error in errors)
+    with DAG(
+        dag_id=ERRORS_DAG_ID,
+        description=f"{len(errors)} invalid entr{'y' if len(errors) == 1 else 'ies'} in {path}: {errors[0]}",
+        doc_md=f"# Invalid entries in the services file\n\n`{path}`; the other services' DAGs load as usual.\n\n{listed}\n",
+        schedule="@once",
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        tags=["cloudflare", "scheduled-rebuild", "invalid-services-file"],
+    ) as dag:
+        for index, error in enumerate(errors):
+            ServiceEntryErrorOperator(task_id=f"entry_{index}", error=str(error), retries=0)
     return dag

@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from operators.stage import PipelineOperator
-from operators.workspace_claims import claim_for_run, delete_run_claim
+from cloudflare_worker_pipeline.hooks.workspace_claims import claim_for_run, delete_run_claim
+from cloudflare_worker_pipeline.operators.stage import PipelineOperator
 
 
 class RemoveWorkspaceOperator(PipelineOperator):

@@ -12,14 +12,19 @@ from urllib.parse import urlsplit
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from operators.allowed_hosts import HostNotAllowedError, check_host
-from operators.configmaps import check_config_map_owner
-from operators.execution import TaskLog
-from operators.ownership import ConfigMapOwnedElsewhereError, ObjectOwnedElsewhereError, check_object_owner
-from operators.parameters import InvalidParameterError, PipelineParameters, git_host
-from operators.sandbox import SandboxUnavailableError, check_sandbox
-from operators.settings import SECTION, PipelineSettings, SettingsError
-from operators.workspace_claims import claim_for_run, create_run_claim, existing_claim_problem
+from cloudflare_worker_pipeline.allowed_hosts import HostNotAllowedError, check_host
+from cloudflare_worker_pipeline.execution.base import TaskLog
+from cloudflare_worker_pipeline.execution.sandbox import SandboxUnavailableError, check_sandbox
+from cloudflare_worker_pipeline.get_provider_info import SECTION
+from cloudflare_worker_pipeline.hooks.configmaps import check_config_map_owner
+from cloudflare_worker_pipeline.hooks.workspace_claims import claim_for_run, create_run_claim, existing_claim_problem
+from cloudflare_worker_pipeline.ownership import (
+    ConfigMapOwnedElsewhereError,
+    ObjectOwnedElsewhereError,
+    check_object_owner,
+)
+from cloudflare_worker_pipeline.parameters import InvalidParameterError, PipelineParameters, git_host
+from cloudflare_worker_pipeline.settings import PipelineSettings, SettingsError
 
 
 def run_workspace(settings: PipelineSettings, dag_id: str, run_id: str) -> Path:
@@ -61,7 +66,7 @@ def check_owners(parameters: PipelineParameters, settings: PipelineSettings, log
                         type(error).__name__)
     if "{" in parameters.r2_object_key:
         return  # the key names the commit, unknown until checkout: the upload checks it
-    from operators.r2 import R2Hook
+    from cloudflare_worker_pipeline.hooks.r2 import R2Hook
 
     target = f"s3://{parameters.r2_bucket_name}/{parameters.r2_object_key}"
     try:
@@ -124,7 +129,7 @@ class ValidateParametersOperator(BaseOperator):
                 raise SettingsError(
                     f"[{SECTION}] workspace_root: {settings.workspace_root} is not on this worker. In the kubernetes "
                     f"mode workers read bundles and rendered manifests from claim {settings.pods.workspace_claim!r}: "
-                    "mount it there (a ReadWriteMany claim on Celery workers; operators.workspace_claims."
+                    "mount it there (a ReadWriteMany claim on Celery workers; cloudflare_worker_pipeline.hooks.workspace_claims."
                     "mount_workspace in pod_mutation_hook for KubernetesExecutor)"
                 )
             return
@@ -132,7 +137,7 @@ class ValidateParametersOperator(BaseOperator):
         if "KubernetesExecutor" not in executor:
             raise SettingsError(
                 f"[{SECTION}] workspace_claim is empty, so each run gets its own claim, which only KubernetesExecutor "
-                f"worker pods can mount (through operators.workspace_claims.mount_workspace in pod_mutation_hook); "
+                f"worker pods can mount (through cloudflare_worker_pipeline.hooks.workspace_claims.mount_workspace in pod_mutation_hook); "
                 f"the executor is {executor!r}: set workspace_claim to an existing ReadWriteMany claim mounted at "
                 f"workspace_root ({settings.workspace_root}) on every worker"
             )

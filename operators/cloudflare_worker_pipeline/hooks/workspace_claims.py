@@ -10,9 +10,9 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from operators.configmaps import API_TIMEOUT
-from operators.parameters import PipelineParameters
-from operators.settings import PipelineSettings
+from cloudflare_worker_pipeline.hooks.configmaps import API_TIMEOUT
+from cloudflare_worker_pipeline.parameters import PipelineParameters
+from cloudflare_worker_pipeline.settings import PipelineSettings
 
 
 def claim_for_run(dag_id: str, run_id: str) -> str:

@@ -1,26 +1,20 @@
-"""Where a stage's script runs. The stage says what to run; the runner decides where.
-
-Stage scripts (``operators/scripts/*.sh``) are POSIX ``sh`` taking input only from environment
-variables and writing results as files in ``RESULTS_DIR``, like Tekton results. The ``local`` mode
-runs them as child processes of the Airflow task; a Kubernetes mode runs the same bytes in a pod.
-"""
+"""The ``local`` execution mode: a stage script as a process on the worker, in the build sandbox."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import subprocess
 import threading
 from collections import deque
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from operators.build_files import list_build_files, read_build_file
-from operators.sandbox import SandboxPolicy, sandboxed_popen
+from cloudflare_worker_pipeline.build_files import list_build_files, read_build_file
+from cloudflare_worker_pipeline.execution.base import ANSI_ESCAPE, StageScriptError, TaskLog, stage_program
+from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy, sandboxed_popen
 
 MAX_RESULT_BYTES = 64 * 1024  # a result is a hash, a path, a name: small
 
@@ -32,48 +26,6 @@ PASSED_THROUGH_ENV = (
     "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
     "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS", "GIT_SSL_CAINFO",
 )
-
-
-_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-class TaskLog(Protocol):
-    """The part of a task's logger the runners use (Airflow's is a structlog logger)."""
-
-    def info(self, event: Any, *args: Any, **kw: Any) -> Any: ...
-
-    def warning(self, event: Any, *args: Any, **kw: Any) -> Any: ...
-
-
-class StageScriptError(RuntimeError):
-    """A stage script failed; the message is the script's ``ERROR:`` lines, or its exit and last output.
-
-    ``diagnosed`` is true when the script named the problem itself (an ``ERROR:`` line): a missing
-    config, a revision that does not exist. Those fail the same way on every try. An undiagnosed
-    failure (a git or registry network error, a timeout) may pass on a retry.
-    """
-
-    def __init__(self, message: str, *, diagnosed: bool) -> None:
-        super().__init__(message)
-        self.diagnosed = diagnosed
-
-
-def stage_program(script: str) -> str:
-    """The text both modes run with ``sh -c``: the shared prelude, then the stage's script."""
-    scripts = resources.files("operators") / "scripts"
-    return (scripts / "prelude.sh").read_text() + "\n" + (scripts / script).read_text()
-
-
-class ScriptRunner(Protocol):
-    @property
-    def workspace(self) -> str | None:
-        """Where scripts see the run's workspace; None: where the worker sees it."""
-
-    def run(self, script: str, env: Mapping[str, str], *, results_dir: Path, timeout_seconds: int) -> dict[str, str]:
-        """Run ``script`` with ``env`` and return the results it wrote, by file name."""
-
-    def terminate(self) -> None:
-        """Stop the running script (the task was killed)."""
 
 
 class LocalScriptRunner:
@@ -125,7 +77,7 @@ class LocalScriptRunner:
         try:
             assert process.stdout is not None
             for raw in process.stdout:
-                line = _ANSI_ESCAPE.sub("", raw.rstrip("\n"))  # some tools colour even without a terminal
+                line = ANSI_ESCAPE.sub("", raw.rstrip("\n"))  # some tools colour even without a terminal
                 self.log.info("%s", line)
                 tail.append(line)
                 if line.startswith("ERROR:"):

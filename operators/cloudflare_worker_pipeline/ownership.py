@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from operators.parameters import MANAGED_BY_LABEL
+from cloudflare_worker_pipeline.parameters import MANAGED_BY_LABEL
 
 ANNOTATION_PREFIX = "cloudflare-worker-pipeline.planton.cloud"
 OWNER_ANNOTATION = f"{ANNOTATION_PREFIX}/owner"

@@ -10,10 +10,10 @@ from typing import Any
 
 import yaml
 
-from operators.connections import optional_connection
-from operators.execution import TaskLog
-from operators.ownership import ANNOTATION_PREFIX, OWNER_ANNOTATION, check_ownership
-from operators.settings import PipelineSettings
+from cloudflare_worker_pipeline.connections import optional_connection
+from cloudflare_worker_pipeline.execution.base import TaskLog
+from cloudflare_worker_pipeline.ownership import ANNOTATION_PREFIX, OWNER_ANNOTATION, check_ownership
+from cloudflare_worker_pipeline.settings import PipelineSettings
 
 FIELD_MANAGER = "cloudflare-worker-pipeline"
 

@@ -13,24 +13,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-# name -> (default or None when required, section, title, description)
-_SPECS: dict[str, tuple[str | None, str, str, str]] = {
-    "git-url": (None, "Source", "Git URL", "Repository holding the worker (https, ssh, git or scp-like `git@host:org/repo.git`)."),
-    "git-revision": ("main", "Source", "Git revision", "Branch, tag, or full or short commit SHA to build."),
-    "git-branch": ("", "Source", "Git branch", "Optional: the branch to fetch; `git-revision` is then a commit on it."),
-    "sparse-checkout-directories": ("", "Source", "Sparse checkout directories", "Comma-separated directories to check out (root files are always kept); empty checks out everything."),
-    "project-root": (".", "Build", "Project root", "Directory of the worker inside the repository (holds wrangler.toml)."),
-    "package-manager-directory": ("", "Build", "Package manager directory", "Where dependencies are installed: empty means the project root, `.` the repository root (monorepo workspaces)."),
-    "kustomize-base-directory": ("_kustomize", "Build", "Kustomize base directory", "Directory under the project root holding `overlays/`."),
-    "r2-bucket-name": (None, "Storage", "R2 bucket name", "Bucket that receives the bundle."),
-    "r2-endpoint-url": (None, "Storage", "R2 endpoint URL", "S3-compatible endpoint, e.g. https://<account>.r2.cloudflarestorage.com."),
-    "r2-object-key": (None, "Storage", "R2 object key", "Object path in the bucket, e.g. `my-worker/{commit_sha}.js`; `{commit_sha}` and `{short_sha}` are filled with the built commit."),
-    "worker-script-artifact-config-map-name": (None, "Kubernetes metadata", "Artifact metadata ConfigMap", "ConfigMap that records bucket, path, content-hash and size-bytes."),
-    "kustomize-manifests-config-map-name": (None, "Kubernetes metadata", "Kustomize manifests ConfigMap", "ConfigMap that holds each rendered overlay."),
-    "owner-identifier-label-key": ("", "Kubernetes metadata", "Owner label key", "Optional label key put on both ConfigMaps, e.g. `planton.cloud/service-id`."),
-    "owner-identifier-label-value": ("", "Kubernetes metadata", "Owner label value", "Value of the owner label; give both key and value, or neither."),
-}
-PARAMETER_NAMES = tuple(_SPECS)
+from cloudflare_worker_pipeline.parameter_specs import PARAMETER_NAMES, SPECS, SPECS_BY_NAME, dag_params
+
+__all__ = ["PARAMETER_NAMES", "InvalidParameterError", "PipelineParameters", "dag_params"]
+
 
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 DNS_SUBDOMAIN = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
@@ -57,26 +43,6 @@ class InvalidParameterError(ValueError):
         self.parameter = name
 
 
-def dag_params(defaults: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The DAG's ``params``: one :class:`~airflow.sdk.Param` per parameter, for the trigger form.
-
-    ``defaults`` replace the spec's defaults (a scheduled service's own values).
-    """
-    from airflow.sdk import Param
-
-    params: dict[str, Any] = {}
-    for name, (spec_default, section, title, description) in _SPECS.items():
-        default = (defaults or {}).get(name, spec_default)
-        # The UI form sends an optional field left empty as null: it means the default.
-        kind = "string" if spec_default is None else ["null", "string"]
-        schema: dict[str, Any] = {"type": kind, "title": title, "section": section}
-        if default is None:
-            params[name] = Param(description=description, minLength=1, **schema)
-        else:
-            params[name] = Param(default, description=description, **schema)
-    return params
-
-
 @dataclass(frozen=True)
 class PipelineParameters:
     """Validated run parameters plus the run's workspace; what every stage reads."""
@@ -99,11 +65,11 @@ class PipelineParameters:
     @classmethod
     def from_conf(cls, conf: Mapping[str, Any], *, workspace: str, allow_file_git_urls: bool) -> PipelineParameters:
         """Validate raw conf (spec names) and return parameters, or raise InvalidParameterError."""
-        unknown = sorted(set(conf) - set(_SPECS))
+        unknown = sorted(set(conf) - set(SPECS_BY_NAME))
         if unknown:
             raise InvalidParameterError(unknown[0], f"one of the pipeline's parameters ({', '.join(PARAMETER_NAMES)})")
-        raw = {name: _string(name, default if conf.get(name) is None and default is not None else conf.get(name))
-               for name, (default, *_rest) in _SPECS.items()}
+        raw = {spec.name: _string(spec.name, spec.default if conf.get(spec.name) is None and spec.default is not None
+                                  else conf.get(spec.name)) for spec in SPECS}
 
         project_root = _relative_path("project-root", raw["project-root"])
         sparse = tuple(
@@ -134,6 +100,10 @@ class PipelineParameters:
                 raise InvalidParameterError(
                     name, f"a directory inside one of sparse-checkout-directories ({', '.join(sparse)})", path
                 )
+        for spec in SPECS:  # what the REST API's schema refuses, refused here too (services, older runs)
+            problem = spec.schema_problem(raw[spec.name])
+            if problem:
+                raise InvalidParameterError(spec.name, problem, raw[spec.name])
         return params
 
     @classmethod

@@ -7,8 +7,8 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from operators.parameters import PipelineParameters
-from operators.stage import StageOperator
+from cloudflare_worker_pipeline.operators.stage import StageOperator
+from cloudflare_worker_pipeline.parameters import PipelineParameters
 
 _BUNDLE_PATH = re.compile(r"^dist/[A-Za-z0-9._-]+\.m?js$")
 

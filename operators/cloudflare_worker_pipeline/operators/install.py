@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from operators.parameters import PipelineParameters
-from operators.stage import StageOperator
+from cloudflare_worker_pipeline.operators.stage import StageOperator
+from cloudflare_worker_pipeline.parameters import PipelineParameters
 
 
 class InstallDependenciesOperator(StageOperator):

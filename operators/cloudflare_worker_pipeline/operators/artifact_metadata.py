@@ -8,9 +8,9 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from operators.configmaps import build_annotations, config_map, write_config_map
-from operators.ownership import ConfigMapOwnedElsewhereError
-from operators.stage import PipelineOperator
+from cloudflare_worker_pipeline.hooks.configmaps import build_annotations, config_map, write_config_map
+from cloudflare_worker_pipeline.operators.stage import PipelineOperator
+from cloudflare_worker_pipeline.ownership import ConfigMapOwnedElsewhereError
 
 
 class StoreArtifactMetadataOperator(PipelineOperator):
@@ -52,7 +52,7 @@ class StoreArtifactMetadataOperator(PipelineOperator):
 
     def _object_is_ours(self) -> bool:
         """Is the stored object still the bundle this run uploaded (same SHA-256 and size)?"""
-        from operators.r2 import R2Hook
+        from cloudflare_worker_pipeline.hooks.r2 import R2Hook
 
         p = self.pipeline
         client = R2Hook(endpoint_url=p.r2_endpoint_url, aws_conn_id=self.settings.r2_conn_id).get_conn()

@@ -10,18 +10,18 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from operators.build_files import UnsafeBuildFileError, list_build_files, read_build_file
-from operators.configmaps import (
+from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError, list_build_files, read_build_file
+from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
+from cloudflare_worker_pipeline.hooks.configmaps import (
     MAX_CONFIGMAP_BYTES,
     ConfigMapTooLargeError,
     build_annotations,
     config_map,
     write_config_map,
 )
-from operators.ownership import ConfigMapOwnedElsewhereError
-from operators.parameters import PipelineParameters
-from operators.sandbox import SandboxPolicy
-from operators.stage import StageOperator
+from cloudflare_worker_pipeline.operators.stage import StageOperator
+from cloudflare_worker_pipeline.ownership import ConfigMapOwnedElsewhereError
+from cloudflare_worker_pipeline.parameters import PipelineParameters
 
 _CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 

@@ -18,8 +18,8 @@ from airflow.providers.cncf.kubernetes.utils.container import get_container_term
 from airflow.sdk.exceptions import AirflowException
 from kubernetes.client import models as k8s
 
-from operators.execution import StageScriptError, TaskLog, stage_program
-from operators.settings import PodSettings
+from cloudflare_worker_pipeline.execution.base import StageScriptError, TaskLog, stage_program
+from cloudflare_worker_pipeline.settings import PodSettings
 
 TERMINATION_LOG = "/dev/termination-log"
 POD_LABELS = {"app.kubernetes.io/part-of": "cloudflare-worker-pipeline"}

@@ -17,15 +17,15 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, Asset
 
-from operators.artifact_metadata import StoreArtifactMetadataOperator
-from operators.bundle import BundleWorkerOperator
-from operators.checkout import CheckoutOperator
-from operators.install import InstallDependenciesOperator
-from operators.kustomize import KustomizeBuildOperator
-from operators.parameters import dag_params
-from operators.upload import UploadBundleOperator
-from operators.validate import ValidateParametersOperator
-from operators.workspace import RemoveWorkspaceOperator
+from cloudflare_worker_pipeline.operators.artifact_metadata import StoreArtifactMetadataOperator
+from cloudflare_worker_pipeline.operators.bundle import BundleWorkerOperator
+from cloudflare_worker_pipeline.operators.checkout import CheckoutOperator
+from cloudflare_worker_pipeline.operators.install import InstallDependenciesOperator
+from cloudflare_worker_pipeline.operators.kustomize import KustomizeBuildOperator
+from cloudflare_worker_pipeline.operators.upload import UploadBundleOperator
+from cloudflare_worker_pipeline.operators.validate import ValidateParametersOperator
+from cloudflare_worker_pipeline.operators.workspace import RemoveWorkspaceOperator
+from cloudflare_worker_pipeline.parameters import dag_params
 
 # Every task has a deadline; stage scripts also stop at the stage_timeout_seconds setting.
 DEFAULT_ARGS = {"retries": 0, "retry_delay": timedelta(seconds=15), "max_retry_delay": timedelta(minutes=5),

@@ -7,11 +7,11 @@ from urllib.parse import urlsplit
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from operators.clone_paths import PathEscapesCloneError, check_no_escaping_symlinks
-from operators.links import CommitLink
-from operators.parameters import PipelineParameters
-from operators.sandbox import SandboxPolicy
-from operators.stage import StageOperator
+from cloudflare_worker_pipeline.clone_paths import PathEscapesCloneError, check_no_escaping_symlinks
+from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
+from cloudflare_worker_pipeline.links import CommitLink
+from cloudflare_worker_pipeline.operators.stage import StageOperator
+from cloudflare_worker_pipeline.parameters import PipelineParameters
 
 
 class CheckoutOperator(StageOperator):
@@ -40,7 +40,7 @@ class CheckoutOperator(StageOperator):
 
     def secret_env(self) -> dict[str, str]:
         """HTTPS credentials of a private repository, from the git connection when it exists."""
-        from operators.connections import optional_connection
+        from cloudflare_worker_pipeline.connections import optional_connection
 
         connection = optional_connection(self.settings.git_conn_id)
         if connection is None or not connection.password:

@@ -11,12 +11,12 @@ from urllib.parse import urlsplit
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from operators.allowed_hosts import HostNotAllowedError, check_host
-from operators.build_files import UnsafeBuildFileError, read_build_file
-from operators.links import R2ObjectLink
-from operators.ownership import ObjectOwnedElsewhereError, check_object_owner
-from operators.parameters import object_key_for_commit
-from operators.stage import PipelineOperator
+from cloudflare_worker_pipeline.allowed_hosts import HostNotAllowedError, check_host
+from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError, read_build_file
+from cloudflare_worker_pipeline.links import R2ObjectLink
+from cloudflare_worker_pipeline.operators.stage import PipelineOperator
+from cloudflare_worker_pipeline.ownership import ObjectOwnedElsewhereError, check_object_owner
+from cloudflare_worker_pipeline.parameters import object_key_for_commit
 
 # S3 error codes no retry can fix: fail at once instead of burning Airflow retries.
 PERMANENT_ERRORS = {
@@ -50,7 +50,7 @@ class UploadBundleOperator(PipelineOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from operators.r2 import R2Hook
+        from cloudflare_worker_pipeline.hooks.r2 import R2Hook
 
         p = self.pipeline
         path = p.project_dir / self.bundle["bundle_path"]

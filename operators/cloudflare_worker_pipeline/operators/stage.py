@@ -14,13 +14,14 @@ from typing import Any, ClassVar
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
-from operators.build_files import UnsafeBuildFileError
-from operators.clone_paths import PathEscapesCloneError, check_confined
-from operators.execution import LocalScriptRunner, ScriptRunner, StageScriptError
-from operators.parameters import PipelineParameters
-from operators.sandbox import SandboxPolicy, SandboxUnavailableError, ca_paths
-from operators.settings import PipelineSettings
-from operators.workspace_claims import workspace_volume
+from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError
+from cloudflare_worker_pipeline.clone_paths import PathEscapesCloneError, check_confined
+from cloudflare_worker_pipeline.execution.base import ScriptRunner, StageScriptError
+from cloudflare_worker_pipeline.execution.local import LocalScriptRunner
+from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy, SandboxUnavailableError, ca_paths
+from cloudflare_worker_pipeline.hooks.workspace_claims import workspace_volume
+from cloudflare_worker_pipeline.parameters import PipelineParameters
+from cloudflare_worker_pipeline.settings import PipelineSettings
 
 
 class PipelineOperator(BaseOperator):
@@ -153,7 +154,7 @@ class StageOperator(PipelineOperator):
         if settings.execution_mode == "local":
             return LocalScriptRunner(self.log, workspace=Path(self.pipeline.workspace),
                                      policy=self.sandbox_policy(self.pipeline), sandboxed=settings.sandbox != "none")
-        from operators.pod_runner import KubernetesScriptRunner, stage_pod
+        from cloudflare_worker_pipeline.execution.kubernetes import KubernetesScriptRunner, stage_pod
 
         pods = settings.pods
         claim_name, sub_path = workspace_volume(settings, self.pipeline, self.dag_id, context["run_id"])

@@ -1,0 +1,17 @@
+"""Build a Cloudflare Worker bundle, ship it to R2, and record it in Kubernetes ConfigMaps (an Airflow DAG).
+
+Triggered with DAG-run conf using the spec's parameter names (``git-url``, ``r2-object-key``...)
+from the service catalogue's REST calls or the UI's trigger form. The task graph is in
+``operators/pipeline.py``:
+
+    validate_parameters >> checkout >> install >> bundle >> upload >> store_artifact_metadata
+                           checkout >> kustomize_build            (in parallel with install..metadata)
+    remove_workspace: teardown, runs whatever happened
+"""
+
+from __future__ import annotations
+
+from cloudflare_worker_pipeline.pipeline import bundle_asset, pipeline_dag
+
+dag = pipeline_dag("build_and_upload_cloudflare_worker", asset=bundle_asset("cloudflare-worker-bundles"),
+                   doc_md=__doc__)

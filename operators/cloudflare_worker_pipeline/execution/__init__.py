@@ -1,0 +1,1 @@
+"""Where stage scripts run: ``local`` (a sandboxed process on the worker) or ``kubernetes`` (a pod)."""

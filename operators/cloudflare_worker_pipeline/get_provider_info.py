@@ -1,0 +1,115 @@
+"""What Airflow learns about this provider through the ``apache_airflow_provider`` entry point.
+
+The ``[cloudflare_worker_pipeline]`` configuration section is declared here, every setting with its
+type, default, example and description: ``airflow config list --section cloudflare_worker_pipeline``
+shows them, and :mod:`cloudflare_worker_pipeline.settings` reads its defaults from here and from
+nowhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SECTION = "cloudflare_worker_pipeline"
+VERSION = "0.1.0"
+
+_POD_RESOURCES = ('{"requests": {"cpu": "500m", "memory": "1Gi", "ephemeral-storage": "1Gi"}, '
+                  '"limits": {"cpu": "2", "memory": "2Gi", "ephemeral-storage": "4Gi"}}')
+
+# key -> (type, default, example, description)
+_OPTIONS: dict[str, tuple[str, str, str | None, str]] = {
+    "namespace": ("string", "planton-cloud-pipelines", "builds",
+                  "Namespace of both ConfigMaps (and, in the kubernetes mode, of the stage pods and claims)."),
+    "r2_conn_id": ("string", "r2_default", None,
+                   "Airflow connection (type aws) holding R2's S3 access key id (login) and secret (password)."),
+    "kubernetes_conn_id": ("string", "kubernetes_default", None,
+                           "Airflow connection (type kubernetes) for the ConfigMaps and, in the kubernetes mode, the "
+                           "pods. Without it the ConfigMaps are written as manifest files to manifest_dir."),
+    "manifest_dir": ("string", "", "/var/lib/airflow/configmaps",
+                     "Where ConfigMap manifests go without a Kubernetes connection; empty: "
+                     "<system temp dir>/cloudflare-worker-pipeline/configmaps."),
+    "workspace_root": ("string", "", "/srv/builds",
+                       "Parent of the per-run workspaces; empty: <system temp dir>/cloudflare-worker-pipeline/"
+                       "workspaces. In the kubernetes mode, where workers mount the workspace claim."),
+    "allow_file_git_urls": ("boolean", "False", "True",
+                            "Accept file:// and path git-url values (demos, tests): never on a shared deployment."),
+    "install_env": ("string", "{}", '{"COREPACK_NPM_REGISTRY": "https://registry.example.com"}',
+                    "JSON object of extra environment for install and bundle: registry mirrors, corepack "
+                    "settings. Plain configuration, never secrets."),
+    "execution_mode": ("string", "local", "kubernetes",
+                       "Where stage scripts run: local (a bubblewrap sandbox on the worker) or kubernetes (pods)."),
+    "stage_timeout_seconds": ("integer", "900", "600",
+                              "A stage script running longer is stopped with every process it started."),
+    "max_bundle_bytes": ("integer", "10485760", "3145728", "Larger bundles fail before upload, with both sizes."),
+    "services_file": ("string", "", "/etc/airflow/cloudflare-worker-services.yaml",
+                      "YAML file of services rebuilt on a schedule, one DAG each; empty: none."),
+    "git_submodules": ("boolean", "False", "True", "Fetch the repository's submodules."),
+    "git_conn_id": ("string", "git_default", None,
+                    "Connection with a private repository's HTTPS user (login) and token (password); used when it "
+                    "exists (local mode)."),
+    "git_credentials_secret": ("string", "", "git-credentials",
+                               "Kubernetes mode: a Secret with keys username and password the checkout pod reads."),
+    "sandbox": ("string", "bubblewrap", "none",
+                "Local mode: bubblewrap runs every stage script in a sandbox; none runs them as the worker's user, "
+                "for trusted repositories only."),
+    "sandbox_read_only_paths": ("string", "", "/opt/node",
+                                "Comma-separated host paths the sandbox shows read-only (e.g. a Node outside /usr)."),
+    "allowed_r2_endpoints": ("string", "*.r2.cloudflarestorage.com", "*.r2.cloudflarestorage.com,10.0.0.0/8",
+                             "Comma-separated host patterns, addresses or networks r2-endpoint-url may name; a "
+                             "non-public address must be listed as an address or network."),
+    "allowed_git_hosts": ("string", "*", "github.com,gitlab.example.com,10.1.2.3",
+                          "The same for git-url hosts: any host with a public address by default."),
+    "node_image": ("string", "node:20-alpine", "node:20-alpine@sha256:<digest>",
+                   "Kubernetes mode: the image of install and bundle; pin it by digest."),
+    "git_image": ("string", "alpine/git:v2.47.2", None, "Kubernetes mode: the checkout image (git, sh)."),
+    "kubectl_image": ("string", "alpine/k8s:1.32.4", None, "Kubernetes mode: the kustomize_build image (kubectl, sh)."),
+    "pod_service_account": ("string", "", "cloudflare-worker-builds",
+                            "Kubernetes mode: the stage pods' service account (no token is mounted either way)."),
+    "pod_resources": ("string", _POD_RESOURCES, None, "Kubernetes mode: JSON requests and limits of stage pods."),
+    "image_pull_secrets": ("string", "", "registry-a,registry-b", "Kubernetes mode: comma-separated secret names."),
+    "pod_node_selector": ("string", "{}", '{"pool": "builds"}', "Kubernetes mode: JSON node selector."),
+    "pod_tolerations": ("string", "[]", '[{"key": "builds", "operator": "Exists"}]', "Kubernetes mode: JSON tolerations."),
+    "pod_run_as_user": ("integer", "1000", None, "Kubernetes mode: UID, GID and fsGroup of stage pods (non-root)."),
+    "pod_startup_timeout_seconds": ("integer", "300", None, "Kubernetes mode: how long a pod may stay Pending."),
+    "keep_failed_pods": ("boolean", "False", "True", "Kubernetes mode: keep failed pods for debugging."),
+    "deferrable": ("boolean", "False", "True", "Kubernetes mode: stage tasks defer to the triggerer while pods run."),
+    "workspace_claim": ("string", "", "cloudflare-worker-builds",
+                        "Kubernetes mode: an existing ReadWriteMany claim for all runs; empty: a claim per run."),
+    "workspace_storage_class": ("string", "", "standard", "Kubernetes mode: storage class of per-run claims."),
+    "workspace_size": ("string", "1Gi", "5Gi", "Kubernetes mode: size of per-run claims."),
+    "workspace_access_mode": ("string", "ReadWriteOnce", "ReadWriteMany",
+                              "Kubernetes mode: access mode of per-run claims."),
+}
+
+DEFAULTS: dict[str, str] = {key: default for key, (_, default, _, _) in _OPTIONS.items()}
+
+
+def _escaped(default: str) -> str:
+    """Airflow expands ``{...}`` in configuration defaults (``str.format``): keep JSON braces literal."""
+    return default.replace("{", "{{").replace("}", "}}")
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-cloudflare-worker-pipeline",
+        "name": "Cloudflare Worker pipeline",
+        "description": "Builds Cloudflare Worker bundles with Wrangler, uploads them to R2 and records them in "
+                       "Kubernetes ConfigMaps.",
+        "versions": [VERSION],
+        "extra-links": [
+            "cloudflare_worker_pipeline.links.CommitLink",
+            "cloudflare_worker_pipeline.links.R2ObjectLink",
+        ],
+        "plugins": [{"name": "cloudflare_worker_pipeline",
+                     "plugin-class": "cloudflare_worker_pipeline.plugin.CloudflareWorkerPipelinePlugin"}],
+        "config": {
+            SECTION: {
+                "description": "Deployment settings of the Cloudflare Worker pipeline, read when a task runs.",
+                "options": {
+                    key: {"description": description, "version_added": VERSION, "type": kind, "example": example,
+                          "default": _escaped(default)}
+                    for key, (kind, default, example, description) in _OPTIONS.items()
+                },
+            }
+        },
+    }

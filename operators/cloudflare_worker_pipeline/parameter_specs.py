@@ -1,0 +1,114 @@
+"""The pipeline's parameters as one table: name, default, form section, title, description, and the
+JSON-schema rules (pattern, maxLength) that Airflow checks when a run is triggered.
+
+The same table drives the DAG's ``params`` (so the REST API answers HTTP 400 naming the parameter
+before a run exists, and the trigger form shows titles, sections and descriptions), the first
+pass of :mod:`cloudflare_worker_pipeline.parameters`' validation, and the README's parameter table
+(a test keeps them equal). The semantic checks a pattern cannot express (the sparse directories
+covering the project, hosts on the allowlists) run in ``validate_parameters``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS_SUBDOMAIN = rf"{_DNS_LABEL}(\.{_DNS_LABEL})*"
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+_RELATIVE_PATH = r"(?![/-])[A-Za-z0-9._@+=/-]"
+_REF = r"(?![-/.])[A-Za-z0-9._/+=@-]+"
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One parameter. ``default`` None means required."""
+
+    name: str
+    default: str | None
+    section: str
+    title: str
+    description: str
+    pattern: str
+    max_length: int
+
+    @property
+    def required(self) -> bool:
+        return self.default is None
+
+    @cached_property
+    def regex(self) -> re.Pattern[str]:
+        return re.compile(self.pattern)
+
+    def schema_problem(self, value: str) -> str | None:
+        """What the JSON schema would refuse in ``value`` (the REST API's 400), or None."""
+        if len(value) > self.max_length:
+            return f"at most {self.max_length} characters"
+        if not self.regex.search(value):
+            return f"a value matching the pattern {self.pattern}"
+        return None
+
+
+SPECS: tuple[ParameterSpec, ...] = (
+    ParameterSpec("git-url", None, "Source", "Git URL",
+                  "Repository holding the worker: `https://`, `ssh://`, `git://` or scp-like `git@host:org/repo.git`.",
+                  r"^(?!-)(?!.*(://|@)-)[^\s\x00-\x1f\x7f$`;|&<>(){}'\"\\*?\[\]!]+$", 2048),
+    ParameterSpec("git-revision", "main", "Source", "Git revision", "Branch, tag, or full or short commit SHA to build.",
+                  rf"^{_REF}$", 255),
+    ParameterSpec("git-branch", "", "Source", "Git branch",
+                  "Optional: the branch to fetch; `git-revision` is then a commit on it.", rf"^({_REF})?$", 255),
+    ParameterSpec("sparse-checkout-directories", "", "Source", "Sparse checkout directories",
+                  "Comma-separated directories to check out (files at the root are always kept); empty checks out "
+                  "everything.", r"^[A-Za-z0-9._@+=/, -]*$", 2048),
+    ParameterSpec("project-root", ".", "Build", "Project root",
+                  "Directory of the worker inside the repository (holds `wrangler.toml`).", rf"^{_RELATIVE_PATH}*$", 1024),
+    ParameterSpec("package-manager-directory", "", "Build", "Package manager directory",
+                  "Where dependencies are installed: empty means the project root, `.` the repository root "
+                  "(monorepo workspaces).", rf"^{_RELATIVE_PATH}*$", 1024),
+    ParameterSpec("kustomize-base-directory", "_kustomize", "Build", "Kustomize base directory",
+                  "Directory under the project root holding `overlays/`.", rf"^{_RELATIVE_PATH}+$", 1024),
+    ParameterSpec("r2-bucket-name", None, "Storage", "R2 bucket name",
+                  "Bucket that receives the bundle: 3-63 lowercase letters, digits, `-` and `.`.",
+                  r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", 63),
+    ParameterSpec("r2-endpoint-url", None, "Storage", "R2 endpoint URL",
+                  "S3-compatible endpoint, e.g. `https://<account>.r2.cloudflarestorage.com`; its host must be "
+                  "allowed by the deployment.", r"^https?://[A-Za-z0-9.:\[\]-]+/?$", 2048),
+    ParameterSpec("r2-object-key", None, "Storage", "R2 object key",
+                  "Object path in the bucket, e.g. `my-worker/{commit_sha}.js`: letters, digits and "
+                  "`/ ! - _ . * ' ( )`; `{commit_sha}` and `{short_sha}` are filled with the built commit.",
+                  r"^(?!/)[A-Za-z0-9!_.*'()/{}-]+$", 1024),
+    ParameterSpec("worker-script-artifact-config-map-name", None, "Kubernetes metadata", "Artifact metadata ConfigMap",
+                  "ConfigMap that records `bucket`, `path`, `content-hash` and `size-bytes`.",
+                  rf"^(?!kube-){_DNS_SUBDOMAIN}$", 253),
+    ParameterSpec("kustomize-manifests-config-map-name", None, "Kubernetes metadata", "Kustomize manifests ConfigMap",
+                  "ConfigMap that holds each rendered overlay.", rf"^(?!kube-){_DNS_SUBDOMAIN}$", 253),
+    ParameterSpec("owner-identifier-label-key", "", "Kubernetes metadata", "Owner label key",
+                  "Optional label key put on both ConfigMaps, e.g. `planton.cloud/service-id`.",
+                  rf"^(({_DNS_SUBDOMAIN}/)?{_LABEL_NAME})?$", 317),
+    ParameterSpec("owner-identifier-label-value", "", "Kubernetes metadata", "Owner label value",
+                  "Value of the owner label; give both key and value, or neither.", rf"^({_LABEL_NAME})?$", 63),
+)
+SPECS_BY_NAME: dict[str, ParameterSpec] = {spec.name: spec for spec in SPECS}
+PARAMETER_NAMES = tuple(SPECS_BY_NAME)
+
+
+def dag_params(defaults: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The DAG's ``params``: one :class:`~airflow.sdk.Param` per parameter, with its JSON schema.
+
+    ``defaults`` replace the spec's defaults (a scheduled service's own values).
+    """
+    from airflow.sdk import Param
+
+    params: dict[str, Any] = {}
+    for spec in SPECS:
+        default = (defaults or {}).get(spec.name, spec.default)
+        schema: dict[str, Any] = {"title": spec.title, "section": spec.section, "description_md": spec.description,
+                                  "pattern": spec.pattern, "maxLength": spec.max_length}
+        if spec.required and default is None:
+            params[spec.name] = Param(type="string", minLength=1, **schema)
+        else:  # the UI form sends an optional field left empty as null: it means the default
+            params[spec.name] = Param(default, type=["null", "string"], **schema)
+    return params

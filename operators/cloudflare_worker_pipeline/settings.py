@@ -1,0 +1,212 @@
+"""Deployment settings: what an operator of the platform configures once, not per run.
+
+They live in Airflow's configuration, section ``[cloudflare_worker_pipeline]``, so each can be set
+in ``airflow.cfg`` or as ``AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__<KEY>`` in the environment. They
+are read when a task runs, never when the DAG file is parsed.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowConfigException
+
+from cloudflare_worker_pipeline.get_provider_info import DEFAULTS, SECTION
+
+EXECUTION_MODES = ("local", "kubernetes")
+SANDBOX_MODES = ("bubblewrap", "none")
+ACCESS_MODES = ("ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod")
+
+
+class SettingsError(ValueError):
+    """A deployment setting has a value the pipeline cannot use."""
+
+
+@dataclass(frozen=True)
+class PodSettings:
+    """How stage pods look in the ``kubernetes`` execution mode.
+
+    :param node_image: install and bundle (the spec's image; Wrangler 4.87+ needs Node 22).
+    :param git_image: checkout; needs ``git`` and ``sh``.
+    :param kubectl_image: kustomize_build; needs ``kubectl`` and ``sh``.
+    :param service_account: the pods' service account ("" = the namespace's default). Stage pods
+        get no service-account token either way: none of them talks to the API.
+    :param resources: container requests and limits.
+    :param run_as_user: the non-root UID (and GID, fsGroup) pods run as; 1000 is ``node`` in
+        node:20-alpine.
+    :param workspace_claim: an existing claim holding every run's workspace under
+        ``<dag_id>/<run>`` (mounted with that sub-path), or "" for a claim created per run.
+    """
+
+    node_image: str
+    git_image: str
+    kubectl_image: str
+    service_account: str
+    resources: dict[str, dict[str, str]]
+    image_pull_secrets: tuple[str, ...]
+    node_selector: dict[str, str]
+    tolerations: tuple[dict[str, Any], ...]
+    run_as_user: int
+    startup_timeout_seconds: int
+    keep_failed_pods: bool
+    deferrable: bool
+    workspace_claim: str
+    workspace_storage_class: str
+    workspace_size: str
+    workspace_access_mode: str
+    workspace_mount_path: str = "/workspace"  # inside stage pods: not a setting
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Settings shared by every run.
+
+    :param namespace: namespace of both ConfigMaps.
+    :param r2_conn_id: Airflow connection (type ``aws``) holding the R2 access key pair.
+    :param kubernetes_conn_id: Airflow connection (type ``kubernetes``) for the ConfigMaps; when
+        it does not exist the ConfigMaps are written as manifest files to ``manifest_dir``.
+    :param manifest_dir: where ConfigMap manifests go without a Kubernetes connection.
+    :param workspace_root: parent of the per-run workspaces.
+    :param allow_file_git_urls: accept ``file://`` and plain-path ``git-url`` values (tests, demos).
+    :param install_env: extra environment for the install and bundle steps, e.g. a registry
+        mirror or corepack settings. Values are plain configuration, never secrets.
+    :param execution_mode: where stage scripts run: ``local`` runs them as processes on the worker,
+        ``kubernetes`` in pods (see :class:`PodSettings`).
+    :param stage_timeout_seconds: the longest any stage script may run.
+    :param git_conn_id: Airflow connection with the HTTPS credentials of private repositories
+        (login: user name, password: token); used by the local mode when it exists.
+    :param git_credentials_secret: in the kubernetes mode, a Secret (keys ``username``,
+        ``password``) the checkout pod reads the same credentials from, so no value is in its spec.
+    :param git_submodules: fetch the repository's submodules (off: a build sees only its own code).
+    :param max_bundle_bytes: bundles larger than this fail before upload (Workers' paid-plan
+        limit on a compressed script is 10 MiB; the spec's future enhancement names 10 MB).
+    :param sandbox: ``bubblewrap`` runs every local-mode stage script in a bubblewrap sandbox (see
+        ``cloudflare_worker_pipeline.execution.sandbox``); ``none`` runs them as the worker's user, for trusted repositories only.
+    :param sandbox_read_only_paths: further host paths the sandbox shows read-only, e.g. a Node
+        installed outside ``/usr``.
+    :param allowed_r2_endpoints: host patterns (``fnmatch``), IP addresses or networks (CIDR) an
+        ``r2-endpoint-url`` may name. A host resolving to loopback, private or link-local space is
+        refused unless an address or network entry covers that address.
+    :param allowed_git_hosts: the same for ``git-url`` hosts; any public host by default.
+    """
+
+    namespace: str
+    r2_conn_id: str
+    kubernetes_conn_id: str
+    manifest_dir: Path
+    workspace_root: Path
+    allow_file_git_urls: bool
+    install_env: dict[str, str]
+    execution_mode: str
+    stage_timeout_seconds: int
+    max_bundle_bytes: int
+    pods: PodSettings
+    git_conn_id: str
+    git_credentials_secret: str
+    git_submodules: bool
+    sandbox: str
+    sandbox_read_only_paths: tuple[Path, ...]
+    allowed_r2_endpoints: tuple[str, ...]
+    allowed_git_hosts: tuple[str, ...]
+
+    @classmethod
+    def from_airflow_config(cls) -> PipelineSettings:
+        """Read the settings with Airflow's typed getters; defaults come from ``get_provider_info``."""
+        read = _Reader()
+        temp = Path(tempfile.gettempdir()) / "cloudflare-worker-pipeline"
+        settings = cls(
+            namespace=read.string("namespace"),
+            r2_conn_id=read.string("r2_conn_id"),
+            kubernetes_conn_id=read.string("kubernetes_conn_id"),
+            manifest_dir=Path(read.string("manifest_dir") or temp / "configmaps"),
+            workspace_root=Path(read.string("workspace_root") or temp / "workspaces"),
+            allow_file_git_urls=read.boolean("allow_file_git_urls"),
+            install_env=read.string_map("install_env"),
+            execution_mode=read.choice("execution_mode", EXECUTION_MODES),
+            stage_timeout_seconds=read.positive("stage_timeout_seconds"),
+            max_bundle_bytes=read.positive("max_bundle_bytes"),
+            pods=PodSettings(
+                node_image=read.string("node_image"),
+                git_image=read.string("git_image"),
+                kubectl_image=read.string("kubectl_image"),
+                service_account=read.string("pod_service_account"),
+                resources=read.json("pod_resources", dict),
+                image_pull_secrets=read.items("image_pull_secrets"),
+                node_selector=read.string_map("pod_node_selector"),
+                tolerations=tuple(read.json("pod_tolerations", list)),
+                run_as_user=read.positive("pod_run_as_user"),
+                startup_timeout_seconds=read.positive("pod_startup_timeout_seconds"),
+                keep_failed_pods=read.boolean("keep_failed_pods"),
+                deferrable=read.boolean("deferrable"),
+                workspace_claim=read.string("workspace_claim"),
+                workspace_storage_class=read.string("workspace_storage_class"),
+                workspace_size=read.string("workspace_size"),
+                workspace_access_mode=read.choice("workspace_access_mode", ACCESS_MODES),
+            ),
+            git_conn_id=read.string("git_conn_id"),
+            git_credentials_secret=read.string("git_credentials_secret"),
+            git_submodules=read.boolean("git_submodules"),
+            sandbox=read.choice("sandbox", SANDBOX_MODES),
+            sandbox_read_only_paths=tuple(Path(p) for p in read.items("sandbox_read_only_paths")),
+            allowed_r2_endpoints=read.items("allowed_r2_endpoints"),
+            allowed_git_hosts=read.items("allowed_git_hosts"),
+        )
+        for path in settings.sandbox_read_only_paths:
+            if not path.is_absolute():
+                raise SettingsError(f"[{SECTION}] sandbox_read_only_paths: expected absolute paths, got {str(path)!r}")
+        return settings
+
+
+class _Reader:
+    """Airflow's typed getters over the section, each error naming the setting and what it expects."""
+
+    def __init__(self) -> None:
+        from airflow.sdk.configuration import conf
+
+        self.conf = conf
+
+    def string(self, key: str) -> str:
+        return str(self.conf.get(SECTION, key, fallback=DEFAULTS[key]))
+
+    def items(self, key: str) -> tuple[str, ...]:
+        return tuple(item.strip() for item in self.string(key).split(",") if item.strip())
+
+    def choice(self, key: str, allowed: tuple[str, ...]) -> str:
+        value = self.string(key)
+        if value not in allowed:
+            raise SettingsError(f"[{SECTION}] {key}: expected one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    def boolean(self, key: str) -> bool:
+        try:
+            return bool(self.conf.getboolean(SECTION, key, fallback=DEFAULTS[key] == "True"))
+        except (ValueError, AirflowConfigException):
+            raise SettingsError(f"[{SECTION}] {key}: expected true or false, got {self.string(key)!r}") from None
+
+    def positive(self, key: str) -> int:
+        try:
+            value = int(self.conf.getint(SECTION, key, fallback=int(DEFAULTS[key])))
+        except (ValueError, AirflowConfigException):
+            raise SettingsError(f"[{SECTION}] {key}: expected a whole number, got {self.string(key)!r}") from None
+        if value <= 0:
+            raise SettingsError(f"[{SECTION}] {key}: expected a positive number, got {value}")
+        return value
+
+    def json(self, key: str, kind: type) -> Any:
+        try:
+            value = self.conf.getjson(SECTION, key, fallback=json.loads(DEFAULTS[key]))
+        except (ValueError, AirflowConfigException) as error:
+            raise SettingsError(f"[{SECTION}] {key}: expected a JSON {'object' if kind is dict else 'list'}: {error}") from None
+        if not isinstance(value, kind):
+            raise SettingsError(f"[{SECTION}] {key}: expected a JSON {'object' if kind is dict else 'list'}")
+        return value
+
+    def string_map(self, key: str) -> dict[str, str]:
+        value = self.json(key, dict) if self.string(key).strip() else {}
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise SettingsError(f'[{SECTION}] {key}: expected a JSON object of strings, like {{"NAME": "value"}}')
+        return dict(value)
