@@ -34,7 +34,7 @@ def main(runs: int = 7) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         eager = Path(tmp) / "eager_dag.py"
         source = DAG_FILE.read_text()
-        eager.write_text(source.replace("from __future__ import annotations\n", "from __future__ import annotations\n" + EAGER_IMPORTS, 1))
+        eager.write_text(EAGER_IMPORTS + source)
         ours, theirs = [], []
         for _ in range(runs):  # interleaved, so machine noise hits both alike
             ours += parse_seconds(DAG_FILE, 1)
