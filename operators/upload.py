@@ -22,6 +22,7 @@ from operators.stage import PipelineOperator
 PERMANENT_ERRORS = {
     "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket", "InvalidBucketName",
     "BadDigest", "InvalidDigest", "EntityTooLarge", "InvalidArgument", "InvalidRequest", "MethodNotAllowed",
+    "400", "403",  # a HEAD's answer has no body, only its status: a refused signature reads "403"
 }
 
 
