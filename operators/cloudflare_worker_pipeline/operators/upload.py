@@ -22,6 +22,7 @@ from cloudflare_worker_pipeline.parameters import object_key_for_commit
 PERMANENT_ERRORS = {
     "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket", "InvalidBucketName",
     "BadDigest", "InvalidDigest", "EntityTooLarge", "InvalidArgument", "InvalidRequest", "MethodNotAllowed",
+    "400", "403",  # a HEAD's answer has no body, only its status: a refused signature reads "403"
 }
 
 
