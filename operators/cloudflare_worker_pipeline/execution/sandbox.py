@@ -8,7 +8,7 @@ runs' workspaces or a later build. bubblewrap (Debian's ``bubblewrap``) gives ea
 - new user, PID, mount, IPC, UTS and network namespaces (network shared only for the stages that
   fetch: checkout and install); inside it runs as an unprivileged user with no capabilities;
 - an empty environment for bubblewrap itself (its PID 1 would otherwise keep the worker's), and
-  its options (and so the environment's values) passed through a pipe, off ``/proc/1/cmdline``;
+  its options (and so the environment's values) passed through a file descriptor, off ``/proc/1/cmdline``;
 - ``/usr`` and a handful of ``/etc`` files read-only, a fresh ``/proc``, ``/dev`` and ``/tmp``, and
   the run's workspace as the only writable place (with the run's own ``HOME`` and ``TMPDIR``);
   nothing of ``AIRFLOW_HOME``, the worker's home or other runs;
@@ -113,7 +113,7 @@ def passwd_files() -> dict[str, bytes]:
 def sandboxed_popen(policy: SandboxPolicy, env: Mapping[str, str], command: Sequence[str],
                     **popen_kwargs: object) -> subprocess.Popen[str]:
     """Start ``command`` in the sandbox. bubblewrap starts from an empty environment and reads its
-    options and the passwd files from pipes, so no value shows in the sandbox's /proc."""
+    options and the passwd files from in-memory files, so no value shows in the sandbox's /proc."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise SandboxUnavailableError(unavailable_message("bwrap is not installed"))
@@ -124,30 +124,28 @@ def sandboxed_popen(policy: SandboxPolicy, env: Mapping[str, str], command: Sequ
         # bubblewrap would follow a link in a bind's source: bind only what is what it says.
         if not path.is_absolute() or os.path.realpath(path) != str(path):
             raise SandboxUnavailableError(f"refusing to show {path} in the sandbox: it is, or passes through, a symbolic link")
-    pipes: list[int] = []
+    fds: list[int] = []
     extra: list[str] = []
     for target, content in passwd_files().items():
-        extra += ["--ro-bind-data", str(_pipe_with(content, pipes)), target]
+        extra += ["--ro-bind-data", str(_data_fd(content, fds)), target]
     options = [*bwrap_options(policy, env), *extra]
-    args_fd = _pipe_with(b"".join(option.encode() + b"\0" for option in options), pipes)
+    args_fd = _data_fd(b"".join(option.encode() + b"\0" for option in options), fds)
     try:
         process: subprocess.Popen[str] = subprocess.Popen(  # type: ignore[call-overload]
-            [bwrap, "--args", str(args_fd), "--", *command], env={}, pass_fds=tuple(pipes), **popen_kwargs)
+            [bwrap, "--args", str(args_fd), "--", *command], env={}, pass_fds=tuple(fds), **popen_kwargs)
         return process
     finally:
-        for fd in pipes:
+        for fd in fds:
             os.close(fd)
 
 
-def _pipe_with(content: bytes, opened: list[int]) -> int:
-    """A pipe's read end holding ``content`` (small: it must fit the pipe's buffer)."""
-    read_fd, write_fd = os.pipe()
-    opened.append(read_fd)
-    try:
-        os.write(write_fd, content)
-    finally:
-        os.close(write_fd)
-    return read_fd
+def _data_fd(content: bytes, opened: list[int]) -> int:
+    """An anonymous in-memory file holding ``content``, read from its start (any size, unlike a pipe)."""
+    fd = os.memfd_create("bwrap-data", os.MFD_CLOEXEC)
+    opened.append(fd)
+    os.write(fd, content)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 def _within(path: Path, parent: Path) -> bool:
