@@ -115,3 +115,13 @@ def test_the_example_dag_builds_the_example_worker_on_the_lowest_airflow(clean_e
     stored = s3_client.list_objects_v2(Bucket=bucket)["Contents"]
     assert [item["Key"] for item in stored] == [f"hello/{repo.head()}.js"]
     assert (SESSION_DIR / "clean-manifests" / "planton-cloud-pipelines" / "hello-artifact.yaml").exists()
+
+
+def test_the_sdist_holds_the_package_and_nothing_of_the_tests() -> None:
+    import tarfile
+
+    out = SESSION_DIR / "sdist"
+    subprocess.run([*uv(), "build", "--sdist", "--out-dir", str(out), str(REPO)], check=True, capture_output=True)
+    names = {name.split("/", 1)[1] for name in tarfile.open(next(out.glob("*.tar.gz"))).getnames() if "/" in name}
+    assert {name.split("/")[0] for name in names} == {"operators", "README.md", "LICENSE", "pyproject.toml", "PKG-INFO"}
+    assert not [name for name in names if name.startswith(("tests", ".hypothesis", ".ci"))]
