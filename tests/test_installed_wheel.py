@@ -122,6 +122,7 @@ def test_the_sdist_holds_the_package_and_nothing_of_the_tests() -> None:
 
     out = SESSION_DIR / "sdist"
     subprocess.run([*uv(), "build", "--sdist", "--out-dir", str(out), str(REPO)], check=True, capture_output=True)
-    names = {name.split("/", 1)[1] for name in tarfile.open(next(out.glob("*.tar.gz"))).getnames() if "/" in name}
+    with tarfile.open(next(out.glob("*.tar.gz"))) as sdist:
+        names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
     assert {name.split("/")[0] for name in names} == {"operators", "README.md", "LICENSE", "pyproject.toml", "PKG-INFO", ".gitignore"}
     assert not [name for name in names if name.startswith(("tests", ".hypothesis", ".ci"))]
