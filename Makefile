@@ -45,7 +45,7 @@ bench: setup
 lint: setup system-deps
 	$(PY) -m ruff check operators dags plugins tests examples bench
 	$(PY) -m mypy operators/cloudflare_worker_pipeline dags plugins
-	shellcheck -s sh -S warning operators/scripts/*.sh tests/fixtures/hostile/escape.sh
+	shellcheck -s sh -S warning operators/cloudflare_worker_pipeline/scripts/*.sh tests/fixtures/hostile/escape.sh
 
 clean:
 	rm -rf .venv .demo .pytest_cache .ruff_cache .mypy_cache
