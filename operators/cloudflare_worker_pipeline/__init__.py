@@ -1,7 +1,8 @@
-"""Airflow operators that build Cloudflare Worker bundles and ship them to R2.
+"""An Airflow provider that builds Cloudflare Worker bundles, ships them to R2 and records them in
+Kubernetes ConfigMaps.
 
-One module per pipeline stage; shared pieces: ``parameters`` (schema and validation),
-``settings`` (deployment configuration), ``execution`` (where stage scripts run), ``r2`` and
-``configmaps`` (the storage wrappers). Importing this package is cheap: provider hooks are
-imported inside ``execute``.
+``operators`` (one per stage), ``hooks`` (R2, ConfigMaps, claims), ``execution`` (where stage
+scripts run: a bubblewrap sandbox or a pod), ``parameters``/``parameter_specs`` (the run's
+parameters), ``settings`` (the deployment's, declared in ``get_provider_info``), ``example_dags``.
+Importing the package is cheap: provider hooks are imported inside ``execute``.
 """

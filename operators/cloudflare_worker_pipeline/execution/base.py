@@ -2,7 +2,7 @@
 
 The stage says what to run; the runner decides where.
 
-Stage scripts (``operators/scripts/*.sh``) are POSIX ``sh`` taking input only from environment
+Stage scripts (``cloudflare_worker_pipeline/scripts/*.sh``) are POSIX ``sh`` taking input only from environment
 variables and writing results as files in ``RESULTS_DIR``, like Tekton results. The ``local`` mode
 runs them as child processes of the Airflow task; a Kubernetes mode runs the same bytes in a pod.
 """

@@ -48,7 +48,7 @@ class PipelineOperator(BaseOperator):
 
 
 class StageOperator(PipelineOperator):
-    """A stage whose work is a script in ``operators/scripts``, run locally or in a pod."""
+    """A stage whose work is a script in ``cloudflare_worker_pipeline/scripts``, run locally or in a pod."""
 
     script: ClassVar[str]
     image_setting: ClassVar[str] = "node_image"  # the PodSettings field naming this stage's image
