@@ -6,7 +6,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PY := .venv/bin/python
 
-.PHONY: demo test setup sandbox system-deps lint bench clean
+.PHONY: demo test unit setup sandbox system-deps lint bench clean
 
 ## demo: set up, start SeaweedFS on 127.0.0.1, build examples/hello-worker through the real DAG
 demo: setup sandbox
@@ -15,6 +15,10 @@ demo: setup sandbox
 ## test: set up and run the test suite (real git, npm registry, wrangler, S3, Kubernetes API emulator)
 test: setup sandbox system-deps lint
 	$(PY) -m pytest
+
+## unit: the fast layer alone (pytest -m unit: parameters, settings, sandbox, build files, pod specs...; seconds)
+unit: setup sandbox
+	$(PY) -m pytest -m unit
 
 ## setup: Python environment from uv.lock (Airflow 3.3.2, providers, SeaweedFS); checks Node 20 and kubectl
 setup:

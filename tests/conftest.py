@@ -150,6 +150,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         shutil.rmtree(SESSION_DIR, ignore_errors=True)
 
 
+# The layers: unit (seconds, no DAG run), integration (dag.test() with real tools), system (a running
+# Airflow, a browser, an installed wheel). `pytest -m unit` is the fast loop.
+UNIT_MODULES = {"test_parameters", "test_settings_and_configmaps", "test_build_files", "test_clone_paths",
+                "test_sandbox", "test_allowed_hosts", "test_links_plugin", "test_pod_specs", "test_dag",
+                "test_kube_api_emulator"}
+SYSTEM_MODULES = {"test_airflow_server", "test_installed_wheel"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.path.stem
+        layer = "unit" if module in UNIT_MODULES else "system" if module in SYSTEM_MODULES else "integration"
+        item.add_marker(getattr(pytest.mark, layer))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Expose each phase's report on the test item, so fixtures can tell a failed test (screenshots)."""

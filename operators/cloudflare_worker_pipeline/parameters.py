@@ -135,10 +135,6 @@ class PipelineParameters:
         return self.checkout_dir / self.package_manager_directory
 
     @property
-    def dist_dir(self) -> Path:
-        return self.project_dir / "dist"
-
-    @property
     def kustomize_dir(self) -> Path:
         return self.project_dir / self.kustomize_base_directory
 

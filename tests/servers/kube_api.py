@@ -21,7 +21,6 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -513,15 +512,6 @@ def _merge_patch(target: Any, patch: Any) -> Any:
         else:
             target[key] = _merge_patch(target.get(key), value)
     return target
-
-
-@contextmanager
-def running_emulator() -> Iterator[KubeAPIEmulator]:
-    emulator = KubeAPIEmulator().start()
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
 
 
 if __name__ == "__main__":  # python -m tests.servers.kube_api: serve until interrupted

@@ -2,10 +2,8 @@
 # Stage 6: render every overlay under KUSTOMIZE_DIR/overlays with `kubectl kustomize`, one file
 # per overlay in OUTPUT_DIR (<overlay>.yaml). No overlays directory renders nothing.
 #   KUSTOMIZE_DIR, OUTPUT_DIR   required
-#   KUBECTL                     optional: the kubectl binary (default: kubectl)
 
 : "${KUSTOMIZE_DIR:?KUSTOMIZE_DIR is required}" "${OUTPUT_DIR:?OUTPUT_DIR is required}"
-KUBECTL="${KUBECTL:-kubectl}"
 rm -rf "$OUTPUT_DIR"
 mkdir -p "$OUTPUT_DIR"
 
@@ -18,7 +16,7 @@ fi
 for dir in "$overlays"/*/; do
   [ -d "$dir" ] || continue
   name=$(basename "$dir")
-  if ! "$KUBECTL" kustomize "$dir" > "$OUTPUT_DIR/$name.yaml" 2> "$OUTPUT_DIR/$name.err"; then
+  if ! kubectl kustomize "$dir" > "$OUTPUT_DIR/$name.yaml" 2> "$OUTPUT_DIR/$name.err"; then
     fail "kustomize build failed for overlay $name: $(cat "$OUTPUT_DIR/$name.err")"
   fi
   rm -f "$OUTPUT_DIR/$name.err"
