@@ -13,6 +13,7 @@ import ipaddress
 import socket
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
+from urllib.parse import urlsplit
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -63,6 +64,12 @@ def check_host(host: str, entries: Sequence[str], *, parameter: str, setting: st
             f"address, which setting [cloudflare_worker_pipeline] {setting} does not allow ({allowed}); add the "
             "address or its network there only if this worker may reach it"
         )
+
+
+def check_r2_endpoint(endpoint_url: str, allowed: Sequence[str]) -> None:
+    """``r2-endpoint-url``'s host against the ``allowed_r2_endpoints`` setting (validation and upload)."""
+    check_host(urlsplit(endpoint_url).hostname or "", allowed, parameter="r2-endpoint-url",
+               setting="allowed_r2_endpoints")
 
 
 def _is_network(entry: str) -> bool:

@@ -7,11 +7,10 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from cloudflare_worker_pipeline.allowed_hosts import HostNotAllowedError, check_host
+from cloudflare_worker_pipeline.allowed_hosts import HostNotAllowedError, check_r2_endpoint
 from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError, read_build_file
 from cloudflare_worker_pipeline.links import R2ObjectLink
 from cloudflare_worker_pipeline.operators.stage import PipelineOperator
@@ -67,8 +66,7 @@ class UploadBundleOperator(PipelineOperator):
                 f"({self.bundle['size_bytes']} bytes), found {digest.hexdigest()} ({len(body)} bytes)"
             )
         try:  # again, right before connecting: the name may resolve elsewhere by now
-            check_host(urlsplit(p.r2_endpoint_url).hostname or "", self.settings.allowed_r2_endpoints,
-                       parameter="r2-endpoint-url", setting="allowed_r2_endpoints")
+            check_r2_endpoint(p.r2_endpoint_url, self.settings.allowed_r2_endpoints)
         except HostNotAllowedError as error:
             raise AirflowFailException(str(error)) from None
         key = object_key_for_commit(p.r2_object_key, self.checkout["commit_sha"])

@@ -7,12 +7,11 @@ import hashlib
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from cloudflare_worker_pipeline.allowed_hosts import HostNotAllowedError, check_host
+from cloudflare_worker_pipeline.allowed_hosts import HostNotAllowedError, check_host, check_r2_endpoint
 from cloudflare_worker_pipeline.execution.base import TaskLog
 from cloudflare_worker_pipeline.execution.sandbox import SandboxUnavailableError, check_sandbox
 from cloudflare_worker_pipeline.get_provider_info import SECTION
@@ -42,8 +41,7 @@ def run_workspace(settings: PipelineSettings, dag_id: str, run_id: str) -> Path:
 
 def check_allowed_hosts(parameters: PipelineParameters, settings: PipelineSettings) -> None:
     """The endpoint and the git host are on the deployment's allowlists and resolve where allowed."""
-    check_host(urlsplit(parameters.r2_endpoint_url).hostname or "", settings.allowed_r2_endpoints,
-               parameter="r2-endpoint-url", setting="allowed_r2_endpoints")
+    check_r2_endpoint(parameters.r2_endpoint_url, settings.allowed_r2_endpoints)
     host = git_host(parameters.git_url)
     if host is not None:
         check_host(host, settings.allowed_git_hosts, parameter="git-url", setting="allowed_git_hosts")
