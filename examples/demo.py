@@ -46,9 +46,9 @@ def main() -> int:
     from airflow.dag_processing.dagbag import DagBag
     from airflow.utils.db import resetdb
 
-    from tests.pipeline_run import run_pipeline
-    from tests.servers.git_daemon import start_git_daemon
-    from tests.servers.seaweedfs import start_seaweedfs
+    from examples.local_stack.dag_run import run_pipeline
+    from examples.local_stack.git_daemon import start_git_daemon
+    from examples.local_stack.seaweedfs import start_seaweedfs
 
     shutil.rmtree(DEMO, ignore_errors=True)
     DEMO.mkdir()

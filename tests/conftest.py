@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,7 +60,7 @@ def airflow_db() -> None:
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[object]:
-    from tests.servers.seaweedfs import start_seaweedfs
+    from examples.local_stack.seaweedfs import start_seaweedfs
 
     server = start_seaweedfs(SESSION_DIR / "seaweedfs", R2_ACCESS_KEY, R2_SECRET_KEY)
     yield server
@@ -80,7 +81,7 @@ def s3_client(s3_server: object) -> object:
 
 @pytest.fixture(scope="session")
 def kube_api() -> Iterator[object]:
-    from tests.servers.kube_api import KubeAPIEmulator
+    from examples.local_stack.kube_api import KubeAPIEmulator
 
     emulator = KubeAPIEmulator().start()
     yield emulator
@@ -89,7 +90,7 @@ def kube_api() -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def git_server() -> Iterator[object]:
-    from tests.servers.git_daemon import start_git_daemon
+    from examples.local_stack.git_daemon import start_git_daemon
 
     daemon = start_git_daemon(SESSION_DIR / "git")
     yield daemon
@@ -150,19 +151,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         shutil.rmtree(SESSION_DIR, ignore_errors=True)
 
 
-# The layers: unit (seconds, no DAG run), integration (dag.test() with real tools), system (a running
-# Airflow, a browser, an installed wheel). `pytest -m unit` is the fast loop.
-UNIT_MODULES = {"test_parameters", "test_settings_and_configmaps", "test_build_files", "test_clone_paths",
-                "test_sandbox", "test_allowed_hosts", "test_links_plugin", "test_pod_specs", "test_dag",
-                "test_kube_api_emulator"}
-SYSTEM_MODULES = {"test_airflow_server", "test_installed_wheel"}
-
-
+# The layers, by directory: unit (seconds, no DAG run), integration (dag.test() with real tools),
+# system (a running Airflow, a browser, an installed wheel). `pytest -m unit` is the fast loop.
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        module = item.path.stem
-        layer = "unit" if module in UNIT_MODULES else "system" if module in SYSTEM_MODULES else "integration"
-        item.add_marker(getattr(pytest.mark, layer))
+        layer = item.path.parent.name
+        if layer in ("unit", "integration", "system"):
+            item.add_marker(getattr(pytest.mark, layer))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -171,3 +166,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture
+def kubernetes_mode(monkeypatch: pytest.MonkeyPatch, connections: Any, kube_api: Any) -> Any:
+    """Stage pods on the emulator; the shared RWX claim 'builds' is the workers' workspace_root too."""
+    from kubernetes import client, config
+
+    monkeypatch.setenv("AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__EXECUTION_MODE", "kubernetes")
+    monkeypatch.setenv("AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__WORKSPACE_CLAIM", "builds")
+    root = kube_api.claims_root / "builds"
+    monkeypatch.setenv("AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__WORKSPACE_ROOT", str(root))
+    api = client.CoreV1Api(config.new_client_from_config(str(connections.write_kubeconfig(root.parent.parent / "kc.yaml"))))
+    if ("planton-cloud-pipelines", "builds") not in kube_api.claims:
+        api.create_namespaced_persistent_volume_claim("planton-cloud-pipelines", {
+            "metadata": {"name": "builds"},
+            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "10Gi"}}}})
+    kube_api.pod_store.deleted_pods.clear()
+    return kube_api
+
+

@@ -23,10 +23,13 @@ _OPTIONS: dict[str, tuple[str, str, str | None, str]] = {
     "r2_conn_id": ("string", "r2_default", None,
                    "Airflow connection (type aws) holding R2's S3 access key id (login) and secret (password)."),
     "kubernetes_conn_id": ("string", "kubernetes_default", None,
-                           "Airflow connection (type kubernetes) for the ConfigMaps and, in the kubernetes mode, the "
-                           "pods. Without it the ConfigMaps are written as manifest files to manifest_dir."),
+                           "Airflow connection (type kubernetes) for the ConfigMaps (configmap_destination = cluster) "
+                           "and, in the kubernetes mode, the pods and claims."),
+    "configmap_destination": ("string", "cluster", "files",
+                              "Where the ConfigMaps go: cluster (the API, through kubernetes_conn_id; a run fails "
+                              "before building when the connection is missing) or files (manifests in manifest_dir)."),
     "manifest_dir": ("string", "", "/var/lib/airflow/configmaps",
-                     "Where ConfigMap manifests go without a Kubernetes connection; empty: "
+                     "With configmap_destination = files, where the ConfigMap manifests go; empty: "
                      "<system temp dir>/cloudflare-worker-pipeline/configmaps."),
     "workspace_root": ("string", "", "/srv/builds",
                        "Parent of the per-run workspaces; empty: <system temp dir>/cloudflare-worker-pipeline/"

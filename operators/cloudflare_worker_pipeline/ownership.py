@@ -53,18 +53,9 @@ class ObjectOwnedElsewhereError(RuntimeError):
     """The object at the key was uploaded for another owner."""
 
 
-def check_object_owner(client: Any, bucket: str, key: str, owner: str) -> None:
-    """An object another owner uploaded (its ``owner`` metadata) is never replaced; an absent
-    object, or one without owner metadata, may be written."""
-    from botocore.exceptions import ClientError
-
-    try:
-        head = client.head_object(Bucket=bucket, Key=key)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return
-        raise
-    recorded = head.get("Metadata", {}).get("owner")
+def check_object_owner(recorded: str | None, owner: str) -> None:
+    """An object another owner uploaded (``recorded``: its ``owner`` metadata) is never replaced;
+    an absent object, or one without owner metadata (``None``), may be written."""
     if recorded is not None and recorded != owner:
         raise ObjectOwnedElsewhereError(
             f"belongs to another owner ({recorded or 'no owner label'}), not {owner or 'a run without an owner label'}; "

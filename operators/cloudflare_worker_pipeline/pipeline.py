@@ -1,8 +1,11 @@
 """The pipeline's task graph, built once for the triggered DAG and for every scheduled service.
 
-    validate_parameters >> checkout >> install >> bundle >> upload >> store_artifact_metadata
-                           checkout >> kustomize_build            (in parallel with install..metadata)
-    remove_workspace: teardown, runs whatever happened
+    validate_parameters >> prepare_workspace >> checkout >> install >> bundle >> upload >> publish
+                                                checkout >> kustomize_build ────────────> publish
+    remove_workspace: the teardown of prepare_workspace, runs whatever happened
+
+``publish`` writes both ConfigMaps (artifact metadata and manifests) once the upload and the
+kustomize branch have both succeeded: a release is published whole or not at all.
 
 A port of the Tekton pipeline ``build-and-upload-cloudflare-worker``. Importing this module is
 cheap: the operators import their provider hooks inside ``execute()``.
@@ -17,14 +20,14 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, Asset
 
-from cloudflare_worker_pipeline.operators.artifact_metadata import StoreArtifactMetadataOperator
 from cloudflare_worker_pipeline.operators.bundle import BundleWorkerOperator
 from cloudflare_worker_pipeline.operators.checkout import CheckoutOperator
 from cloudflare_worker_pipeline.operators.install import InstallDependenciesOperator
 from cloudflare_worker_pipeline.operators.kustomize import KustomizeBuildOperator
+from cloudflare_worker_pipeline.operators.publish import PublishReleaseOperator
 from cloudflare_worker_pipeline.operators.upload import UploadBundleOperator
 from cloudflare_worker_pipeline.operators.validate import ValidateParametersOperator
-from cloudflare_worker_pipeline.operators.workspace import RemoveWorkspaceOperator
+from cloudflare_worker_pipeline.operators.workspace import PrepareWorkspaceOperator, RemoveWorkspaceOperator
 from cloudflare_worker_pipeline.parameters import dag_params
 
 # Every task has a deadline; stage scripts also stop at the stage_timeout_seconds setting.
@@ -63,22 +66,19 @@ def pipeline_dag(
         parameters = ValidateParametersOperator(task_id="validate_parameters")
         validated = parameters.output
 
+        workspace = PrepareWorkspaceOperator(task_id="prepare_workspace", parameters=validated)
         checkout = CheckoutOperator(task_id="checkout", parameters=validated, retries=2)
         install = InstallDependenciesOperator(task_id="install", parameters=validated, retries=1)
         bundle = BundleWorkerOperator(task_id="bundle", parameters=validated)
-        upload = UploadBundleOperator(
-            task_id="upload", parameters=validated, bundle=bundle.output, checkout=checkout.output,
-            outlets=[asset], retries=3, retry_exponential_backoff=True,
-        )
-        metadata = StoreArtifactMetadataOperator(
-            task_id="store_artifact_metadata", parameters=validated, artifact=upload.output, checkout=checkout.output,
-            retries=3,
-        )
+        upload = UploadBundleOperator(task_id="upload", parameters=validated, bundle=bundle.output,
+                                      checkout=checkout.output, retries=3, retry_exponential_backoff=True)
         kustomize = KustomizeBuildOperator(task_id="kustomize_build", parameters=validated, checkout=checkout.output,
                                            retries=1)
+        publish = PublishReleaseOperator(task_id="publish", parameters=validated, artifact=upload.output,
+                                         checkout=checkout.output, outlets=[asset], retries=3)
         cleanup = RemoveWorkspaceOperator(task_id="remove_workspace", parameters=validated)
 
-        checkout >> install >> bundle >> upload >> metadata
-        checkout >> kustomize
-        [metadata, kustomize] >> cleanup.as_teardown(setups=parameters)
+        parameters >> workspace >> checkout >> install >> bundle >> upload >> publish
+        checkout >> kustomize >> publish
+        publish >> cleanup.as_teardown(setups=workspace)
     return dag

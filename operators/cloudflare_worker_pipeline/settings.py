@@ -16,8 +16,8 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowConfigException
 
 from cloudflare_worker_pipeline.get_provider_info import DEFAULTS, SECTION
+from cloudflare_worker_pipeline.modes import ConfigMapDestination, ExecutionMode, WorkspaceKind
 
-EXECUTION_MODES = ("local", "kubernetes")
 SANDBOX_MODES = ("bubblewrap", "none")
 ACCESS_MODES = ("ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod")
 
@@ -67,9 +67,12 @@ class PipelineSettings:
 
     :param namespace: namespace of both ConfigMaps.
     :param r2_conn_id: Airflow connection (type ``aws``) holding the R2 access key pair.
-    :param kubernetes_conn_id: Airflow connection (type ``kubernetes``) for the ConfigMaps; when
-        it does not exist the ConfigMaps are written as manifest files to ``manifest_dir``.
-    :param manifest_dir: where ConfigMap manifests go without a Kubernetes connection.
+    :param kubernetes_conn_id: Airflow connection (type ``kubernetes``) for the ConfigMaps (with
+        ``configmap_destination = cluster``), the pods and claims (the kubernetes mode).
+    :param configmap_destination: ``cluster`` writes the ConfigMaps through the API; ``files``
+        writes them as manifests to ``manifest_dir``. Never inferred: a missing connection with
+        ``cluster`` fails the run before anything is built.
+    :param manifest_dir: where ConfigMap manifests go with ``configmap_destination = files``.
     :param workspace_root: parent of the per-run workspaces.
     :param allow_file_git_urls: accept ``file://`` and plain-path ``git-url`` values (tests, demos).
     :param install_env: extra environment for the install and bundle steps, e.g. a registry
@@ -97,11 +100,12 @@ class PipelineSettings:
     namespace: str
     r2_conn_id: str
     kubernetes_conn_id: str
+    configmap_destination: ConfigMapDestination
     manifest_dir: Path
     workspace_root: Path
     allow_file_git_urls: bool
     install_env: dict[str, str]
-    execution_mode: str
+    execution_mode: ExecutionMode
     stage_timeout_seconds: int
     max_bundle_bytes: int
     pods: PodSettings
@@ -113,6 +117,13 @@ class PipelineSettings:
     allowed_r2_endpoints: tuple[str, ...]
     allowed_git_hosts: tuple[str, ...]
 
+    @property
+    def workspace_kind(self) -> WorkspaceKind:
+        """What holds a run's workspace, decided here and nowhere else."""
+        if self.execution_mode is ExecutionMode.LOCAL:
+            return WorkspaceKind.LOCAL_DIRECTORY
+        return WorkspaceKind.SHARED_CLAIM if self.pods.workspace_claim else WorkspaceKind.RUN_CLAIM
+
     @classmethod
     def from_airflow_config(cls) -> PipelineSettings:
         """Read the settings with Airflow's typed getters; defaults come from ``get_provider_info``."""
@@ -122,11 +133,13 @@ class PipelineSettings:
             namespace=read.string("namespace"),
             r2_conn_id=read.string("r2_conn_id"),
             kubernetes_conn_id=read.string("kubernetes_conn_id"),
+            configmap_destination=ConfigMapDestination(read.choice("configmap_destination",
+                                                                   tuple(d.value for d in ConfigMapDestination))),
             manifest_dir=Path(read.string("manifest_dir") or temp / "configmaps"),
             workspace_root=Path(read.string("workspace_root") or temp / "workspaces"),
             allow_file_git_urls=read.boolean("allow_file_git_urls"),
             install_env=read.string_map("install_env"),
-            execution_mode=read.choice("execution_mode", EXECUTION_MODES),
+            execution_mode=ExecutionMode(read.choice("execution_mode", tuple(m.value for m in ExecutionMode))),
             stage_timeout_seconds=read.positive("stage_timeout_seconds"),
             max_bundle_bytes=read.positive("max_bundle_bytes"),
             pods=PodSettings(

@@ -15,6 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
+from cloudflare_worker_pipeline.modes import ExecutionMode
+
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -46,9 +48,13 @@ def stage_program(script: str) -> str:
 
 
 class ScriptRunner(Protocol):
+    """Runs stage scripts somewhere: ``execution.local`` (a sandboxed process) or ``execution.kubernetes`` (a pod)."""
+
+    mode: ExecutionMode
+
     @property
-    def workspace(self) -> str | None:
-        """Where scripts see the run's workspace; None: where the worker sees it."""
+    def script_workspace(self) -> str:
+        """Where scripts see the run's workspace (a pod mounts it elsewhere than the worker)."""
 
     def run(self, script: str, env: Mapping[str, str], *, results_dir: Path, timeout_seconds: int) -> dict[str, str]:
         """Run ``script`` with ``env`` and return the results it wrote, by file name."""

@@ -1,178 +1,148 @@
-"""The ``kubernetes`` execution mode: a stage's script runs in a pod through KubernetesPodOperator.
+"""The ``kubernetes`` execution mode: a stage script runs in a pod.
 
-Imported only when a task runs in this mode, so DAG parsing never pays for the provider. The pod
-runs the same ``sh -c`` program as the local mode; its results come back in the container's
-termination message (written by ``prelude.sh``), so the Airflow worker needs no access to the
-workspace volume for them.
+Composed from the cncf-kubernetes provider's public pieces, never by running an operator inside
+another: ``KubernetesHook`` for the client, ``PodManager`` to create the pod, wait for it, stream
+its log and delete it, and ``KubernetesPodTrigger`` when the stage defers (``deferrable``).
+Imported only when a task runs in this mode, so DAG parsing never pays for the provider.
+
+The pod runs the same ``sh -c`` program as the local mode; its results come back in the
+container's termination message (written by ``prelude.sh``), so the worker needs no access to
+the workspace volume for them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+from airflow.providers.cncf.kubernetes.triggers.pod import KubernetesPodTrigger
 from airflow.providers.cncf.kubernetes.utils.container import get_container_termination_message
-from airflow.sdk.exceptions import AirflowException
+from airflow.providers.cncf.kubernetes.utils.pod_manager import PodManager
+from airflow.sdk.exceptions import TaskDeferred
 from kubernetes.client import models as k8s
 
-from cloudflare_worker_pipeline.execution.base import StageScriptError, TaskLog, stage_program
+from cloudflare_worker_pipeline.connections import optional_connection
+from cloudflare_worker_pipeline.execution.base import StageScriptError, TaskLog
+from cloudflare_worker_pipeline.execution.pod_spec import BASE_CONTAINER, StagePod, build_stage_pod
+from cloudflare_worker_pipeline.modes import ExecutionMode
 from cloudflare_worker_pipeline.settings import PodSettings
 
-TERMINATION_LOG = "/dev/termination-log"
-POD_LABELS = {"app.kubernetes.io/part-of": "cloudflare-worker-pipeline"}
-# Selected by examples/kubernetes/network-policies.yaml: "none" (bundle, kustomize), "git"
-# (checkout), "registry" (install).
-EGRESS_LABEL = "cloudflare-worker-pipeline.planton.cloud/egress"
 
+class PodScriptRunner:
+    """Runs stage scripts in pods built by :func:`build_stage_pod`.
 
-class StagePodOperator(KubernetesPodOperator):
-    """A KubernetesPodOperator that keeps its base container's termination message."""
+    :param stage: the pod's description, less its env, script and timeout (given per run).
+    :param resume_method: the operator's method a deferred stage resumes in.
+    """
 
-    termination_message: str | None = None
-    deadline_exceeded: bool = False
+    mode = ExecutionMode.KUBERNETES
 
-    def cleanup(self, pod: Any, remote_pod: Any, xcom_result: Any = None, context: Any = None) -> None:
-        if remote_pod is not None:
-            self.termination_message = get_container_termination_message(remote_pod, self.base_container_name)
-            self.deadline_exceeded = getattr(remote_pod.status, "reason", None) == "DeadlineExceeded"
-        super().cleanup(pod, remote_pod, xcom_result, context)
-
-
-def stage_pod(
-    *,
-    task_id: str,
-    stage: str,
-    script: str,
-    image: str,
-    env: Mapping[str, str],
-    pods: PodSettings,
-    namespace: str,
-    labels: Mapping[str, str],
-    egress: str,
-    claim_name: str,
-    sub_path: str | None,
-    timeout_seconds: int,
-    kubernetes_conn_id: str,
-    secret_refs: Mapping[str, tuple[str, str]] | None = None,
-) -> StagePodOperator:
-    """The pod a stage runs in: non-root, no privilege, no capabilities, no API token, no secrets."""
-    uid = pods.run_as_user
-    seccomp = k8s.V1SeccompProfile(type="RuntimeDefault")
-    workspace = pods.workspace_mount_path
-    env_vars = [k8s.V1EnvVar(name=name, value=value) for name, value in env.items()]
-    env_vars += [  # credentials by reference only: the pod spec never holds their values
-        k8s.V1EnvVar(name=name, value_from=k8s.V1EnvVarSource(
-            secret_key_ref=k8s.V1SecretKeySelector(name=secret, key=key, optional=True)))
-        for name, (secret, key) in (secret_refs or {}).items()
-    ]
-    env_vars += [
-        k8s.V1EnvVar(name="HOME", value=f"{workspace}/.home"),  # npm, corepack and git caches for this run
-        k8s.V1EnvVar(name="TERMINATION_LOG", value=TERMINATION_LOG),
-    ]
-    return StagePodOperator(
-        task_id=task_id,
-        name=f"{stage}-{task_id}".replace("_", "-"),
-        kubernetes_conn_id=kubernetes_conn_id,
-        namespace=namespace,
-        image=image,
-        image_pull_policy="IfNotPresent",
-        cmds=["sh", "-c", stage_program(script), script],
-        env_vars=env_vars,
-        labels={**POD_LABELS, "app.kubernetes.io/component": stage, EGRESS_LABEL: egress, **labels},
-        # No Kubernetes service addresses in the environment: a build has no business finding them.
-        full_pod_spec=k8s.V1Pod(spec=k8s.V1PodSpec(containers=[], enable_service_links=False)),
-        container_resources=k8s.V1ResourceRequirements(**pods.resources),
-        service_account_name=pods.service_account or None,
-        automount_service_account_token=False,
-        image_pull_secrets=[k8s.V1LocalObjectReference(name=name) for name in pods.image_pull_secrets] or None,
-        node_selector=dict(pods.node_selector) or None,
-        tolerations=[_toleration(t) for t in pods.tolerations] or None,
-        security_context=k8s.V1PodSecurityContext(
-            run_as_non_root=True, run_as_user=uid, run_as_group=uid, fs_group=uid, seccomp_profile=seccomp
-        ),
-        container_security_context=k8s.V1SecurityContext(
-            run_as_non_root=True, run_as_user=uid, run_as_group=uid, allow_privilege_escalation=False,
-            privileged=False, read_only_root_filesystem=True,
-            capabilities=k8s.V1Capabilities(drop=["ALL"]), seccomp_profile=seccomp,
-        ),
-        volumes=[
-            k8s.V1Volume(name="workspace",
-                         persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=claim_name)),
-            k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource()),
-        ],
-        volume_mounts=[
-            k8s.V1VolumeMount(name="workspace", mount_path=workspace, sub_path=sub_path),
-            k8s.V1VolumeMount(name="tmp", mount_path="/tmp"),  # an emptyDir: the root filesystem is read-only
-        ],
-        startup_timeout_seconds=pods.startup_timeout_seconds,
-        active_deadline_seconds=timeout_seconds,
-        on_finish_action="delete_succeeded_pod" if pods.keep_failed_pods else "delete_pod",
-        deferrable=pods.deferrable,
-        get_logs=True,
-        do_xcom_push=False,
-        termination_message_policy="File",
-        log_pod_spec_on_failure=False,
-        log_events_on_failure=True,
-        reattach_on_restart=True,
-    )
-
-
-def _toleration(spec: Mapping[str, Any]) -> k8s.V1Toleration:
-    return k8s.V1Toleration(
-        key=spec.get("key"), operator=spec.get("operator"), value=spec.get("value"),
-        effect=spec.get("effect"), toleration_seconds=spec.get("tolerationSeconds"),
-    )
-
-
-class KubernetesScriptRunner:
-    """Runs stage scripts in pods. ``build_pod`` is given the script, its env and its timeout."""
-
-    def __init__(self, log: TaskLog, context: Any, pod_factory: Any, workspace: str) -> None:
+    def __init__(self, log: TaskLog, *, pods: PodSettings, conn_id: str, stage: StagePod,
+                 resume_method: str = "resume_stage") -> None:
         self.log = log
-        self.context = context
-        self.pod_factory = pod_factory
-        self._workspace = workspace
-        self._pod: StagePodOperator | None = None
+        self.pods = pods
+        self.conn_id = conn_id
+        self.stage = stage
+        self.resume_method = resume_method
+        self._pod: k8s.V1Pod | None = None
+        self._manager: PodManager | None = None
 
     @property
-    def workspace(self) -> str | None:
-        return self._workspace
+    def script_workspace(self) -> str:
+        return self.pods.workspace_mount_path
+
+    def build_pod(self, script: str, env: Mapping[str, str], *, results_dir: Path, timeout_seconds: int) -> k8s.V1Pod:
+        """The pod that would run ``script``: public, so its spec can be checked without a cluster."""
+        from dataclasses import replace
+
+        stage = replace(self.stage, script=script, env={**env, "RESULTS_DIR": str(results_dir)},
+                        timeout_seconds=timeout_seconds)
+        return build_stage_pod(stage, self.pods)
+
+    @property
+    def manager(self) -> PodManager:
+        if self._manager is None:
+            self._manager = PodManager(kube_client=KubernetesHook(conn_id=self.conn_id).core_v1_client)
+        return self._manager
 
     def run(self, script: str, env: Mapping[str, str], *, results_dir: Path, timeout_seconds: int) -> dict[str, str]:
-        self._pod = self.pod_factory(script, {**env, "RESULTS_DIR": str(results_dir)}, timeout_seconds)
-        self.log.info("Running %s in a pod (image %s)", script, self._pod.image)
-        return self._finish(script, timeout_seconds, lambda: self._pod.execute(self.context))
-
-    def resume(self, script: str, env: Mapping[str, str], *, results_dir: Path, timeout_seconds: int,
-               event: dict[str, Any]) -> dict[str, str]:
-        """Continue after the deferrable pod's trigger fired (the pod ran meanwhile)."""
-        self._pod = self.pod_factory(script, {**env, "RESULTS_DIR": str(results_dir)}, timeout_seconds)
-        return self._finish(script, timeout_seconds, lambda: self._pod.trigger_reentry(self.context, event))
-
-    def _finish(self, script: str, timeout_seconds: int, wait: Any) -> dict[str, str]:
-        pod = self._pod
-        assert pod is not None
+        """Create the pod and wait for it here, or (``deferrable``) hand the wait to the triggerer."""
+        pod = self.build_pod(script, env, results_dir=results_dir, timeout_seconds=timeout_seconds)
+        self.log.info("Running %s in pod %s/%s (image %s)", script, pod.metadata.namespace, pod.metadata.name,
+                      self.stage.image)
+        self._pod = pod
+        self.manager.create_pod(pod)
+        if self.pods.deferrable:
+            raise TaskDeferred(trigger=self._trigger(pod), method_name=self.resume_method,
+                               timeout=datetime.timedelta(seconds=timeout_seconds + self.pods.startup_timeout_seconds + 60))
         try:
-            wait()
-        except AirflowException as error:
-            message = pod.termination_message or ""
-            errors = [line for line in message.splitlines() if line.startswith("ERROR:")]
-            if errors:
-                raise StageScriptError("\n".join(errors), diagnosed=True) from None
-            if pod.deadline_exceeded:
-                raise StageScriptError(f"{script} timed out after {timeout_seconds} s and was stopped",
-                                       diagnosed=False) from None
-            raise StageScriptError(f"{script} failed in its pod: {error}", diagnosed=False) from None
-        try:
-            results = json.loads(pod.termination_message or "")
-        except json.JSONDecodeError:
-            raise StageScriptError(f"{script} succeeded but its pod reported no results "
-                                   f"(termination message: {pod.termination_message!r})", diagnosed=False) from None
-        return {str(key): str(value) for key, value in results.items()}
+            asyncio.run(self.manager.await_pod_start(pod, schedule_timeout=self.pods.startup_timeout_seconds,
+                                                     startup_timeout=self.pods.startup_timeout_seconds))
+            self.manager.fetch_requested_container_logs(pod, [BASE_CONTAINER], follow_logs=True,
+                                                        container_name_log_prefix_enabled=False)
+            remote = self.manager.await_pod_completion(pod, container_name=BASE_CONTAINER)
+        except StageScriptError:
+            raise
+        except Exception as error:  # never started, or the API failed while waiting
+            self._delete(pod, failed=True)
+            raise StageScriptError(f"{script} failed in pod {pod.metadata.name}: {error}", diagnosed=False) from None
+        return self._finish(script, pod, remote, timeout_seconds)
+
+    def resume(self, script: str, event: Mapping[str, Any], *, timeout_seconds: int) -> dict[str, str]:
+        """After the trigger fired: the pod's log into the task log, then its results."""
+        pod = k8s.V1Pod(metadata=k8s.V1ObjectMeta(name=event["name"], namespace=event["namespace"]))
+        self._pod = pod
+        if event.get("status") in ("error", "timeout"):
+            self._delete(pod, failed=True)
+            raise StageScriptError(f"{script} failed in pod {event['name']}: {event.get('message', event['status'])}",
+                                   diagnosed=False)
+        remote = self.manager.read_pod(pod)
+        self.manager.fetch_requested_container_logs(remote, [BASE_CONTAINER], follow_logs=False,
+                                                    container_name_log_prefix_enabled=False)
+        return self._finish(script, pod, remote, timeout_seconds)
 
     def terminate(self) -> None:
         if self._pod is not None:
-            self._pod.on_kill()
+            self.manager.delete_pod(self._pod)
+
+    def _trigger(self, pod: k8s.V1Pod) -> KubernetesPodTrigger:
+        connection = optional_connection(self.conn_id)
+        return KubernetesPodTrigger(
+            pod_name=pod.metadata.name, pod_namespace=pod.metadata.namespace,
+            trigger_start_time=datetime.datetime.now(tz=datetime.UTC), base_container_name=BASE_CONTAINER,
+            kubernetes_conn_id=self.conn_id, connection_extras=connection.extra_dejson if connection else None,
+            get_logs=False, startup_timeout=self.pods.startup_timeout_seconds,
+            schedule_timeout=self.pods.startup_timeout_seconds, poll_interval=2, on_finish_action="keep_pod",
+        )
+
+    def _finish(self, script: str, pod: k8s.V1Pod, remote: k8s.V1Pod, timeout_seconds: int) -> dict[str, str]:
+        """The results from the termination message, or the error the script or Kubernetes gave."""
+        message = get_container_termination_message(remote, BASE_CONTAINER) or ""
+        phase = getattr(remote.status, "phase", None)
+        self._delete(pod, failed=phase != "Succeeded")
+        if phase != "Succeeded":
+            errors = [line for line in message.splitlines() if line.startswith("ERROR:")]
+            if errors:
+                raise StageScriptError("\n".join(errors), diagnosed=True)
+            if getattr(remote.status, "reason", None) == "DeadlineExceeded":
+                raise StageScriptError(f"{script} timed out after {timeout_seconds} s and was stopped", diagnosed=False)
+            raise StageScriptError(f"{script} failed in pod {pod.metadata.name} (phase {phase}): "
+                                   f"{message.strip() or 'no termination message'}", diagnosed=False)
+        try:
+            results = json.loads(message)
+        except json.JSONDecodeError:
+            raise StageScriptError(f"{script} succeeded but its pod reported no results "
+                                   f"(termination message: {message!r})", diagnosed=False) from None
+        return {str(key): str(value) for key, value in results.items()}
+
+    def _delete(self, pod: k8s.V1Pod, *, failed: bool) -> None:
+        self._pod = None
+        if failed and self.pods.keep_failed_pods:
+            self.log.info("Keeping failed pod %s/%s (setting keep_failed_pods)", pod.metadata.namespace, pod.metadata.name)
+            return
+        self.manager.delete_pod(pod)

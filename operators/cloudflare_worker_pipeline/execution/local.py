@@ -15,6 +15,7 @@ from typing import Any
 from cloudflare_worker_pipeline.build_files import list_build_files, read_build_file
 from cloudflare_worker_pipeline.execution.base import ANSI_ESCAPE, StageScriptError, TaskLog, stage_program
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy, sandboxed_popen
+from cloudflare_worker_pipeline.modes import ExecutionMode
 
 MAX_RESULT_BYTES = 64 * 1024  # a result is a hash, a path, a name: small
 
@@ -37,9 +38,11 @@ class LocalScriptRunner:
         the script runs as the worker's user, seeing what it sees (trusted repositories only).
     """
 
+    mode = ExecutionMode.LOCAL
+
     @property
-    def workspace(self) -> str | None:
-        return None
+    def script_workspace(self) -> str:
+        return str(self.workspace_root)
 
     def __init__(self, log: TaskLog, *, workspace: Path, policy: SandboxPolicy, sandboxed: bool) -> None:
         self.log = log

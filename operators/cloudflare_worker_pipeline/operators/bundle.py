@@ -9,6 +9,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from cloudflare_worker_pipeline.operators.stage import StageOperator
 from cloudflare_worker_pipeline.parameters import PipelineParameters
+from cloudflare_worker_pipeline.results import BundleResult
 
 _BUNDLE_PATH = re.compile(r"^dist/[A-Za-z0-9._-]+\.m?js$")
 
@@ -22,6 +23,7 @@ class BundleWorkerOperator(StageOperator):
     """
 
     script = "bundle.sh"
+    results = ("bundle-path", "content-hash", "size-bytes")
 
     def confined_directories(self, p: PipelineParameters) -> dict[str, str]:
         return {"project-root": p.project_root, "package-manager-directory": p.package_manager_directory}
@@ -29,7 +31,7 @@ class BundleWorkerOperator(StageOperator):
     def script_env(self, p: PipelineParameters) -> dict[str, str]:
         return {**self.settings.install_env, "PROJECT_DIR": str(p.project_dir), "INSTALL_DIR": str(p.install_dir)}
 
-    def finish(self, results: dict[str, str]) -> dict[str, Any]:
+    def finish(self, results: dict[str, str], context: Any) -> BundleResult:
         path, size = results["bundle-path"], int(results["size-bytes"])
         if not _BUNDLE_PATH.match(path):
             raise AirflowFailException(f"ERROR: the bundle stage reported an unexpected bundle path {path!r}")
@@ -38,4 +40,4 @@ class BundleWorkerOperator(StageOperator):
             raise AirflowFailException(
                 f"ERROR: Bundle too large: {path} is {size} bytes, over the limit of {limit} bytes (setting max_bundle_bytes)"
             )
-        return {"bundle_path": path, "sha256": results["content-hash"], "size_bytes": size}
+        return BundleResult(bundle_path=path, sha256=results["content-hash"], size_bytes=size)

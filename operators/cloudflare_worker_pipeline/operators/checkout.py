@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -12,6 +13,7 @@ from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
 from cloudflare_worker_pipeline.links import CommitLink
 from cloudflare_worker_pipeline.operators.stage import StageOperator
 from cloudflare_worker_pipeline.parameters import PipelineParameters
+from cloudflare_worker_pipeline.results import CheckoutResult
 
 
 class CheckoutOperator(StageOperator):
@@ -25,6 +27,7 @@ class CheckoutOperator(StageOperator):
     script = "checkout.sh"
     image_setting = "git_image"
     egress = "git"
+    results = ("commit",)
     operator_extra_links = (CommitLink(),)
 
     def script_env(self, p: PipelineParameters) -> dict[str, str]:
@@ -60,9 +63,9 @@ class CheckoutOperator(StageOperator):
         return SandboxPolicy(writable=policy.writable, home=policy.home, network=policy.network,
                              read_only=(*policy.read_only, local))
 
-    def finish(self, results: dict[str, str]) -> dict[str, str]:
+    def finish(self, results: dict[str, str], context: Any) -> CheckoutResult:
         try:
             check_no_escaping_symlinks(self.pipeline.checkout_dir)
         except PathEscapesCloneError as error:
             raise AirflowFailException(f"ERROR: {error}") from None
-        return {"commit_sha": results["commit"]}
+        return CheckoutResult(commit_sha=results["commit"])

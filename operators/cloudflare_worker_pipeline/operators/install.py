@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from cloudflare_worker_pipeline.operators.stage import StageOperator
 from cloudflare_worker_pipeline.parameters import PipelineParameters
+from cloudflare_worker_pipeline.results import InstallResult
 
 
 class InstallDependenciesOperator(StageOperator):
@@ -15,6 +18,7 @@ class InstallDependenciesOperator(StageOperator):
 
     script = "install.sh"
     egress = "registry"
+    results = ("package-manager",)
 
     def confined_directories(self, p: PipelineParameters) -> dict[str, str]:
         return {"package-manager-directory": p.package_manager_directory}
@@ -22,5 +26,5 @@ class InstallDependenciesOperator(StageOperator):
     def script_env(self, p: PipelineParameters) -> dict[str, str]:
         return {**self.settings.install_env, "INSTALL_DIR": str(p.install_dir)}
 
-    def finish(self, results: dict[str, str]) -> dict[str, str]:
-        return {"package_manager": results["package-manager"]}
+    def finish(self, results: dict[str, str], context: Any) -> InstallResult:
+        return InstallResult(package_manager=results["package-manager"])

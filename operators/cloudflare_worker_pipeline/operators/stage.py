@@ -5,23 +5,24 @@ to make of its results."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+from airflow.sdk.exceptions import AirflowFailException
 
 from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError
 from cloudflare_worker_pipeline.clone_paths import PathEscapesCloneError, check_confined
 from cloudflare_worker_pipeline.execution.base import ScriptRunner, StageScriptError
 from cloudflare_worker_pipeline.execution.local import LocalScriptRunner
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy, SandboxUnavailableError, ca_paths
-from cloudflare_worker_pipeline.hooks.workspace_claims import workspace_volume
+from cloudflare_worker_pipeline.modes import ExecutionMode
 from cloudflare_worker_pipeline.parameters import PipelineParameters
 from cloudflare_worker_pipeline.settings import PipelineSettings
+from cloudflare_worker_pipeline.workspace import run_workspace
 
 
 class PipelineOperator(BaseOperator):
@@ -48,9 +49,14 @@ class PipelineOperator(BaseOperator):
 
 
 class StageOperator(PipelineOperator):
-    """A stage whose work is a script in ``cloudflare_worker_pipeline/scripts``, run locally or in a pod."""
+    """A stage whose work is a script in ``cloudflare_worker_pipeline/scripts``, run locally or in a pod.
+
+    ``results`` declares the files the script writes in ``RESULTS_DIR``; a missing one fails the
+    stage naming it, in both modes.
+    """
 
     script: ClassVar[str]
+    results: ClassVar[tuple[str, ...]] = ()
     image_setting: ClassVar[str] = "node_image"  # the PodSettings field naming this stage's image
     # What the script reaches over the network: "none", "git" or "registry". The local sandbox
     # shares the network only with the latter two; pods carry it as a label NetworkPolicies select.
@@ -59,7 +65,6 @@ class StageOperator(PipelineOperator):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._runner: ScriptRunner | None = None
-        self._run_id = ""
 
     def script_env(self, p: PipelineParameters) -> dict[str, str]:
         """The script's environment, with paths as the script sees them (``p``)."""
@@ -73,8 +78,8 @@ class StageOperator(PipelineOperator):
         """In pods: env name -> (Secret name, key) for the same credentials; empty when none."""
         return {}
 
-    def finish(self, results: dict[str, str]) -> Any:
-        """Turn the script's results into the task's XCom value."""
+    def finish(self, results: dict[str, str], context: Any) -> Any:
+        """Turn the script's declared results into the task's typed XCom value."""
         raise NotImplementedError
 
     def confined_directories(self, p: PipelineParameters) -> dict[str, str]:
@@ -95,45 +100,49 @@ class StageOperator(PipelineOperator):
         return (*self.settings.sandbox_read_only_paths, *ca_paths(os.environ))
 
     def execute(self, context: Any) -> Any:
-        self._run_id = str(context["run_id"])
-        runner = self._make_runner(context)
-        try:
-            return self.finish(self._run(runner, lambda **kw: runner.run(self.script, **kw)))
-        except TaskDeferred as deferred:  # the pod runs on; resume in resume_stage
-            raise TaskDeferred(trigger=deferred.trigger, method_name="resume_stage",
-                               kwargs=deferred.kwargs, timeout=deferred.timeout) from None
+        runner = self.make_runner(context)
+        return self._stage(runner, context, lambda seen: runner.run(self.script, **self._request(runner, seen)))
 
     def resume_stage(self, context: Any, event: dict[str, Any] | None = None, **_: Any) -> Any:
-        """Deferrable pods come back here when their trigger fires."""
-        self._run_id = str(context["run_id"])
-        runner = self._make_runner(context)
-        try:
-            return self.finish(self._run(runner, lambda **kw: runner.resume(self.script, event=event or {}, **kw)))  # type: ignore[attr-defined]
-        except TaskDeferred as deferred:
-            raise TaskDeferred(trigger=deferred.trigger, method_name="resume_stage",
-                               kwargs=deferred.kwargs, timeout=deferred.timeout) from None
+        """A deferred pod comes back here when its trigger fires."""
+        runner = self.make_runner(context)
+        timeout = self.settings.stage_timeout_seconds
+        return self._stage(runner, context, lambda _: runner.resume(self.script, event or {}, timeout_seconds=timeout))  # type: ignore[attr-defined]
 
     def on_kill(self) -> None:
         if self._runner is not None:
             self._runner.terminate()
 
-    def _run(self, runner: ScriptRunner, run: Any) -> dict[str, str]:
-        self._runner = runner
-        seen = self.script_parameters(runner)
-        try:
-            for parameter, relative in self.confined_directories(self.pipeline).items():
-                check_confined(self.pipeline.checkout_dir, relative, parameter)
-            secrets = self.secret_env()
-            if secrets and runner.workspace is not None and not self.secret_refs():
+    def script_parameters(self, runner: ScriptRunner) -> PipelineParameters:
+        """The parameters with the workspace where the script sees it (a pod mounts it elsewhere)."""
+        return replace(self.pipeline, workspace=runner.script_workspace)
+
+    def _request(self, runner: ScriptRunner, seen: PipelineParameters) -> dict[str, Any]:
+        """The script's environment, results directory and deadline, as ``runner`` sees the workspace."""
+        secrets = self.secret_env()
+        if secrets and runner.mode is ExecutionMode.KUBERNETES:  # pods read credentials by Secret reference
+            if self.secret_refs():
+                secrets = {}
+            else:
                 raise AirflowFailException(
                     f"{self.task_id}: credentials from an Airflow connection cannot reach a pod without appearing in "
                     "its spec; in the kubernetes mode give them as a Kubernetes secret (setting git_credentials_secret)"
                 )
-            return run(  # type: ignore[no-any-return]
-                env={**self.script_env(seen), **(secrets if runner.workspace is None else {})},
-                results_dir=self.results_dir(seen),
-                timeout_seconds=self.settings.stage_timeout_seconds,
-            )
+        return {"env": {**self.script_env(seen), **secrets}, "results_dir": self.results_dir(seen),
+                "timeout_seconds": self.settings.stage_timeout_seconds}
+
+    def _stage(self, runner: ScriptRunner, context: Any, run: Callable[[PipelineParameters], dict[str, str]]) -> Any:
+        self._runner = runner
+        try:
+            for parameter, relative in self.confined_directories(self.pipeline).items():
+                check_confined(self.pipeline.checkout_dir, relative, parameter)
+            results = run(self.script_parameters(runner))
+            missing = [name for name in self.results if name not in results]
+            if missing:
+                raise AirflowFailException(
+                    f"ERROR: {self.script} finished without writing its declared result(s) {', '.join(missing)} "
+                    f"in RESULTS_DIR (it wrote: {', '.join(sorted(results)) or 'nothing'})")
+            return self.finish(results, context)
         except (PathEscapesCloneError, UnsafeBuildFileError, SandboxUnavailableError) as error:
             raise AirflowFailException(f"ERROR: {error}") from None
         except StageScriptError as error:
@@ -143,28 +152,26 @@ class StageOperator(PipelineOperator):
         finally:
             self._runner = None
 
-    def script_parameters(self, runner: ScriptRunner) -> PipelineParameters:
-        """The parameters with the workspace where the script sees it (a pod mounts it elsewhere)."""
-        workspace = getattr(runner, "workspace", None)
-        return replace(self.pipeline, workspace=workspace) if workspace else self.pipeline
-
-    def _make_runner(self, context: Any) -> ScriptRunner:
+    def make_runner(self, context: Any) -> ScriptRunner:
         """The one place the execution mode becomes a runner."""
         settings = self.settings
-        if settings.execution_mode == "local":
+        if settings.execution_mode is ExecutionMode.LOCAL:
             return LocalScriptRunner(self.log, workspace=Path(self.pipeline.workspace),
                                      policy=self.sandbox_policy(self.pipeline), sandboxed=settings.sandbox != "none")
-        from cloudflare_worker_pipeline.execution.kubernetes import KubernetesScriptRunner, stage_pod
+        mount = run_workspace(settings, self.dag_id, str(context["run_id"])).volume()
+        assert mount is not None, "the kubernetes mode's workspaces are claims"
+        from airflow.providers.cncf.kubernetes.pod_generator import make_safe_label_value
+
+        from cloudflare_worker_pipeline.execution.kubernetes import PodScriptRunner
+        from cloudflare_worker_pipeline.execution.pod_spec import StagePod
 
         pods = settings.pods
-        claim_name, sub_path = workspace_volume(settings, self.pipeline, self.dag_id, context["run_id"])
-
-        def pod_factory(script: str, env: dict[str, str], timeout_seconds: int) -> Any:
-            return stage_pod(
-                task_id=self.task_id, stage=self.task_id.replace("_", "-"), script=script,
-                image=getattr(pods, self.image_setting), env=env, pods=pods, namespace=settings.namespace,
-                labels=self.pipeline.owner_labels, egress=self.egress, claim_name=claim_name, sub_path=sub_path, secret_refs=self.secret_refs(),
-                timeout_seconds=timeout_seconds, kubernetes_conn_id=settings.kubernetes_conn_id,
-            )
-
-        return KubernetesScriptRunner(self.log, context, pod_factory, pods.workspace_mount_path)
+        task_labels = {"dag_id": self.dag_id, "task_id": self.task_id, "run_id": str(context["run_id"]),
+                       "try_number": str(getattr(context.get("ti"), "try_number", 1))}
+        stage = StagePod(
+            stage=self.task_id.replace("_", "-"), script=self.script, image=getattr(pods, self.image_setting), env={},
+            namespace=settings.namespace, egress=self.egress, workspace=mount, timeout_seconds=settings.stage_timeout_seconds,
+            labels={**{k: make_safe_label_value(v) for k, v in task_labels.items()}, **self.pipeline.owner_labels},
+            secret_refs=self.secret_refs(),
+        )
+        return PodScriptRunner(self.log, pods=pods, conn_id=settings.kubernetes_conn_id, stage=stage)

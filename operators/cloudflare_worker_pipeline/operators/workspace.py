@@ -1,30 +1,37 @@
-"""The per-run workspace's end: removed when the run ends, whatever its outcome."""
+"""The run's workspace: prepared by the run's setup task, removed by its teardown."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 from typing import Any
 
-from cloudflare_worker_pipeline.hooks.workspace_claims import claim_for_run, delete_run_claim
+from airflow.sdk.exceptions import AirflowFailException
+
+from cloudflare_worker_pipeline.execution.sandbox import SandboxUnavailableError
 from cloudflare_worker_pipeline.operators.stage import PipelineOperator
+from cloudflare_worker_pipeline.settings import SettingsError
+from cloudflare_worker_pipeline.workspace import Workspace, run_workspace
 
 
-class RemoveWorkspaceOperator(PipelineOperator):
-    """Delete the run's workspace (checkout, node_modules, dist), or its claim. The DAG's teardown."""
-
+class WorkspaceOperator(PipelineOperator):
     ui_color = "#e2e8f0"
 
+    def workspace(self, context: Any) -> Workspace:
+        return run_workspace(self.settings, self.dag_id, str(context["run_id"]))
+
+
+class PrepareWorkspaceOperator(WorkspaceOperator):
+    """Create the workspace (a directory, or a claim) and check this deployment can use it: that
+    bubblewrap runs (local mode), or that workers see the shared claim (kubernetes mode)."""
+
     def execute(self, context: Any) -> None:
-        settings = self.settings
-        if settings.execution_mode == "kubernetes" and not settings.pods.workspace_claim:
-            claim = claim_for_run(self.dag_id, context["run_id"])
-            deleted = delete_run_claim(settings, claim)
-            self.log.info("%s PersistentVolumeClaim %s/%s", "Deleted" if deleted else "No", settings.namespace, claim)
-            return
-        workspace = Path(self.pipeline.workspace)
-        if workspace.exists():
-            shutil.rmtree(workspace)
-            self.log.info("Removed workspace %s", workspace)
-        else:
-            self.log.info("Workspace %s was never created", workspace)
+        try:
+            self.workspace(context).prepare(self.log, self.pipeline.owner_labels)
+        except (SettingsError, SandboxUnavailableError) as error:
+            raise AirflowFailException(str(error)) from None
+
+
+class RemoveWorkspaceOperator(WorkspaceOperator):
+    """Delete the run's workspace (checkout, node_modules, dist), or its claim. The DAG's teardown."""
+
+    def execute(self, context: Any) -> None:
+        self.workspace(context).remove(self.log)

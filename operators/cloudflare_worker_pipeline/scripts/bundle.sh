@@ -24,9 +24,10 @@ fi
 echo "bundle: using $config"
 
 dist="$PROJECT_DIR/dist"
-meta="$RESULTS_DIR/esbuild-metafile.json"
+# Scratch, not a result: the run's own temporary directory (a fresh /tmp in the sandbox and in pods).
+meta="$(mktemp -d)/esbuild-metafile.json"
 # Wrangler leaves stale files in its outdir; start clean so only this build is in dist/.
-rm -rf "$dist" "$meta"
+rm -rf "$dist"
 
 # The project's own Wrangler, never a download: node_modules/.bin in the project or install
 # directory, or Yarn Plug'n'Play (which has no node_modules/.bin).

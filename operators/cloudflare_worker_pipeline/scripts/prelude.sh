@@ -25,7 +25,6 @@ results_json() {
   separator=""
   for result in "$RESULTS_DIR"/*; do
     [ -f "$result" ] || continue
-    case "$result" in *.json) continue ;; esac
     printf '%s"%s": "%s"' "$separator" "$(basename "$result")" "$(json_string "$result")"
     separator=", "
   done

@@ -1,0 +1,91 @@
+"""``git daemon`` serving bare repositories over git:// on 127.0.0.1, plus repository builders."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from examples.local_stack import free_port, port_open, wait_until
+
+GIT_IDENTITY = ["-c", "user.name=Pipeline Tests", "-c", "user.email=tests@example.invalid", "-c", "commit.gpgsign=false"]
+
+
+def git(*args: str, cwd: Path) -> str:
+    return subprocess.run(["git", *GIT_IDENTITY, *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@dataclass
+class GitDaemon:
+    base_path: Path
+    port: int
+    process: subprocess.Popen[bytes]
+
+    def url(self, name: str) -> str:
+        return f"git://127.0.0.1:{self.port}/{name}.git"
+
+    def publish(self, name: str, source: Path, *, branch: str = "main") -> Repository:
+        """Commit ``source`` as the first commit of a new repository served as ``name``."""
+        work = self.base_path / "work" / name
+        if work.exists():
+            shutil.rmtree(work)
+        shutil.copytree(source, work, ignore=shutil.ignore_patterns("node_modules", "dist", ".wrangler"))
+        git("init", "--quiet", "--initial-branch", branch, cwd=work)
+        git("add", "--all", cwd=work)
+        git("commit", "--quiet", "--message", f"{name}: initial commit", cwd=work)
+        bare = self.base_path / f"{name}.git"
+        if bare.exists():
+            shutil.rmtree(bare)
+        git("clone", "--quiet", "--bare", str(work), str(bare), cwd=self.base_path)
+        git("remote", "add", "origin", str(bare), cwd=work)
+        return Repository(name=name, url=self.url(name), work=work, branch=branch)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(10)
+
+
+@dataclass
+class Repository:
+    """A repository served by the daemon, with a working copy to make more commits in."""
+
+    name: str
+    url: str
+    work: Path
+    branch: str
+
+    def commit(self, files: dict[str, str], message: str, *, links: dict[str, str] | None = None) -> str:
+        """Commit ``files`` (relative path -> content) and ``links`` (relative path -> symlink target)."""
+        for relative, content in files.items():
+            path = self.work / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+        for relative, target in (links or {}).items():
+            path = self.work / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.symlink_to(target)
+        git("add", "--all", cwd=self.work)
+        git("commit", "--quiet", "--message", message, cwd=self.work)
+        git("push", "--quiet", "origin", "HEAD", cwd=self.work)
+        return self.head()
+
+    def tag(self, name: str) -> None:
+        git("tag", name, cwd=self.work)
+        git("push", "--quiet", "origin", name, cwd=self.work)
+
+    def head(self) -> str:
+        return git("rev-parse", "HEAD", cwd=self.work)
+
+
+def start_git_daemon(base_path: Path) -> GitDaemon:
+    base_path.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    process = subprocess.Popen(
+        ["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={base_path}",
+         "--listen=127.0.0.1", f"--port={port}", "--enable=upload-pack", str(base_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    wait_until(lambda: port_open(port), "git daemon", timeout=15)
+    return GitDaemon(base_path, port, process)

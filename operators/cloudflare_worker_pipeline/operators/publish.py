@@ -1,0 +1,114 @@
+"""Stage 5 with stage 6's output: the release published whole, both ConfigMaps or neither.
+
+Runs only after the upload and the kustomize branch both succeeded, so a failed bundle never
+leaves new manifests beside an old bundle, nor a failed overlay a new bundle beside old manifests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError
+from cloudflare_worker_pipeline.config_maps import (
+    ConfigMapStore,
+    ConfigMapTooLargeError,
+    build_annotations,
+    config_map,
+    config_map_store,
+)
+from cloudflare_worker_pipeline.operators.kustomize import read_rendered_overlays
+from cloudflare_worker_pipeline.operators.stage import PipelineOperator
+from cloudflare_worker_pipeline.ownership import ConfigMapOwnedElsewhereError
+from cloudflare_worker_pipeline.results import CheckoutResult, PublishResult, UploadResult
+from cloudflare_worker_pipeline.settings import SettingsError
+
+
+class MetadataNotPublishedError(AirflowException):
+    """The object at a fixed key was replaced but its ConfigMap could not be written (retried)."""
+
+
+class PublishReleaseOperator(PipelineOperator):
+    """Write the kustomize manifests ConfigMap, then the artifact metadata ConfigMap (``bucket``,
+    ``path``, ``content-hash``, ``size-bytes``), while the stored object is still this run's.
+
+    When another run has replaced the object since (two runs, one key), neither is written: that
+    run publishes its own. When the upload replaced a fixed key's object and a write fails, the
+    error names the object and both hashes: deploys still read the previous metadata.
+
+    :param artifact: the output of the upload stage.
+    :param checkout: the output of the checkout stage, for the traceability annotations.
+    """
+
+    template_fields: Sequence[str] = (*PipelineOperator.template_fields, "artifact", "checkout")
+    ui_color = "#68d391"
+
+    def __init__(self, *, artifact: Any, checkout: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.artifact: UploadResult = artifact
+        self.checkout: CheckoutResult = checkout
+
+    def execute(self, context: Any) -> PublishResult:
+        from cloudflare_worker_pipeline.hooks.r2 import R2Hook
+
+        p, settings, artifact = self.pipeline, self.settings, self.artifact
+        try:
+            store = config_map_store(settings)
+            manifests, metadata = self._manifests(context)
+        except (SettingsError, ConfigMapTooLargeError, UnsafeBuildFileError, ValueError) as error:
+            raise AirflowFailException(f"ERROR: {error}") from None
+        r2 = R2Hook(endpoint_url=p.r2_endpoint_url, aws_conn_id=settings.r2_conn_id)
+
+        def still_ours() -> bool:
+            return r2.holds(artifact["bucket"], artifact["key"], artifact["sha256"], artifact["size_bytes"])
+
+        if not still_ours():
+            self.log.info("Not publishing: s3://%s/%s has since been replaced by another run, which publishes its "
+                          "own ConfigMaps", artifact["bucket"], artifact["key"])
+            superseded = f"superseded: left to the run that replaced s3://{artifact['bucket']}/{artifact['key']}"
+            return PublishResult(artifact_config_map=superseded, manifests_config_map=superseded)
+        published = PublishResult(manifests_config_map=self._write(store, manifests, None),
+                                  artifact_config_map=self._write(store, metadata, still_ours))
+        # A deploy DAG scheduled on the asset learns from the event which object to deploy.
+        for asset in self.outlets:
+            context["outlet_events"][asset].extra = {**artifact, "git_url": p.git_url}
+        return published
+
+    def _manifests(self, context: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(manifests ConfigMap, artifact metadata ConfigMap), both annotated with this run."""
+        p, artifact = self.pipeline, self.artifact
+        namespace = self.settings.namespace
+        annotations = build_annotations(commit=self.checkout["commit_sha"], git_url=p.git_url, dag_id=self.dag_id,
+                                        run_id=str(context["run_id"]), owner=p.owner)
+        manifests = config_map(p.kustomize_manifests_config_map_name, namespace, p.labels, read_rendered_overlays(p),
+                               annotations)
+        metadata = config_map(p.worker_script_artifact_config_map_name, namespace, p.labels, {
+            "bucket": artifact["bucket"],
+            "path": artifact["key"],
+            "content-hash": artifact["sha256"],
+            "size-bytes": str(artifact["size_bytes"]),
+        }, annotations)
+        return manifests, metadata
+
+    def _write(self, store: ConfigMapStore, manifest: dict[str, Any], still_ours: Any) -> str:
+        meta, artifact = manifest["metadata"], self.artifact
+        try:
+            where = store.write(manifest, self.log, still_ours)
+        except ConfigMapOwnedElsewhereError as error:
+            raise AirflowFailException(f"ERROR: {error}") from None
+        except Exception as error:
+            replaced = artifact["replaced_sha256"]
+            if replaced and replaced != artifact["sha256"]:
+                raise MetadataNotPublishedError(
+                    f"ERROR: s3://{artifact['bucket']}/{artifact['key']} now holds sha256 {artifact['sha256']} "
+                    f"(commit {artifact['commit_sha']}), replacing sha256 {replaced}, but ConfigMap "
+                    f"{meta['namespace']}/{meta['name']} could not be written ({type(error).__name__}: {error}); "
+                    "until a retry or a new run publishes, readers of that ConfigMap see the previous release "
+                    "while the object is the new one (its metadata has the new content-hash and commit)"
+                ) from error
+            raise
+        if where is None:
+            return f"superseded: configmap/{meta['name']} left to the run that replaced the object"
+        return where

@@ -1,0 +1,42 @@
+"""What each stage hands the next, as typed XCom values (the stages' ``results``, like Tekton's).
+
+A stage script declares its result files (``StageOperator.results``); the stage checks they were
+all written, then turns them into one of these.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+
+class CheckoutResult(TypedDict):
+    commit_sha: str  # the full SHA of the checked-out commit
+
+
+class InstallResult(TypedDict):
+    package_manager: str  # npm, yarn or pnpm, as the lockfile named it
+
+
+class BundleResult(TypedDict):
+    bundle_path: str  # relative to the project root, e.g. dist/index.js
+    sha256: str  # hex
+    size_bytes: int
+
+
+class UploadResult(TypedDict):
+    artifact_url: str  # <endpoint>/<bucket>/<key>, as the spec's task printed it
+    bucket: str
+    key: str
+    sha256: str
+    size_bytes: int
+    commit_sha: str
+    replaced_sha256: str | None  # what the key held before this upload (a fixed key), or None
+
+
+class KustomizeResult(TypedDict):
+    overlays: list[str]  # the overlay names rendered, each a key of the manifests ConfigMap
+
+
+class PublishResult(TypedDict):
+    artifact_config_map: str  # where each ConfigMap went; "superseded: ..." when a newer run owns the key
+    manifests_config_map: str

@@ -1,0 +1,105 @@
+"""One service's run must not replace another's object or ConfigMaps, nor a ConfigMap this
+pipeline does not manage. Refused before anything is built when the target is known up front,
+and again at each write."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from cloudflare_worker_pipeline.config_maps import build_annotations, config_map, config_map_store
+from cloudflare_worker_pipeline.parameters import MANAGED_BY_LABEL
+from cloudflare_worker_pipeline.settings import PipelineSettings
+
+from examples.local_stack.dag_run import run_pipeline
+from tests.conftest import REPO
+from tests.helpers import NAMESPACE, OWNER, conf_for, failure_output, objects_in
+
+OTHER = "planton.cloud/service-id=svc-other"
+
+
+def existing_config_map(name: str, labels: dict[str, str], owner: str | None) -> None:
+    annotations = build_annotations(commit="0" * 40, git_url="https://example.invalid/r.git", dag_id="d", run_id="r",
+                                    owner=owner or "")
+    if owner is None:
+        annotations = {}
+    config_map_store(PipelineSettings.from_airflow_config()).write(
+        config_map(name, NAMESPACE, labels, {"bucket": "theirs"}, annotations), logging.getLogger("setup"))
+
+
+@pytest.mark.parametrize("labels,owner,says", [
+    ({MANAGED_BY_LABEL[0]: MANAGED_BY_LABEL[1], "planton.cloud/service-id": "svc-other"}, OTHER,
+     "belongs to another owner (planton.cloud/service-id=svc-other)"),
+    ({MANAGED_BY_LABEL[0]: MANAGED_BY_LABEL[1], "planton.cloud/service-id": "svc-other"}, None,  # before owners were recorded
+     "belongs to another owner (planton.cloud/service-id=svc-other)"),
+    ({"app.kubernetes.io/managed-by": "helm"}, None, "is not managed by this pipeline"),
+])
+def test_a_config_map_of_another_owner_is_refused_before_anything_is_built(
+        labels, owner, says, pipeline_dag, git_server, connections, bucket, s3_server, s3_client, capfd) -> None:
+    existing_config_map("my-worker-manifests", labels, owner)
+    before = connections.get(NAMESPACE, "my-worker-manifests")
+    repo = git_server.publish("cm-owner", REPO / "examples" / "hello-worker")
+
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert run.task_states["validate_parameters"] == "failed"
+    output = failure_output(capfd)
+    assert "Invalid parameter 'kustomize-manifests-config-map-name'" in output and says in output
+    assert connections.get(NAMESPACE, "my-worker-manifests") == before
+    assert connections.get(NAMESPACE, "my-worker-artifact-metadata") is None
+    assert objects_in(s3_client, bucket) == {}
+
+
+def test_an_object_of_another_owner_is_refused_before_anything_is_built(
+        pipeline_dag, git_server, connections, bucket, s3_server, s3_client, capfd) -> None:
+    s3_client.put_object(Bucket=bucket, Key="my-worker/build.js", Body=b"theirs", Metadata={"owner": OTHER})
+    repo = git_server.publish("object-owner", REPO / "examples" / "hello-worker")
+
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert run.task_states["validate_parameters"] == "failed"
+    assert "Invalid parameter 'r2-object-key'" in failure_output(capfd)
+    assert objects_in(s3_client, bucket) == {"my-worker/build.js": b"theirs"}
+    assert connections.objects() == {}
+
+
+def test_an_object_of_another_owner_at_a_commit_key_is_refused_at_upload(
+        pipeline_dag, git_server, connections, bucket, s3_server, s3_client, capfd) -> None:
+    repo = git_server.publish("object-owner-commit", REPO / "examples" / "hello-worker")
+    key = f"w/{repo.head()}.js"
+    s3_client.put_object(Bucket=bucket, Key=key, Body=b"theirs", Metadata={"owner": OTHER})
+
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url, r2_object_key="w/{commit_sha}.js"))
+
+    assert run.task_states["upload"] == "failed", run.task_states
+    assert f"upload: failed: s3://{bucket}/{key} belongs to another owner ({OTHER})" in failure_output(capfd)
+    assert objects_in(s3_client, bucket) == {key: b"theirs"}
+    assert connections.get(NAMESPACE, "my-worker-artifact-metadata") is None
+
+
+def test_what_a_run_writes_records_its_owner_so_the_same_owner_may_write_again(
+        pipeline_dag, git_server, connections, bucket, s3_server, s3_client) -> None:
+    repo = git_server.publish("owner-recorded", REPO / "examples" / "hello-worker")
+    conf = conf_for(repo.url, bucket, s3_server.endpoint_url)
+    assert run_pipeline(pipeline_dag, conf).state == "success"
+    assert run_pipeline(pipeline_dag, conf).state == "success"
+
+    owner = f"{OWNER[0]}={OWNER[1]}"
+    head = s3_client.head_object(Bucket=bucket, Key="my-worker/build.js")
+    assert head["Metadata"]["owner"] == owner and head["Metadata"]["commit"] == repo.head()
+    for name in ("my-worker-artifact-metadata", "my-worker-manifests"):
+        assert connections.get(NAMESPACE, name)["metadata"]["annotations"][
+            "cloudflare-worker-pipeline.planton.cloud/owner"] == owner
+
+
+def test_manifest_files_are_owned_the_same_way(pipeline_dag, git_server, no_kubernetes_connection, bucket, s3_server,
+                                               capfd) -> None:
+    repo = git_server.publish("owner-files", REPO / "examples" / "hello-worker")
+    assert run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url)).state == "success"
+    other = conf_for(repo.url, bucket, s3_server.endpoint_url, owner_identifier_label_value="svc-other",
+                     r2_object_key="other/build.js")
+
+    run = run_pipeline(pipeline_dag, other)
+
+    assert run.task_states["validate_parameters"] == "failed"
+    assert f"belongs to another owner ({OWNER[0]}={OWNER[1]})" in failure_output(capfd)

@@ -1,0 +1,325 @@
+"""The DAG end to end with ``dag.test()``: real git (git daemon), the npm registry, yarn, pnpm,
+Wrangler 4.86.0, SeaweedFS as S3 and the Kubernetes API emulator, all on 127.0.0.1.
+
+Assertions read what the servers hold, not what was called.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from examples.local_stack import free_port
+from examples.local_stack.dag_run import fast_retries, run_pipeline
+from tests.conftest import FIXTURES, R2_SECRET_KEY, REPO
+from tests.helpers import (
+    NAMESPACE,
+    OWNER,
+    assert_published,
+    conf_for,
+    failure_output,
+    hello_worker_variant,
+    objects_in,
+    workspace_of,
+)
+
+
+def test_npm_worker_is_bundled_uploaded_and_recorded(pipeline_dag, git_server, connections, bucket, s3_server, s3_client,
+                                                      tmp_path, capfd) -> None:
+    repo = git_server.publish("hello-worker", REPO / "examples" / "hello-worker")
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    body = assert_published(run, s3_client, connections, bucket, "my-worker/build.js")
+    assert b"Hello from a Worker built by Airflow" in body
+    assert run.xcom("checkout") == {"commit_sha": repo.head()}
+    assert run.xcom("install") == {"package_manager": "npm"}
+    assert run.xcom("bundle")["bundle_path"] == "dist/index.js"
+    assert run.xcom("upload")["artifact_url"] == f"{s3_server.endpoint_url}/{bucket}/my-worker/build.js"
+    assert run.links["upload/R2ObjectLink"] == run.xcom("upload")["artifact_url"]
+    assert run.links["checkout/CommitLink"] == "", "a git:// URL has no web page to link to"
+
+    manifests = connections.get(NAMESPACE, "my-worker-manifests")
+    assert set(manifests["data"]) == {"dev", "prod"}
+    for overlay in ("dev", "prod"):
+        expected = subprocess.run(["kubectl", "kustomize", str(REPO / "examples/hello-worker/_kustomize/overlays" / overlay)],
+                                  check=True, capture_output=True).stdout
+        assert base64.b64decode(manifests["data"][overlay]) == expected
+    assert manifests["metadata"]["labels"][OWNER[0]] == OWNER[1]
+    traceability = {"cloudflare-worker-pipeline.planton.cloud/commit": repo.head(),
+                    "cloudflare-worker-pipeline.planton.cloud/repository": repo.url,
+                    "cloudflare-worker-pipeline.planton.cloud/dag-run": f"build_and_upload_cloudflare_worker/{run.run_id}",
+                    "cloudflare-worker-pipeline.planton.cloud/owner": f"{OWNER[0]}={OWNER[1]}"}
+    for name in ("my-worker-artifact-metadata", "my-worker-manifests"):
+        assert connections.get(NAMESPACE, name)["metadata"]["annotations"] == traceability
+    assert all(ctype == "application/apply-patch+yaml" for method, _, ctype in connections.requests if method == "PATCH")
+
+    kubeconfig = connections.write_kubeconfig(tmp_path / "kubeconfig")
+    listed = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "get", "configmaps", "-n", NAMESPACE,
+                             "-l", f"{OWNER[0]}={OWNER[1]}", "-o", "name"], check=True, capture_output=True, text=True)
+    assert listed.stdout.split() == ["configmap/my-worker-artifact-metadata", "configmap/my-worker-manifests"]
+    assert R2_SECRET_KEY not in failure_output(capfd) + repr(run.xcoms), "the R2 secret never reaches logs or XCom"
+
+
+def test_rerun_updates_the_same_object_and_config_maps(pipeline_dag, git_server, connections, bucket, s3_server,
+                                                        s3_client) -> None:
+    repo = git_server.publish("rerun-worker", REPO / "examples" / "hello-worker")
+    conf = conf_for(repo.url, bucket, s3_server.endpoint_url)
+    first = run_pipeline(pipeline_dag, conf)
+    first_cm = connections.get(NAMESPACE, "my-worker-artifact-metadata")
+    second = run_pipeline(pipeline_dag, conf)
+    second_cm = connections.get(NAMESPACE, "my-worker-artifact-metadata")
+
+    assert first.state == second.state == "success"
+    assert list(objects_in(s3_client, bucket)) == ["my-worker/build.js"]
+    assert first_cm["data"] == second_cm["data"]
+    assert first_cm["metadata"]["uid"] == second_cm["metadata"]["uid"], "updated in place, not recreated"
+    assert int(second_cm["metadata"]["resourceVersion"]) > int(first_cm["metadata"]["resourceVersion"])
+
+
+@pytest.mark.parametrize("fixture,manager", [
+    ("yarn-classic", "yarn-classic"),
+    ("yarn-berry", "yarn-berry"),  # node-modules linker
+    ("yarn-berry-pnp", "yarn-berry"),  # Plug'n'Play: no node_modules/.bin, Wrangler runs as `yarn wrangler`
+    ("pnpm", "pnpm"),
+])
+def test_each_package_manager_builds_the_worker(fixture, manager, pipeline_dag, git_server, connections, bucket,
+                                                s3_server, s3_client) -> None:
+    repo = git_server.publish(fixture, FIXTURES / "projects" / fixture)
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+    body = assert_published(run, s3_client, connections, bucket, "my-worker/build.js")
+    assert run.xcom("install") == {"package_manager": manager}
+    assert b"Hello from a Worker built by Airflow" in body
+
+
+def test_monorepo_workspace_with_sparse_checkout_jsonc_and_a_pinned_commit(pipeline_dag, git_server, connections, bucket,
+                                                                           s3_server, s3_client) -> None:
+    repo = git_server.publish("monorepo", FIXTURES / "projects" / "pnpm-monorepo")
+    pinned = repo.head()
+    repo.commit({"services/api-worker/src/index.ts": "export default {};\n"}, "a later commit the build must not see")
+    run = run_pipeline(pipeline_dag, conf_for(
+        repo.url, bucket, s3_server.endpoint_url,
+        git_revision=pinned[:12], git_branch="main",
+        project_root="services/api-worker", package_manager_directory=".",
+        sparse_checkout_directories="services/api-worker,packages",
+        r2_object_key="api-worker/{short_sha}/{commit_sha}.js",
+    ))
+    body = assert_published(run, s3_client, connections, bucket, f"api-worker/{pinned[:12]}/{pinned}.js")
+    assert run.xcom("checkout") == {"commit_sha": pinned}
+    assert run.xcom("install") == {"package_manager": "pnpm"}
+    assert b"from the monorepo" in body, "the workspace:* dependency is bundled in"
+    assert set(connections.get(NAMESPACE, "my-worker-manifests")["data"]) == {"staging"}
+
+
+def test_without_a_kubernetes_connection_config_maps_are_written_as_manifest_files(
+        pipeline_dag, git_server, no_kubernetes_connection, bucket, s3_server, s3_client, kube_api) -> None:
+    kube_api.clear()
+    repo = git_server.publish("embedded-default", REPO / "examples" / "hello-worker")
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert run.state == "success", run.task_states
+    artifact_file = no_kubernetes_connection / NAMESPACE / "my-worker-artifact-metadata.yaml"
+    assert run.xcom("store_artifact_metadata") == {"config_map": str(artifact_file)}
+    artifact = yaml.safe_load(artifact_file.read_text())
+    body = objects_in(s3_client, bucket)["my-worker/build.js"]
+    assert artifact == {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "my-worker-artifact-metadata", "namespace": NAMESPACE,
+                     "labels": {"app.kubernetes.io/managed-by": "planton-cloud", OWNER[0]: OWNER[1]},
+                     "annotations": {"cloudflare-worker-pipeline.planton.cloud/commit": repo.head(),
+                                     "cloudflare-worker-pipeline.planton.cloud/repository": repo.url,
+                                     "cloudflare-worker-pipeline.planton.cloud/dag-run":
+                                         f"build_and_upload_cloudflare_worker/{run.run_id}",
+                                     "cloudflare-worker-pipeline.planton.cloud/owner": f"{OWNER[0]}={OWNER[1]}"}},
+        "data": {"bucket": bucket, "path": "my-worker/build.js", "content-hash": hashlib.sha256(body).hexdigest(),
+                 "size-bytes": str(len(body))},
+    }
+    manifests = yaml.safe_load((no_kubernetes_connection / NAMESPACE / "my-worker-manifests.yaml").read_text())
+    assert set(manifests["data"]) == {"dev", "prod"}
+    assert kube_api.objects() == {}
+
+
+def test_missing_wrangler_config_fails_with_the_spec_error(pipeline_dag, git_server, connections, bucket, s3_server,
+                                                           s3_client, tmp_path, capfd) -> None:
+    repo = git_server.publish("no-wrangler", hello_worker_variant(tmp_path, "no-wrangler", remove=("wrangler.toml",)))
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert run.state == "failed"
+    assert run.task_states["bundle"] == "failed"
+    assert run.task_states["upload"] == run.task_states["store_artifact_metadata"] == "upstream_failed"
+    assert "ERROR: wrangler.toml not found in project root" in failure_output(capfd)
+    assert objects_in(s3_client, bucket) == {}
+    assert connections.get(NAMESPACE, "my-worker-artifact-metadata") is None
+    assert not workspace_of(run).exists()
+
+
+def test_a_worker_that_yields_no_javascript_bundle_fails_with_the_spec_error(pipeline_dag, git_server, connections, bucket,
+                                                                             s3_server, s3_client, tmp_path, capfd) -> None:
+    """A Python Worker: Wrangler's dry run succeeds, but there is no JavaScript bundle to ship."""
+    project = hello_worker_variant(tmp_path, "python-worker", files={
+        "src/entry.py": 'from workers import Response\n\ndef on_fetch(request):\n    return Response("hi")\n',
+        "wrangler.toml": 'name = "py"\nmain = "src/entry.py"\ncompatibility_date = "2024-09-23"\n'
+                         'compatibility_flags = ["python_workers"]\n',
+    })
+    repo = git_server.publish("python-worker", project)
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert run.task_states["bundle"] == "failed"
+    assert "ERROR: Bundle not created at dist/index.js" in failure_output(capfd)
+    assert objects_in(s3_client, bucket) == {}
+
+
+def test_unreachable_r2_endpoint_is_retried_then_fails_with_the_spec_error(pipeline_dag, git_server, connections, bucket,
+                                                                           s3_server, capfd) -> None:
+    repo = git_server.publish("refused", REPO / "examples" / "hello-worker")
+    with fast_retries(pipeline_dag, "upload"):
+        run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, f"http://127.0.0.1:{free_port()}"))
+
+    assert run.state == "failed"
+    assert run.task_states["upload"] == "failed"
+    assert run.task_states["store_artifact_metadata"] == "upstream_failed"
+    output = failure_output(capfd)
+    assert f"upload: failed: s3://{bucket}/my-worker/build.js Connection refused" in output
+    retries = pipeline_dag.get_task("upload").retries
+    assert output.count(f"upload: failed: s3://{bucket}") >= 1 + retries, "a refused connection is transient: it is retried"
+    assert connections.get(NAMESPACE, "my-worker-artifact-metadata") is None
+    assert R2_SECRET_KEY not in output
+
+
+def test_a_failing_overlay_fails_kustomize_build_naming_it(pipeline_dag, git_server, connections, bucket, s3_server,
+                                                           tmp_path, capfd) -> None:
+    project = hello_worker_variant(tmp_path, "broken-overlay", files={
+        "_kustomize/overlays/qa/kustomization.yaml": "resources:\n  - ../../nowhere\n"})
+    repo = git_server.publish("broken-overlay", project)
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert run.state == "failed"
+    assert run.task_states["kustomize_build"] == "failed"
+    assert "ERROR: kustomize build failed for overlay qa:" in failure_output(capfd)
+    assert connections.get(NAMESPACE, "my-worker-manifests") is None
+
+
+def test_a_worker_importing_additional_modules_is_refused_rather_than_shipped_broken(
+        pipeline_dag, git_server, connections, bucket, s3_server, s3_client, tmp_path, capfd) -> None:
+    project = hello_worker_variant(tmp_path, "text-module", files={
+        "src/greeting.txt": "Hello from a text module",
+        "src/index.ts": 'import greeting from "./greeting.txt";\nexport default { fetch: () => new Response(greeting) };\n',
+        "src/text.d.ts": 'declare module "*.txt" { const text: string; export default text; }\n',
+    })
+    repo = git_server.publish("text-module", project)
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert run.task_states["bundle"] == "failed"
+    assert "ERROR: Bundle dist/index.js imports additional modules" in failure_output(capfd)
+    assert objects_in(s3_client, bucket) == {}
+
+
+def test_a_bundle_over_the_size_limit_fails_before_upload_giving_both_sizes(
+        pipeline_dag, git_server, connections, bucket, s3_server, s3_client, monkeypatch, capfd) -> None:
+    monkeypatch.setenv("AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__MAX_BUNDLE_BYTES", "4096")
+    repo = git_server.publish("too-large", REPO / "examples" / "hello-worker")
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert run.task_states["bundle"] == "failed"
+    assert run.task_states["upload"] == "upstream_failed"
+    assert re.search(r"ERROR: Bundle too large: dist/index.js is \d+ bytes, over the limit of 4096 bytes", failure_output(capfd))
+    assert objects_in(s3_client, bucket) == {}
+
+
+def test_a_stage_over_its_timeout_is_stopped_and_retried(pipeline_dag, git_server, connections, bucket, s3_server,
+                                                         monkeypatch, capfd) -> None:
+    monkeypatch.setenv("AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__STAGE_TIMEOUT_SECONDS", "2")
+    repo = git_server.publish("slow-install", REPO / "examples" / "hello-worker")
+    with fast_retries(pipeline_dag, "checkout", "install"):
+        run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert run.task_states["install"] == "failed"
+    output = failure_output(capfd)
+    expected_tries = 1 + pipeline_dag.get_task("install").retries
+    assert output.count("install.sh timed out after 2 s and was stopped") >= expected_tries
+    assert not workspace_of(run).exists()
+
+
+@pytest.mark.parametrize("overrides,parameter", [
+    ({"worker_script_artifact_config_map_name": "Not_A_DNS_Name"}, "worker-script-artifact-config-map-name"),
+    ({"git_url": "ext::sh -c touch% /tmp/pwned"}, "git-url"),
+    ({"r2_object_key": "../escape.js"}, "r2-object-key"),
+    ({"project_root": "../../etc"}, "project-root"),
+    ({"owner_identifier_label_value": ""}, "owner-identifier-label-value"),
+    ({"git_revision": "--upload-pack=touch /tmp/pwned"}, "git-revision"),
+    ({"git_url": "ssh://-oProxyCommand=touch%20/tmp/pwned/repo.git"}, "git-url"),
+    ({"r2_object_key": "w/$(touch /tmp/pwned).js"}, "r2-object-key"),
+    ({"r2_object_key": "w/a && b.js"}, "r2-object-key"),
+    ({"kustomize_manifests_config_map_name": "kube-root-ca.crt"}, "kustomize-manifests-config-map-name"),
+    ({"r2_endpoint_url": "http://169.254.169.254"}, "r2-endpoint-url"),  # not on allowed_r2_endpoints
+    ({"r2_endpoint_url": "http://2130706433"}, "r2-endpoint-url"),  # 127.0.0.1 in decimal
+    ({"git_url": "git://169.254.169.254/repo.git"}, "git-url"),  # link-local, not allowed
+])
+def test_bad_parameters_fail_before_anything_is_cloned_uploaded_or_written(
+        overrides, parameter, pipeline_dag, git_server, connections, bucket, s3_server, s3_client, workspaces, capfd) -> None:
+    from airflow.sdk.exceptions import ParamValidationError
+
+    repo = git_server.publish("bad-params", REPO / "examples" / "hello-worker")
+    before = set(workspaces.glob("*/*")) if workspaces.exists() else set()
+    try:
+        run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url, **overrides))
+    except ParamValidationError as error:  # the DAG's schema refused it: no run exists (the REST API's 400)
+        assert parameter in str(error)
+    else:  # a rule only validate_parameters can check
+        assert run.state == "failed"
+        assert run.task_states["validate_parameters"] == "failed"
+        assert run.task_states["checkout"] == "upstream_failed"
+        assert f"Invalid parameter '{parameter}'" in failure_output(capfd)
+    assert objects_in(s3_client, bucket) == {}
+    assert connections.objects() == {}
+    after = set(workspaces.glob("*/*")) if workspaces.exists() else set()
+    assert after == before, "nothing may be cloned"
+    assert not Path("/tmp/pwned").exists()
+
+
+def test_conf_missing_a_required_parameter_is_refused_by_the_dag_params(airflow_db, connections) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.exceptions import ParamValidationError
+
+    fresh_dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("build_and_upload_cloudflare_worker")
+    with pytest.raises(ParamValidationError, match="r2-bucket-name"):
+        fresh_dag.test(run_conf={"git-url": "https://github.com/org/repo.git"})
+
+
+def test_a_transient_kubernetes_api_error_is_retried_and_the_metadata_lands(pipeline_dag, git_server, connections, bucket,
+                                                                           s3_server, s3_client) -> None:
+    from examples.local_stack.kube_api import Fault
+
+    fault = connections.inject(Fault("POST", r"/namespaces/[^/]+/configmaps$", 500))  # the first write creates it
+    repo = git_server.publish("api-500", REPO / "examples" / "hello-worker")
+    with fast_retries(pipeline_dag, "store_artifact_metadata"):
+        run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert fault.times == 0, "the fault was hit"
+    assert_published(run, s3_client, connections, bucket, "my-worker/build.js")
+
+
+def test_the_upload_emits_an_asset_event_describing_the_object(pipeline_dag, git_server, connections, bucket, s3_server,
+                                                               s3_client) -> None:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    repo = git_server.publish("asset-event", REPO / "examples" / "hello-worker")
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url, r2_object_key="w/{commit_sha}.js"))
+    assert run.state == "success", run.task_states
+
+    with create_session() as session:
+        events = (session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                  .filter(AssetModel.name == "cloudflare-worker-bundles", AssetEvent.source_run_id == run.run_id).all())
+        assert len(events) == 1
+        extra = events[0].extra
+    commit = repo.head()
+    body = objects_in(s3_client, bucket)[f"w/{commit}.js"]
+    assert extra == {"artifact_url": f"{s3_server.endpoint_url}/{bucket}/w/{commit}.js", "bucket": bucket,
+                     "key": f"w/{commit}.js", "sha256": hashlib.sha256(body).hexdigest(), "size_bytes": len(body),
+                     "commit_sha": commit, "git_url": repo.url}

@@ -1,0 +1,259 @@
+"""The ways in, against a running Airflow (api-server, scheduler, dag-processor, triggerer on
+PostgreSQL): the service catalogue's REST call, and the Asset event a deploy DAG is scheduled on."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import R2_ACCESS_KEY, R2_SECRET_KEY, REPO, SESSION_DIR
+from tests.helpers import NAMESPACE, conf_for, objects_in
+
+DAG_ID = "build_and_upload_cloudflare_worker"
+SERVICES_FILE = """services:
+  - name: nightly-worker
+    schedule: "@daily"
+    params:
+      git-url: https://github.com/org/nightly.git
+      r2-bucket-name: scripts
+      r2-endpoint-url: https://074755a78d8e8f77c119a90a125e8a06.r2.cloudflarestorage.com
+      r2-object-key: nightly/{commit_sha}.js
+      worker-script-artifact-config-map-name: nightly-artifact
+      kustomize-manifests-config-map-name: nightly-manifests
+  - name: broken-worker
+    schedule: "@daily"
+    params:
+      git-url: https://github.com/org/broken.git
+      r2-bucket-name: Not_A_Bucket
+      r2-endpoint-url: https://074755a78d8e8f77c119a90a125e8a06.r2.cloudflarestorage.com
+      r2-object-key: broken/{commit_sha}.js
+      worker-script-artifact-config-map-name: broken-artifact
+      kustomize-manifests-config-map-name: broken-manifests
+"""
+
+
+@pytest.fixture(scope="module")
+def airflow_server(s3_server, kube_api, git_server):
+    from examples.local_stack.airflow_server import start_airflow
+    from examples.local_stack.postgres import start_postgres
+
+    postgres = start_postgres(Path(tempfile.mkdtemp(prefix="cfw-postgres-")) / "pg")
+    dags = SESSION_DIR / "server-dags"
+    dags.mkdir(exist_ok=True)
+    for source in [*(REPO / "dags").glob("*.py"), REPO / "examples" / "dags" / "deploy_worker_bundle.py"]:
+        shutil.copy(source, dags / source.name)
+    kubeconfig = kube_api.write_kubeconfig(SESSION_DIR / "server-kubeconfig.yaml")
+    services = SESSION_DIR / "server-services.yaml"  # one valid service, one bad entry
+    services.write_text(SERVICES_FILE)
+    server = start_airflow(SESSION_DIR / "server-airflow", postgres.url, dags, {
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW_CONN_R2_DEFAULT": json.dumps({"conn_type": "aws", "login": R2_ACCESS_KEY, "password": R2_SECRET_KEY}),
+        "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps({"conn_type": "kubernetes",
+                                                       "extra": {"kube_config_path": str(kubeconfig)}}),
+        "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__WORKSPACE_ROOT": str(SESSION_DIR / "server-workspaces"),
+        "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__SERVICES_FILE": str(services),
+    })
+    try:
+        server.wait_for_dag(DAG_ID)
+        server.wait_for_dag("deploy_worker_bundle")
+        yield server
+    finally:
+        server.stop()
+        postgres.stop()
+
+
+def test_the_catalogue_triggers_a_build_over_rest_and_reads_the_results_back(airflow_server, git_server, kube_api,
+                                                                            bucket, s3_server, s3_client) -> None:
+    repo = git_server.publish("rest-hello", REPO / "examples" / "hello-worker")
+    api = airflow_server.api()
+    conf = conf_for(repo.url, bucket, s3_server.endpoint_url, r2_object_key="hello-worker/{commit_sha}.js")
+    response = api.post(f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": conf},
+                        timeout=30)
+    assert response.status_code == 200, response.text
+    run_id = response.json()["dag_run_id"]
+
+    run = airflow_server.wait_for_run(DAG_ID, run_id)
+    assert run["state"] == "success"
+
+    def result(task_id: str) -> dict:
+        url = f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
+        entry = api.get(url, params={"deserialize": "true"}, timeout=10)
+        assert entry.status_code == 200, entry.text
+        value = entry.json()["value"]
+        return value if isinstance(value, dict) else json.loads(value)
+
+    commit = repo.head()
+    assert result("checkout") == {"commit_sha": commit}
+    upload = result("upload")
+    key = f"hello-worker/{commit}.js"
+    body = objects_in(s3_client, bucket)[key]
+    assert upload == {"artifact_url": f"{s3_server.endpoint_url}/{bucket}/{key}", "bucket": bucket, "key": key,
+                      "sha256": hashlib.sha256(body).hexdigest(), "size_bytes": len(body)}
+    assert kube_api.get(NAMESPACE, "my-worker-artifact-metadata")["data"]["path"] == key
+
+    # The upload's Asset event schedules the example deploy DAG, which receives the object's facts.
+    deploy_runs = []
+    for _ in range(60):
+        deploy_runs = api.get(f"{airflow_server.url}/api/v2/dags/deploy_worker_bundle/dagRuns", timeout=10).json()["dag_runs"]
+        if deploy_runs and deploy_runs[-1]["state"] in ("success", "failed"):
+            break
+        __import__("time").sleep(2)
+    assert deploy_runs and deploy_runs[-1]["state"] == "success", deploy_runs
+    deploy_run = deploy_runs[-1]["dag_run_id"]
+    entry = api.get(f"{airflow_server.url}/api/v2/dags/deploy_worker_bundle/dagRuns/{deploy_run}/taskInstances/"
+                    "bundle_to_deploy/xcomEntries/return_value", params={"deserialize": "true"}, timeout=10).json()
+    assert entry["value"]["key"] == key and entry["value"]["sha256"] == upload["sha256"]
+    assert entry["value"]["commit_sha"] == commit
+
+
+def test_a_hostile_repository_steals_nothing_from_a_running_airflow(airflow_server, git_server, kube_api, bucket,
+                                                                    s3_server, s3_client, tmp_path) -> None:
+    """The process-ancestry case: the task runner, the LocalExecutor worker and the scheduler hold
+    the connections, the JWT secret and the database URL in their environments; the repository's
+    postinstall and [build] command look for them (and in the server's home) from the sandbox."""
+    import uuid
+    from urllib.parse import urlsplit
+
+    from tests.helpers import hostile_project
+
+    home = airflow_server.home
+    targets = [home / "passwords.json", home / "airflow.cfg", home / "scheduler.log"]
+    project = hostile_project(tmp_path, targets, urlsplit(airflow_server.url).port, uuid.uuid4().hex)
+    repo = git_server.publish("rest-hostile", project)
+    api = airflow_server.api()
+    conf = conf_for(repo.url, bucket, s3_server.endpoint_url)
+    response = api.post(f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": conf},
+                        timeout=30)
+    assert response.status_code == 200, response.text
+
+    run = airflow_server.wait_for_run(DAG_ID, response.json()["dag_run_id"])
+
+    assert run["state"] == "success"
+    report = objects_in(s3_client, bucket)["my-worker/build.js"].decode()
+    assert "== install ran" in report and "== bundle ran" in report
+    for secret in (R2_SECRET_KEY, "loopback-tests-jwt-secret", airflow_server.password, "postgresql://"):
+        assert secret not in report, f"{secret!r} reached the bundle"
+    assert all(f"cannot read {target}" in report for target in targets), report
+    assert "bundle network: none" in report, "the bundle stage could reach the API server"
+
+
+@pytest.mark.parametrize("change,parameter", [
+    ({"r2-bucket-name": None}, "r2-bucket-name"),  # required, left out
+    ({"r2-object-key": 42}, "r2-object-key"),  # not a string
+    ({"kustomize-manifests-config-map-name": ""}, "kustomize-manifests-config-map-name"),  # required, empty
+    ({"r2-bucket-name": "Bad_Bucket!"}, "r2-bucket-name"),
+    ({"r2-object-key": "w/$(id).js"}, "r2-object-key"),
+    ({"r2-object-key": "w/a && b.js"}, "r2-object-key"),
+    ({"worker-script-artifact-config-map-name": "Not_A_Name"}, "worker-script-artifact-config-map-name"),
+    ({"kustomize-manifests-config-map-name": "kube-root-ca.crt"}, "kustomize-manifests-config-map-name"),
+    ({"git-url": "ssh://-oProxyCommand=touch%20/tmp/x/repo.git"}, "git-url"),
+    ({"r2-endpoint-url": "https://host/with/a/path"}, "r2-endpoint-url"),
+])
+def test_a_conf_breaking_the_schema_is_refused_with_400_naming_the_parameter(airflow_server, change, parameter) -> None:
+    conf = {**conf_for("https://github.com/org/repo.git", "scripts", "https://example.r2.cloudflarestorage.com"), **change}
+    conf = {key: value for key, value in conf.items() if value is not None}
+    response = airflow_server.api().post(f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns",
+                                         json={"logical_date": None, "conf": conf}, timeout=30)
+    assert response.status_code == 400, response.text
+    assert parameter in response.text
+
+
+def test_a_bad_services_entry_leaves_the_valid_services_scheduled_on_a_real_dag_processor(airflow_server) -> None:
+    """Airflow drops every DAG of a file with an import error: the bad entry must not be one."""
+    api = airflow_server.api()
+    airflow_server.wait_for_dag("cloudflare_worker_services_file_errors")
+    nightly = api.get(f"{airflow_server.url}/api/v2/dags/rebuild_nightly-worker", timeout=10).json()
+    assert nightly["is_stale"] is False and nightly["timetable_summary"] == "0 0 * * *"  # @daily
+    assert nightly["next_dagrun_run_after"], "the valid service is scheduled"
+    errors = api.get(f"{airflow_server.url}/api/v2/dags/cloudflare_worker_services_file_errors", timeout=10).json()
+    assert "service 'broken-worker' params.r2-bucket-name" in errors["description"]
+    assert api.get(f"{airflow_server.url}/api/v2/importErrors", timeout=10).json()["total_entries"] == 0
+    # its one run fails the entry's task, with the error in the task's log
+    runs = []
+    for _ in range(60):
+        runs = api.get(f"{airflow_server.url}/api/v2/dags/cloudflare_worker_services_file_errors/dagRuns",
+                       timeout=10).json()["dag_runs"]
+        if runs and runs[0]["state"] in ("success", "failed"):
+            break
+        time.sleep(2)
+    assert runs and runs[0]["state"] == "failed"
+
+
+def test_api_needs_a_token(airflow_server) -> None:
+    import requests
+
+    response = requests.post(f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": {}},
+                             timeout=30)
+    assert response.status_code == 401
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-gpu", "--no-first-run"]
+
+
+@pytest.fixture
+def browser_page(airflow_server, request):
+    """Debian's Chromium, headless, driven by Playwright; a screenshot is kept when the test fails."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        page.set_default_timeout(90_000)  # a loaded 2-core CI machine renders slowly
+        yield page
+        if getattr(getattr(request.node, "rep_call", None), "failed", False):
+            shot = SESSION_DIR.parent / f"{request.node.name}.png"
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"screenshot of the failure: {shot}")
+        browser.close()
+
+
+def test_a_person_triggers_a_build_from_the_ui_form(airflow_server, browser_page, git_server, kube_api, bucket,
+                                                    s3_server, s3_client) -> None:
+    page = browser_page
+    repo = git_server.publish("ui-hello", REPO / "examples" / "hello-worker")
+    page.goto(f"{airflow_server.url}/")
+    page.get_by_label("Username").fill(airflow_server.username)
+    page.get_by_label("Password").fill(airflow_server.password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{airflow_server.url}/")
+
+    page.goto(f"{airflow_server.url}/dags/{DAG_ID}")
+    page.get_by_role("button", name="Trigger").first.click()
+    form = page.get_by_role("dialog")
+    values = {
+        "Source": {"git-url": repo.url},
+        "Storage": {"r2-bucket-name": bucket, "r2-endpoint-url": s3_server.endpoint_url,
+                    "r2-object-key": "ui-hello/{short_sha}.js"},
+        "Kubernetes metadata": {"worker-script-artifact-config-map-name": "ui-hello-artifact",
+                                "kustomize-manifests-config-map-name": "ui-hello-manifests"},
+    }
+    for section, fields in values.items():  # one section open at a time, as the form shows them
+        form.get_by_role("button", name=section).click()
+        for name, value in fields.items():
+            field = form.locator(f"#element_{name}")
+            field.wait_for(state="visible")
+            field.fill(value)
+    form.get_by_role("button", name="Build").click()
+    assert form.locator("#element_project-root").input_value() == "."  # defaults are filled in
+    assert form.locator("#element_kustomize-base-directory").input_value() == "_kustomize"
+    form.get_by_role("button", name="Trigger").click()
+
+    page.wait_for_url(f"{airflow_server.url}/dags/{DAG_ID}/runs/**")
+    run_id = page.url.rsplit("/runs/", 1)[1]
+    from urllib.parse import unquote
+
+    run = airflow_server.wait_for_run(DAG_ID, unquote(run_id))
+    assert run["state"] == "success"
+    page.reload()
+    page.get_by_text("Success").first.wait_for(state="visible")
+    key = f"ui-hello/{repo.head()[:12]}.js"
+    assert key in objects_in(s3_client, bucket)
+    assert kube_api.get(NAMESPACE, "ui-hello-artifact")["data"]["path"] == key
