@@ -28,6 +28,7 @@ os.environ.update({
     "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{DEMO / 'airflow.db'}",
     "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__WORKSPACE_ROOT": str(DEMO / "workspaces"),
+    "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__CONFIGMAP_DESTINATION": "files",  # no cluster on a laptop
     "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__MANIFEST_DIR": str(DEMO / "configmaps"),
     # SeaweedFS and the git daemon listen on 127.0.0.1, which the defaults (R2's hosts; public git hosts) refuse.
     "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__ALLOWED_R2_ENDPOINTS": "127.0.0.1",
@@ -84,8 +85,8 @@ def main() -> int:
         print(f"artifact URL  {upload['artifact_url']}")
         print(f"SHA-256       {upload['sha256']} (read back from S3 and matched)")
         print(f"size          {upload['size_bytes']} bytes")
-        print(f"ConfigMaps    {run.xcom('store_artifact_metadata')['config_map']}")
-        print(f"              {run.xcom('kustomize_build')['config_map']}")
+        print(f"ConfigMaps    {run.xcom('publish')['artifact_config_map']}")
+        print(f"              {run.xcom('publish')['manifests_config_map']}")
         print("Apply them with: kubectl apply -f " + str(DEMO / "configmaps" / "planton-cloud-pipelines"))
         return 0
     finally:

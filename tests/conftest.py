@@ -123,10 +123,11 @@ def connections(monkeypatch: pytest.MonkeyPatch, s3_server: object, kube_api: ob
 
 @pytest.fixture
 def no_kubernetes_connection(monkeypatch: pytest.MonkeyPatch, s3_server: object, tmp_path: Path) -> Path:
-    """Only the R2 connection: ConfigMaps go to a manifest directory (the embedded default)."""
+    """Only the R2 connection: ConfigMaps go to a manifest directory (configmap_destination = files)."""
     monkeypatch.setenv("AIRFLOW_CONN_R2_DEFAULT", json.dumps(
         {"conn_type": "aws", "login": R2_ACCESS_KEY, "password": R2_SECRET_KEY}))
     monkeypatch.delenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", raising=False)
+    monkeypatch.setenv("AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__CONFIGMAP_DESTINATION", "files")
     manifests = tmp_path / "manifests"
     monkeypatch.setenv("AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__MANIFEST_DIR", str(manifests))
     return manifests

@@ -1,7 +1,12 @@
 """Faults on 127.0.0.1, bounded in count and time, and the invariants that must survive them:
-the artifact ConfigMap never points at an absent object or one whose SHA-256 differs; the object
-at the key is the previous complete bundle or the new complete one; no pod or workspace is left.
+the object at the key is the previous complete bundle or the new complete one; ConfigMaps are
+published only after the upload and the overlays both succeeded; no pod or workspace is left.
 Transient faults are retried (botocore's own retries, then Airflow's); permanent ones fail at once.
+
+One window cannot be closed with two systems and no transaction: a fixed key overwritten, then
+the Kubernetes API unreachable for every try of ``publish``. The artifact ConfigMap then still
+describes the previous object. The run fails saying exactly that (object, both hashes); the
+object's own metadata names the new content-hash and commit, so a reader can tell.
 """
 
 from __future__ import annotations
@@ -94,7 +99,7 @@ def test_a_persistent_500_fails_after_bounded_retries_leaving_the_previous_pair(
         run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, faulty_s3.url))
     fault.times = 0
 
-    assert run.task_states["upload"] == "failed" and run.task_states["store_artifact_metadata"] == "upstream_failed"
+    assert run.task_states["upload"] == "failed" and run.task_states["publish"] == "upstream_failed"
     tries = 1 + pipeline_dag.get_task("upload").retries
     assert fault.hits == tries * 5, "botocore's attempt and 4 retries in each of Airflow's tries, and no more"
     assert f"upload: failed: s3://{bucket}/{KEY} InternalError" in failure_output(capfd)
@@ -130,7 +135,7 @@ def test_a_connection_dropped_mid_upload_is_retried_and_no_partial_object_is_kep
     assert_published(run, s3_client, previous_build, bucket, KEY)
 
 
-def test_kubernetes_api_down_leaves_the_metadata_unwritten_and_says_so(pipeline_dag, git_server, previous_build, bucket,
+def test_kubernetes_api_down_after_a_fixed_key_was_replaced_fails_naming_the_object_and_both_hashes(pipeline_dag, git_server, previous_build, bucket,
                                                                        s3_server, s3_client, monkeypatch, tmp_path,
                                                                        capfd) -> None:
     closed = tmp_path / "closed-kubeconfig.yaml"
@@ -139,14 +144,19 @@ def test_kubernetes_api_down_leaves_the_metadata_unwritten_and_says_so(pipeline_
     monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", json.dumps(
         {"conn_type": "kubernetes", "extra": {"kube_config_path": str(closed)}}))
     repo = git_server.publish("fault-api-down", REPO / "examples" / "hello-worker")
-    with fast_retries(pipeline_dag, "store_artifact_metadata", "kustomize_build"):
+    with fast_retries(pipeline_dag, "publish"):
         run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
 
-    assert run.task_states["store_artifact_metadata"] == "failed"
-    assert "Connection refused" in failure_output(capfd)
-    # the previous ConfigMap still describes... the object this run replaced: the run is failed, and a
-    # rerun of store_artifact_metadata records the new object (its HEAD check passes)
-    assert previous_build.get(NAMESPACE, "my-worker-artifact-metadata")["data"]["size-bytes"] == str(len(PREVIOUS))
+    assert run.state == "failed" and run.task_states["publish"] == "failed"
+    body = objects_in(s3_client, bucket)[KEY]
+    new, old = hashlib.sha256(body).hexdigest(), hashlib.sha256(PREVIOUS).hexdigest()
+    output = failure_output(capfd)
+    assert (f"ERROR: s3://{bucket}/{KEY} now holds sha256 {new} (commit {repo.head()}), replacing sha256 {old}, "
+            f"but ConfigMap {NAMESPACE}/my-worker-manifests could not be written") in output
+    assert "readers of that ConfigMap see the previous release" in output
+    head = s3_client.head_object(Bucket=bucket, Key=KEY)["Metadata"]
+    assert head["content-hash"] == new and head["commit"] == repo.head(), "the object says which build it is"
+    assert previous_build.get(NAMESPACE, "my-worker-artifact-metadata")["data"]["content-hash"] == old
     assert not workspace_of(run).exists()
 
 
@@ -241,7 +251,7 @@ def test_a_409_on_the_metadata_create_is_read_again_and_the_write_lands(pipeline
     run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
 
     assert fault.times == 0
-    assert run.task_states["store_artifact_metadata"] == "success", "a conflict re-reads; no Airflow retry needed"
+    assert run.task_states["publish"] == "success", "a conflict re-reads; no Airflow retry needed"
     assert_published(run, s3_client, connections, bucket, KEY)
 
 

@@ -124,7 +124,7 @@ def test_without_a_kubernetes_connection_config_maps_are_written_as_manifest_fil
 
     assert run.state == "success", run.task_states
     artifact_file = no_kubernetes_connection / NAMESPACE / "my-worker-artifact-metadata.yaml"
-    assert run.xcom("store_artifact_metadata") == {"config_map": str(artifact_file)}
+    assert run.xcom("publish")["artifact_config_map"] == str(artifact_file)
     artifact = yaml.safe_load(artifact_file.read_text())
     body = objects_in(s3_client, bucket)["my-worker/build.js"]
     assert artifact == {
@@ -144,6 +144,21 @@ def test_without_a_kubernetes_connection_config_maps_are_written_as_manifest_fil
     assert kube_api.objects() == {}
 
 
+def test_a_missing_kubernetes_connection_fails_the_run_before_anything_is_built(
+        pipeline_dag, git_server, no_kubernetes_connection, bucket, s3_server, s3_client, monkeypatch, capfd) -> None:
+    """configmap_destination = cluster (the default) never falls back to files on some worker."""
+    monkeypatch.setenv("AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__CONFIGMAP_DESTINATION", "cluster")
+    repo = git_server.publish("no-connection", REPO / "examples" / "hello-worker")
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert run.task_states["validate_parameters"] == "failed"
+    assert run.task_states["checkout"] == "upstream_failed"
+    assert ("configmap_destination is cluster, but Airflow has no connection 'kubernetes_default'"
+            in failure_output(capfd))
+    assert objects_in(s3_client, bucket) == {}
+    assert not no_kubernetes_connection.exists(), "no manifest file written instead"
+
+
 def test_missing_wrangler_config_fails_with_the_spec_error(pipeline_dag, git_server, connections, bucket, s3_server,
                                                            s3_client, tmp_path, capfd) -> None:
     repo = git_server.publish("no-wrangler", hello_worker_variant(tmp_path, "no-wrangler", remove=("wrangler.toml",)))
@@ -151,10 +166,11 @@ def test_missing_wrangler_config_fails_with_the_spec_error(pipeline_dag, git_ser
 
     assert run.state == "failed"
     assert run.task_states["bundle"] == "failed"
-    assert run.task_states["upload"] == run.task_states["store_artifact_metadata"] == "upstream_failed"
+    assert run.task_states["upload"] == run.task_states["publish"] == "upstream_failed"
+    assert run.task_states["kustomize_build"] == "success"
     assert "ERROR: wrangler.toml not found in project root" in failure_output(capfd)
     assert objects_in(s3_client, bucket) == {}
-    assert connections.get(NAMESPACE, "my-worker-artifact-metadata") is None
+    assert connections.objects() == {}, "a failed bundle publishes no manifests either: the release is whole or absent"
     assert not workspace_of(run).exists()
 
 
@@ -182,7 +198,7 @@ def test_unreachable_r2_endpoint_is_retried_then_fails_with_the_spec_error(pipel
 
     assert run.state == "failed"
     assert run.task_states["upload"] == "failed"
-    assert run.task_states["store_artifact_metadata"] == "upstream_failed"
+    assert run.task_states["publish"] == "upstream_failed"
     output = failure_output(capfd)
     assert f"upload: failed: s3://{bucket}/my-worker/build.js Connection refused" in output
     retries = pipeline_dag.get_task("upload").retries
@@ -200,8 +216,9 @@ def test_a_failing_overlay_fails_kustomize_build_naming_it(pipeline_dag, git_ser
 
     assert run.state == "failed"
     assert run.task_states["kustomize_build"] == "failed"
+    assert run.task_states["upload"] == "success" and run.task_states["publish"] == "upstream_failed"
     assert "ERROR: kustomize build failed for overlay qa:" in failure_output(capfd)
-    assert connections.get(NAMESPACE, "my-worker-manifests") is None
+    assert connections.objects() == {}, "a failed overlay publishes no artifact metadata either"
 
 
 def test_a_worker_importing_additional_modules_is_refused_rather_than_shipped_broken(
@@ -297,14 +314,14 @@ def test_a_transient_kubernetes_api_error_is_retried_and_the_metadata_lands(pipe
 
     fault = connections.inject(Fault("POST", r"/namespaces/[^/]+/configmaps$", 500))  # the first write creates it
     repo = git_server.publish("api-500", REPO / "examples" / "hello-worker")
-    with fast_retries(pipeline_dag, "store_artifact_metadata"):
+    with fast_retries(pipeline_dag, "publish"):
         run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
 
     assert fault.times == 0, "the fault was hit"
     assert_published(run, s3_client, connections, bucket, "my-worker/build.js")
 
 
-def test_the_upload_emits_an_asset_event_describing_the_object(pipeline_dag, git_server, connections, bucket, s3_server,
+def test_the_publish_emits_an_asset_event_describing_the_object(pipeline_dag, git_server, connections, bucket, s3_server,
                                                                s3_client) -> None:
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
@@ -322,4 +339,4 @@ def test_the_upload_emits_an_asset_event_describing_the_object(pipeline_dag, git
     body = objects_in(s3_client, bucket)[f"w/{commit}.js"]
     assert extra == {"artifact_url": f"{s3_server.endpoint_url}/{bucket}/w/{commit}.js", "bucket": bucket,
                      "key": f"w/{commit}.js", "sha256": hashlib.sha256(body).hexdigest(), "size_bytes": len(body),
-                     "commit_sha": commit, "git_url": repo.url}
+                     "commit_sha": commit, "replaced_sha256": None, "git_url": repo.url}

@@ -105,6 +105,7 @@ def test_the_example_dag_builds_the_example_worker_on_the_lowest_airflow(clean_e
            f"AIRFLOW__{SECTION.upper()}__ALLOWED_R2_ENDPOINTS": "127.0.0.1",
            f"AIRFLOW__{SECTION.upper()}__ALLOWED_GIT_HOSTS": "*,127.0.0.1",
            f"AIRFLOW__{SECTION.upper()}__WORKSPACE_ROOT": str(SESSION_DIR / "clean-workspaces"),
+           f"AIRFLOW__{SECTION.upper()}__CONFIGMAP_DESTINATION": "files",
            f"AIRFLOW__{SECTION.upper()}__MANIFEST_DIR": str(SESSION_DIR / "clean-manifests"),
            f"AIRFLOW__{SECTION.upper()}__INSTALL_ENV": os.environ[f"AIRFLOW__{SECTION.upper()}__INSTALL_ENV"],
            "NPM_CONFIG_REGISTRY": NPM_REGISTRY}

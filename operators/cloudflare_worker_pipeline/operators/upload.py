@@ -65,7 +65,7 @@ class UploadBundleOperator(PipelineOperator):
         self.log.info("Uploaded and verified %s", artifact_url)
         return UploadResult(artifact_url=artifact_url, bucket=p.r2_bucket_name, key=key, sha256=bundle["sha256"],
                             size_bytes=bundle["size_bytes"], commit_sha=commit,
-                            replaced_sha256=previous.sha256 if previous else None)
+                            replaced_sha256=(previous.sha256 or "unknown") if previous else None)
 
     def _read_bundle(self) -> bytes:
         """The bundle's bytes, exactly those the bundle stage measured."""

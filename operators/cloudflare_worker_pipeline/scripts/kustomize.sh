@@ -4,8 +4,9 @@
 #   KUSTOMIZE_DIR, OUTPUT_DIR   required
 
 : "${KUSTOMIZE_DIR:?KUSTOMIZE_DIR is required}" "${OUTPUT_DIR:?OUTPUT_DIR is required}"
-rm -rf "$OUTPUT_DIR"
 mkdir -p "$OUTPUT_DIR"
+# Empty it, not remove it: in the sandbox it is a mount point (a retry finds the last try's files).
+find "$OUTPUT_DIR" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
 
 overlays="$KUSTOMIZE_DIR/overlays"
 if [ ! -d "$overlays" ]; then
