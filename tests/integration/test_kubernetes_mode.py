@@ -43,7 +43,9 @@ def test_the_pipeline_runs_its_stages_in_pods_with_the_same_results(pipeline_dag
         assert pod["spec"]["automountServiceAccountToken"] is False
         serialized = json.dumps(pod)
         assert R2_SECRET_KEY not in serialized and R2_ACCESS_KEY not in serialized
-    assert R2_SECRET_KEY not in failure_output(capfd)
+    output = failure_output(capfd)
+    assert R2_SECRET_KEY not in output
+    assert "cannot be called outside of the Task Runner" not in output, "no operator runs inside another"
 
 
 def test_a_failing_script_in_a_pod_fails_with_the_same_spec_error(pipeline_dag, git_server, kubernetes_mode, bucket,
@@ -62,7 +64,7 @@ def test_a_failing_script_in_a_pod_fails_with_the_same_spec_error(pipeline_dag, 
 @pytest.fixture
 def per_run_claims(monkeypatch, connections, kube_api):
     """No shared claim: each run creates its own. Workers see a run's claim at <workspace_root>/<claim>,
-    as cloudflare_worker_pipeline.hooks.workspace_claims.mount_workspace mounts it on KubernetesExecutor pods; here the
+    as cloudflare_worker_pipeline.workspace.mount_workspace mounts it on KubernetesExecutor pods; here the
     emulator keeps claims under workspace_root, which stands for that mount."""
     monkeypatch.setenv(SETTING + "EXECUTION_MODE", "kubernetes")
     monkeypatch.delenv(SETTING + "WORKSPACE_CLAIM", raising=False)
@@ -74,13 +76,14 @@ def per_run_claims(monkeypatch, connections, kube_api):
 
 def test_a_claim_is_created_for_the_run_and_deleted_when_it_ends(pipeline_dag, git_server, per_run_claims, bucket,
                                                                  s3_server, s3_client) -> None:
-    from cloudflare_worker_pipeline.hooks.workspace_claims import claim_for_run
+    from cloudflare_worker_pipeline.settings import PipelineSettings
+    from cloudflare_worker_pipeline.workspace import RunClaim
 
     repo = git_server.publish("k8s-claim", REPO / "examples" / "hello-worker")
     run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
 
     assert_published(run, s3_client, per_run_claims, bucket, "my-worker/build.js")
-    claim = claim_for_run(pipeline_dag.dag_id, run.run_id)
+    claim = RunClaim(PipelineSettings.from_airflow_config(), pipeline_dag.dag_id, run.run_id).claim_name
     calls = [(method, path) for method, path, _ in per_run_claims.requests if "persistentvolumeclaims" in path]
     assert calls == [("POST", f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims"),
                      ("DELETE", f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims/{claim}")]
@@ -96,7 +99,7 @@ def test_a_per_run_claim_without_kubernetes_executor_fails_at_run_start_saying_w
     repo = git_server.publish("k8s-celery", REPO / "examples" / "hello-worker")
     run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
 
-    assert run.task_states["validate_parameters"] == "failed"
+    assert run.task_states["prepare_workspace"] == "failed"
     assert "only KubernetesExecutor worker pods can mount" in failure_output(capfd)
     assert per_run_claims.pod_store.deleted_pods == [] and per_run_claims.pods == {}
     assert not [path for _, path, _ in per_run_claims.requests if "persistentvolumeclaims" in path]
@@ -108,7 +111,7 @@ def test_a_missing_shared_claim_fails_at_run_start(pipeline_dag, git_server, kub
     repo = git_server.publish("k8s-missing-claim", REPO / "examples" / "hello-worker")
     run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
 
-    assert run.task_states["validate_parameters"] == "failed"
+    assert run.task_states["prepare_workspace"] == "failed"
     assert f"claim 'no-such-claim' not found in namespace {NAMESPACE}" in failure_output(capfd)
     assert kubernetes_mode.pod_store.deleted_pods == []
 

@@ -43,22 +43,22 @@ def verbs_used(requests: list[tuple[str, str, str]]) -> set[tuple[str, str]]:
 
 def test_the_role_grants_exactly_what_kubernetes_mode_runs_use(pipeline_dag, git_server, connections, kube_api,
                                                                 bucket, s3_server, monkeypatch, tmp_path) -> None:
-    """One run that succeeds and one whose bundle pod fails (a failed pod is patched before deletion)."""
+    """One run that succeeds and one whose bundle pod fails."""
 
-    from cloudflare_worker_pipeline.hooks.workspace_claims import existing_claim_problem
-    from cloudflare_worker_pipeline.settings import PipelineSettings
+    from cloudflare_worker_pipeline.hooks.kubernetes import PipelineKubernetesHook
 
     monkeypatch.setenv(SETTING + "EXECUTION_MODE", "kubernetes")
     monkeypatch.setenv(SETTING + "WORKSPACE_ROOT", str(kube_api.claims_root))
     monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "KubernetesExecutor")
     repo = git_server.publish("rbac", REPO / "examples" / "hello-worker")
-    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
-    assert run.state == "success", run.task_states
+    for _ in range(2):  # the second run updates (patches) the ConfigMaps the first created
+        run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+        assert run.state == "success", run.task_states
     broken = hello_worker_variant(tmp_path, "broken", remove=("wrangler.toml",))
     failed = run_pipeline(pipeline_dag, conf_for(git_server.publish("rbac-broken", broken).url, bucket,
                                                  s3_server.endpoint_url))
     assert failed.task_states["bundle"] == "failed"
-    monkeypatch.setenv(SETTING + "WORKSPACE_CLAIM", "shared")  # the other workspace kind's run-start check
-    assert existing_claim_problem(PipelineSettings.from_airflow_config()) == f"claim 'shared' not found in namespace {NAMESPACE}"
+    # the other workspace kind's run-start check reads its claim
+    assert PipelineKubernetesHook(conn_id="kubernetes_default").claim_access_modes("shared", NAMESPACE) is None
 
     assert verbs_used(kube_api.requests) == role_rules()

@@ -89,6 +89,7 @@ class PodScriptRunner:
         except StageScriptError:
             raise
         except Exception as error:  # never started, or the API failed while waiting
+            self._log_events(pod)
             self._delete(pod, failed=True)
             raise StageScriptError(f"{script} failed in pod {pod.metadata.name}: {error}", diagnosed=False) from None
         return self._finish(script, pod, remote, timeout_seconds)
@@ -124,6 +125,8 @@ class PodScriptRunner:
         """The results from the termination message, or the error the script or Kubernetes gave."""
         message = get_container_termination_message(remote, BASE_CONTAINER) or ""
         phase = getattr(remote.status, "phase", None)
+        if phase != "Succeeded":
+            self._log_events(pod)
         self._delete(pod, failed=phase != "Succeeded")
         if phase != "Succeeded":
             errors = [line for line in message.splitlines() if line.startswith("ERROR:")]
@@ -139,6 +142,14 @@ class PodScriptRunner:
             raise StageScriptError(f"{script} succeeded but its pod reported no results "
                                    f"(termination message: {message!r})", diagnosed=False) from None
         return {str(key): str(value) for key, value in results.items()}
+
+    def _log_events(self, pod: k8s.V1Pod) -> None:
+        """The pod's events (image pulls, scheduling, OOM kills): why it failed, when its log cannot say."""
+        try:
+            for event in self.manager.read_pod_events(pod).items:
+                self.log.warning("Pod %s event: %s %s", pod.metadata.name, event.reason, event.message)
+        except Exception as error:  # best effort: the failure itself is reported either way
+            self.log.warning("Could not read the events of pod %s: %s", pod.metadata.name, error)
 
     def _delete(self, pod: k8s.V1Pod, *, failed: bool) -> None:
         self._pod = None
