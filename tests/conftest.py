@@ -156,9 +156,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 # system (a running Airflow, a browser, an installed wheel). `pytest -m unit` is the fast loop.
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        layer = item.path.parent.name
-        if layer in ("unit", "integration", "system"):
-            item.add_marker(getattr(pytest.mark, layer))
+        for layer in ("unit", "integration", "system"):
+            if layer in item.path.relative_to(REPO / "tests").parts:
+                item.add_marker(getattr(pytest.mark, layer))
 
 
 @pytest.hookimpl(hookwrapper=True)
