@@ -23,6 +23,16 @@ _RELATIVE_PATH = r"(?![/-])[A-Za-z0-9._@+=/-]"
 _REF = r"(?![-/.])[A-Za-z0-9._/+=@-]+"
 
 
+class InvalidParameterError(ValueError):
+    """A run parameter is missing or malformed; the message names it and says what was expected."""
+
+    def __init__(self, name: str, expected: str, value: object = None, *, show_value: bool = True) -> None:
+        shown = f", got {value!r}" if show_value and value is not None else ""
+        super().__init__(f"Invalid parameter '{name}': expected {expected}{shown}")
+        self.parameter = name
+
+
+
 @dataclass(frozen=True)
 class ParameterSpec:
     """One parameter. ``default`` None means required."""

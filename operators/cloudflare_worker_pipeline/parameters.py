@@ -11,11 +11,17 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import urlsplit
 
-from cloudflare_worker_pipeline.parameter_specs import PARAMETER_NAMES, SPECS, SPECS_BY_NAME, dag_params
+from cloudflare_worker_pipeline.parameter_specs import (
+    PARAMETER_NAMES,
+    SPECS,
+    SPECS_BY_NAME,
+    InvalidParameterError,
+    dag_params,
+)
+from cloudflare_worker_pipeline.parameter_urls import check_endpoint_url, check_git_url, git_host, required
 
-__all__ = ["PARAMETER_NAMES", "InvalidParameterError", "PipelineParameters", "dag_params"]
+__all__ = ["PARAMETER_NAMES", "InvalidParameterError", "PipelineParameters", "dag_params", "git_host"]
 
 
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
@@ -24,23 +30,11 @@ _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PATH_SEGMENT = re.compile(r"^[A-Za-z0-9._@+=-]+$")
 _REF = re.compile(r"^[A-Za-z0-9._/+=@-]+$")
-_SCP_LIKE = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9._-]*@)?(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*):(?P<path>[^/\\][^\\]*|/.+)$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$|^[0-9a-fA-F:]+$")
 # S3's "safe characters" for object keys, plus "/" between segments.
 _OBJECT_KEY = re.compile(r"^[A-Za-z0-9!_.*'()/-]+$")
-_URL_UNSAFE = re.compile(r"[\s$`;|&<>(){}'\"\\*?\[\]!]")
 MANAGED_BY_LABEL = ("app.kubernetes.io/managed-by", "planton-cloud")
 SHORT_SHA_LENGTH = 12
-
-
-class InvalidParameterError(ValueError):
-    """A run parameter is missing or malformed; the message names it and says what was expected."""
-
-    def __init__(self, name: str, expected: str, value: object = None, *, show_value: bool = True) -> None:
-        shown = f", got {value!r}" if show_value and value is not None else ""
-        super().__init__(f"Invalid parameter '{name}': expected {expected}{shown}")
-        self.parameter = name
 
 
 @dataclass(frozen=True)
@@ -80,7 +74,7 @@ class PipelineParameters:
         pm_dir = raw["package-manager-directory"]
         package_manager_directory = project_root if pm_dir == "" else _relative_path("package-manager-directory", pm_dir)
         params = cls(
-            git_url=_git_url(raw["git-url"], allow_file_git_urls),
+            git_url=check_git_url(raw["git-url"], allow_file_git_urls),
             git_revision=_ref("git-revision", raw["git-revision"], required=True),
             git_branch=_ref("git-branch", raw["git-branch"], required=False),
             sparse_checkout_directories=sparse,
@@ -88,7 +82,7 @@ class PipelineParameters:
             package_manager_directory=package_manager_directory,
             kustomize_base_directory=_relative_path("kustomize-base-directory", raw["kustomize-base-directory"], allow_root=False),
             r2_bucket_name=_bucket(raw["r2-bucket-name"]),
-            r2_endpoint_url=_endpoint_url(raw["r2-endpoint-url"]),
+            r2_endpoint_url=check_endpoint_url(raw["r2-endpoint-url"]),
             r2_object_key=_object_key(raw["r2-object-key"]),
             worker_script_artifact_config_map_name=_dns_subdomain("worker-script-artifact-config-map-name", raw["worker-script-artifact-config-map-name"]),
             kustomize_manifests_config_map_name=_dns_subdomain("kustomize-manifests-config-map-name", raw["kustomize-manifests-config-map-name"]),
@@ -167,12 +161,6 @@ def _string(name: str, value: object) -> str:
     return value
 
 
-def _required(name: str, value: str) -> str:
-    if not value:
-        raise InvalidParameterError(name, "a non-empty value (this parameter is required)")
-    return value
-
-
 def _relative_path(name: str, value: str, *, allow_root: bool = True) -> str:
     if value in ("", "."):
         if allow_root:
@@ -210,62 +198,12 @@ def _ref(name: str, value: str, *, required: bool) -> str:
     return value
 
 
-def _git_url(value: str, allow_file: bool) -> str:
-    name = "git-url"
-    _required(name, value)
-    if value.startswith("-"):
-        raise InvalidParameterError(name, "a URL that does not start with '-'", value)
-    if "::" in value:
-        raise InvalidParameterError(name, "a https, ssh or git URL (git remote helpers like ext:: are refused)", value)
-    if _URL_UNSAFE.search(value):
-        raise InvalidParameterError(name, "a URL without spaces, quotes or shell characters ($ ` ; | & < > ( ) { } * ? [ ] !)", value)
-    if "://" in value:
-        parts = urlsplit(value)
-        schemes = ("https", "ssh", "git") + (("file",) if allow_file else ())
-        if parts.scheme not in schemes:
-            hint = " (file:// needs the allow_file_git_urls setting)" if parts.scheme == "file" else ""
-            raise InvalidParameterError(name, f"a URL with scheme {', '.join(schemes)}{hint}", value)
-        if parts.password is not None:
-            raise InvalidParameterError(
-                name, "a URL without a password or token; put credentials in an Airflow connection", show_value=False
-            )
-        if parts.scheme != "file" and (not parts.hostname or not _HOSTNAME.match(parts.hostname)):
-            raise InvalidParameterError(name, "a URL with a host name or address (not starting with '-')", value)
-        if (parts.username or "").startswith("-"):
-            raise InvalidParameterError(name, "a URL whose user name does not start with '-'", value)
-        if parts.query or parts.fragment:
-            raise InvalidParameterError(name, "a URL without query or fragment", value)
-        return value
-    if allow_file and value.startswith("/"):
-        return value
-    if _SCP_LIKE.match(value):
-        return value
-    raise InvalidParameterError(name, "a https://, ssh://, git:// URL or scp-like user@host:path", value)
-
-
 def _bucket(value: str) -> str:
     name = "r2-bucket-name"
-    _required(name, value)
+    required(name, value)
     if not _BUCKET.match(value) or ".." in value:
         raise InvalidParameterError(name, "3-63 lowercase letters, digits, '-' or '.', starting and ending alphanumeric", value)
     return value
-
-
-def _endpoint_url(value: str) -> str:
-    name = "r2-endpoint-url"
-    _required(name, value)
-    parts = urlsplit(value)
-    if parts.scheme not in ("https", "http") or not parts.hostname or not _HOSTNAME.match(parts.hostname):
-        raise InvalidParameterError(name, "an http(s) URL with a host, like https://<account>.r2.cloudflarestorage.com", value)
-    if parts.username or parts.password:
-        raise InvalidParameterError(name, "a URL without credentials; they belong in the R2 connection", show_value=False)
-    if parts.query or parts.fragment or parts.path.strip("/"):
-        raise InvalidParameterError(name, "the endpoint only, without path, query or fragment", value)
-    try:
-        _ = parts.port  # urlsplit checks the port only when asked
-    except ValueError:
-        raise InvalidParameterError(name, "a valid port number", value) from None
-    return value.rstrip("/")
 
 
 def object_key_for_commit(template: str, commit: str) -> str:
@@ -275,7 +213,7 @@ def object_key_for_commit(template: str, commit: str) -> str:
 
 def _object_key(value: str) -> str:
     name = "r2-object-key"
-    _required(name, value)
+    required(name, value)
     filled = object_key_for_commit(value, "0" * 40)  # checked as it will be stored
     if "{" in filled or "}" in filled:
         raise InvalidParameterError(name, "no braces other than the placeholders {commit_sha} and {short_sha}", value)
@@ -298,7 +236,7 @@ def _stored_object_key(filled: str, value: str) -> None:
 
 
 def _dns_subdomain(name: str, value: str) -> str:
-    _required(name, value)
+    required(name, value)
     if len(value) > 253 or not DNS_SUBDOMAIN.match(value):
         raise InvalidParameterError(
             name, "a DNS-1123 subdomain: lowercase letters, digits, '-' and '.', at most 253 characters", value
@@ -306,15 +244,6 @@ def _dns_subdomain(name: str, value: str) -> str:
     if value.startswith("kube-"):  # kube-root-ca.crt, kube-proxy...: the cluster's own
         raise InvalidParameterError(name, "a name not starting with 'kube-', which Kubernetes' own ConfigMaps use", value)
     return value
-
-
-def git_host(url: str) -> str | None:
-    """The host a validated ``git-url`` names; None for a local repository (``file://``, a path)."""
-    if "://" in url:
-        parts = urlsplit(url)
-        return None if parts.scheme == "file" else parts.hostname
-    match = _SCP_LIKE.match(url)
-    return match.group("host") if match else None
 
 
 def _owner_label(key: str, value: str) -> tuple[str, str] | None:
