@@ -16,11 +16,9 @@ import copy
 import datetime
 import json
 import re
-import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +27,11 @@ import yaml
 from aiohttp import web
 
 from examples.local_stack import BackgroundApp
+from examples.local_stack.kube_configmaps import ConfigMapRoutes
+from examples.local_stack.kube_objects import Key, status
 from examples.local_stack.kube_pods import PodStore
+from examples.local_stack.kube_workloads import WorkloadRoutes
 
-Key = tuple[str, str]  # (namespace, name)
 KUBE_TOKEN = "kube-bearer-token-9c1e4b7d2a"  # the kubeconfig credential tests scan for
 
 CONFIGMAP_RESOURCE = {
@@ -64,54 +64,7 @@ class Fault:
     stall_seconds: float = 30.0
 
 
-def status(code: int, reason: str, message: str, name: str = "", kind: str = "configmaps") -> web.Response:
-    body = {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
-        "reason": reason, "details": {"name": name, "kind": kind}, "code": code,
-    }
-    return web.json_response(body, status=code)
-
-
-def matches(labels: dict[str, str], selector: str) -> bool:
-    """Equality-based and set-based (``in``, ``notin``, exists, ``!key``) label selectors."""
-    for term in _split_selector(selector):
-        term = term.strip()
-        if not term:
-            continue
-        if " notin " in term or " in " in term:
-            key, op, values = term.partition(" notin ") if " notin " in term else term.partition(" in ")
-            allowed = {v.strip() for v in values.strip().strip("()").split(",")}
-            present = labels.get(key.strip()) in allowed
-            if present == (op.strip() == "notin"):
-                return False
-        elif "!=" in term:
-            key, _, value = term.partition("!=")
-            if labels.get(key.strip()) == value.strip():
-                return False
-        elif "=" in term:
-            key, _, value = term.replace("==", "=").partition("=")
-            if labels.get(key.strip()) != value.strip():
-                return False
-        elif term.startswith("!"):
-            if term[1:] in labels:
-                return False
-        elif term not in labels:
-            return False
-    return True
-
-
-def _split_selector(selector: str) -> Iterator[str]:
-    depth, start = 0, 0
-    for i, char in enumerate(selector):
-        depth += char == "("
-        depth -= char == ")"
-        if char == "," and depth == 0:
-            yield selector[start:i]
-            start = i + 1
-    yield selector[start:]
-
-
-class KubeAPIEmulator:
+class KubeAPIEmulator(ConfigMapRoutes, WorkloadRoutes):
     def __init__(self, storage: Path | None = None) -> None:
         self.storage = storage or Path(tempfile.mkdtemp(prefix="kube-api-emulator-"))
         self.pod_store = PodStore(claims_root=self.storage / "claims", pods_root=self.storage / "pods")
@@ -211,235 +164,6 @@ class KubeAPIEmulator:
     async def version(self, request: web.Request) -> web.Response:
         return web.json_response({"major": "1", "minor": "32", "gitVersion": "v1.32.0-emulator", "platform": "linux/amd64"})
 
-    async def list_configmaps(self, request: web.Request) -> web.Response:
-        await self._record(request)
-        namespace = request.match_info.get("namespace")
-        selector = request.query.get("labelSelector", "")
-        with self._lock:
-            items = [copy.deepcopy(obj) for (ns, _), obj in sorted(self._store.items())
-                     if (namespace is None or ns == namespace)
-                     and matches(obj["metadata"].get("labels") or {}, selector)]
-            rv = str(self._rv)
-        return web.json_response({"kind": "ConfigMapList", "apiVersion": "v1",
-                                  "metadata": {"resourceVersion": rv}, "items": items})
-
-    async def create_configmap(self, request: web.Request) -> web.Response:
-        await self._record(request)
-        namespace = request.match_info["namespace"]
-        body = await self._body(request)
-        name = body.get("metadata", {}).get("name", "")
-        if not name:
-            return status(422, "Invalid", "ConfigMap \"\" is invalid: metadata.name: Required value")
-        with self._lock:
-            if (namespace, name) in self._store:
-                return status(409, "AlreadyExists", f'configmaps "{name}" already exists', name)
-            obj = self._stamp(body, namespace, None)
-            self._store[(namespace, name)] = obj
-            return web.json_response(copy.deepcopy(obj), status=201)
-
-    async def get_configmap(self, request: web.Request) -> web.Response:
-        await self._record(request)
-        key = (request.match_info["namespace"], request.match_info["name"])
-        with self._lock:
-            obj = self._store.get(key)
-            if obj is None:
-                return status(404, "NotFound", f'configmaps "{key[1]}" not found', key[1])
-            return web.json_response(copy.deepcopy(obj))
-
-    async def replace_configmap(self, request: web.Request) -> web.Response:
-        await self._record(request)
-        key = (request.match_info["namespace"], request.match_info["name"])
-        body = await self._body(request)
-        with self._lock:
-            existing = self._store.get(key)
-            if existing is None:
-                return status(404, "NotFound", f'configmaps "{key[1]}" not found', key[1])
-            sent_rv = body.get("metadata", {}).get("resourceVersion")
-            if sent_rv and sent_rv != existing["metadata"]["resourceVersion"]:
-                return status(409, "Conflict", f'Operation cannot be fulfilled on configmaps "{key[1]}": '
-                              "the object has been modified; please apply your changes to the latest version and try again", key[1])
-            obj = self._stamp(body, key[0], existing)
-            self._store[key] = obj
-            return web.json_response(copy.deepcopy(obj))
-
-    async def patch_configmap(self, request: web.Request) -> web.Response:
-        await self._record(request)
-        key = (request.match_info["namespace"], request.match_info["name"])
-        content_type = request.headers.get("Content-Type", "").split(";")[0]
-        body = await self._body(request)
-        with self._lock:
-            existing = self._store.get(key)
-            if content_type == "application/apply-patch+yaml":
-                if not request.query.get("fieldManager"):
-                    return status(422, "Invalid", "PATCH with apply requires a fieldManager", key[1])
-                sent_rv = body.get("metadata", {}).get("resourceVersion")
-                if sent_rv and (existing is None or sent_rv != existing["metadata"]["resourceVersion"]):
-                    return status(409, "Conflict", f'Operation cannot be fulfilled on configmaps "{key[1]}": '
-                                  "the object has been modified; please apply your changes to the latest version "
-                                  "and try again", key[1])
-                # Apply: the manager's intent replaces what it owns (data), merges metadata maps.
-                base = copy.deepcopy(existing) if existing else {"metadata": {"name": key[1]}}
-                for field in ("labels", "annotations"):
-                    if field in body.get("metadata", {}):
-                        base["metadata"].setdefault(field, {}).update(body["metadata"][field])
-                if "data" in body:
-                    base["data"] = body["data"]
-                base["metadata"]["managedFields"] = [{"manager": request.query["fieldManager"], "operation": "Apply"}]
-                obj = self._stamp(base, key[0], existing)
-                self._store[key] = obj
-                return web.json_response(copy.deepcopy(obj), status=200 if existing else 201)
-            if existing is None:
-                return status(404, "NotFound", f'configmaps "{key[1]}" not found', key[1])
-            if content_type in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
-                obj = _merge_patch(copy.deepcopy(existing), body)
-                obj = self._stamp(obj, key[0], existing)
-                self._store[key] = obj
-                return web.json_response(copy.deepcopy(obj))
-            return status(415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {content_type}", key[1])
-
-    async def delete_configmap(self, request: web.Request) -> web.Response:
-        await self._record(request)
-        key = (request.match_info["namespace"], request.match_info["name"])
-        with self._lock:
-            obj = self._store.pop(key, None)
-        if obj is None:
-            return status(404, "NotFound", f'configmaps "{key[1]}" not found', key[1])
-        return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Success",
-                                  "details": {"name": key[1], "kind": "configmaps", "uid": obj["metadata"]["uid"]}})
-
-    # -- pods ---------------------------------------------------------------------------------
-    def _stamp_locked(self, obj: dict[str, Any], namespace: str, existing: Any, kind: str) -> None:
-        with self._lock:
-            self._stamp(obj, namespace, existing, kind=kind)
-
-    async def create_pod(self, request: web.Request) -> web.Response:
-        await self._record(request)
-        namespace = request.match_info["namespace"]
-        body = await self._body(request)
-        with self._lock:
-            name = body.get("metadata", {}).get("name")
-            if name and (namespace, name) in self.pod_store.pods:
-                return status(409, "AlreadyExists", f'pods "{name}" already exists', name, "pods")
-            stamp = lambda obj, ns, existing, kind: self._stamp(obj, ns, existing, kind=kind)  # noqa: E731
-            pod = self.pod_store.create_pod(namespace, body, stamp)
-            # later status changes come from the pod's thread, under the lock
-            self.pod_store.runs[pod["metadata"]["uid"]].on_change = (
-                lambda p: self._stamp_locked(p, namespace, p, "Pod"))
-            return web.json_response(copy.deepcopy(pod), status=201)
-
-    async def list_pods(self, request: web.Request) -> web.Response:
-        await self._record(request)
-        namespace = request.match_info.get("namespace")
-        selector = request.query.get("labelSelector", "")
-        with self._lock:
-            items = [copy.deepcopy(p) for (ns, _), p in sorted(self.pod_store.pods.items())
-                     if (namespace is None or ns == namespace) and matches(p["metadata"].get("labels") or {}, selector)]
-            return web.json_response({"kind": "PodList", "apiVersion": "v1",
-                                      "metadata": {"resourceVersion": str(self._rv)}, "items": items})
-
-    async def get_pod(self, request: web.Request) -> web.Response:
-        await self._record(request)
-        key = (request.match_info["namespace"], request.match_info["name"])
-        with self._lock:
-            pod = self.pod_store.pods.get(key)
-            if pod is None:
-                return status(404, "NotFound", f'pods "{key[1]}" not found', key[1], "pods")
-            return web.json_response(copy.deepcopy(pod))
-
-    async def patch_pod(self, request: web.Request) -> web.Response:
-        await self._record(request)
-        key = (request.match_info["namespace"], request.match_info["name"])
-        body = await self._body(request)
-        with self._lock:
-            pod = self.pod_store.pods.get(key)
-            if pod is None:
-                return status(404, "NotFound", f'pods "{key[1]}" not found', key[1], "pods")
-            for field in ("labels", "annotations"):  # the only fields a pod's owner patches
-                if field in body.get("metadata", {}):
-                    pod["metadata"].setdefault(field, {}).update(body["metadata"][field])
-            self._stamp(pod, key[0], pod, kind="Pod")
-            return web.json_response(copy.deepcopy(pod))
-
-    async def delete_pod(self, request: web.Request) -> web.Response:
-        await self._record(request)
-        key = (request.match_info["namespace"], request.match_info["name"])
-        with self._lock:
-            pod = self.pod_store.delete_pod(*key)
-        if pod is None:
-            return status(404, "NotFound", f'pods "{key[1]}" not found', key[1], "pods")
-        return web.json_response(pod)
-
-    async def pod_log(self, request: web.Request) -> web.StreamResponse:
-        await self._record(request)
-        key = (request.match_info["namespace"], request.match_info["name"])
-        with self._lock:
-            pod = self.pod_store.pods.get(key)
-            run = self.pod_store.runs.get(pod["metadata"]["uid"]) if pod else None
-        if run is None:
-            return status(404, "NotFound", f'pods "{key[1]}" not found', key[1], "pods")
-        timestamps = request.query.get("timestamps") == "true"
-        follow = request.query.get("follow") == "true"
-        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
-        await response.prepare(request)
-        sent = 0
-        while True:
-            lines = run.log_lines[sent:]
-            for line in lines:
-                text = line if timestamps else line.split(" ", 1)[1]
-                await response.write((text + "\n").encode())
-            sent += len(lines)
-            if not follow or (run.finished.is_set() and sent == len(run.log_lines)):
-                break
-            await asyncio.sleep(0.1)
-        await response.write_eof()
-        return response
-
-    async def list_events(self, request: web.Request) -> web.Response:
-        await self._record(request)
-        namespace = request.match_info["namespace"]
-        field = request.query.get("fieldSelector", "")
-        name = field.split("involvedObject.name=", 1)[1].split(",")[0] if "involvedObject.name=" in field else None
-        with self._lock:
-            items = [copy.deepcopy(e) for e in self.pod_store.events
-                     if e["metadata"]["namespace"] == namespace and (name is None or e["involvedObject"]["name"] == name)]
-            return web.json_response({"kind": "EventList", "apiVersion": "v1",
-                                      "metadata": {"resourceVersion": str(self._rv)}, "items": items})
-
-    # -- persistent volume claims ---------------------------------------------------------------
-    async def create_claim(self, request: web.Request) -> web.Response:
-        await self._record(request)
-        namespace = request.match_info["namespace"]
-        body = await self._body(request)
-        name = body.get("metadata", {}).get("name", "")
-        with self._lock:
-            if (namespace, name) in self.pod_store.claims:
-                return status(409, "AlreadyExists", f'persistentvolumeclaims "{name}" already exists', name,
-                              "persistentvolumeclaims")
-            obj = self._stamp(body, namespace, None, kind="PersistentVolumeClaim")
-            obj["status"] = {"phase": "Bound", "accessModes": body.get("spec", {}).get("accessModes", [])}
-            self.pod_store.claims[(namespace, name)] = obj
-            (self.claims_root / name).mkdir(parents=True, exist_ok=True)
-            return web.json_response(copy.deepcopy(obj), status=201)
-
-    async def get_claim(self, request: web.Request) -> web.Response:
-        await self._record(request)
-        key = (request.match_info["namespace"], request.match_info["name"])
-        with self._lock:
-            claim = self.pod_store.claims.get(key)
-        if claim is None:
-            return status(404, "NotFound", f'persistentvolumeclaims "{key[1]}" not found', key[1], "persistentvolumeclaims")
-        return web.json_response(claim)
-
-    async def delete_claim(self, request: web.Request) -> web.Response:
-        await self._record(request)
-        key = (request.match_info["namespace"], request.match_info["name"])
-        with self._lock:
-            claim = self.pod_store.claims.pop(key, None)
-        if claim is None:
-            return status(404, "NotFound", f'persistentvolumeclaims "{key[1]}" not found', key[1], "persistentvolumeclaims")
-        shutil.rmtree(self.claims_root / key[1], ignore_errors=True)  # the volume goes with its claim
-        return web.json_response(claim)
-
     # -- faults -----------------------------------------------------------------------------------
     @web.middleware
     async def fault_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -500,21 +224,7 @@ class KubeAPIEmulator:
         self._server.stop()
 
 
-def _merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return patch
-    if not isinstance(target, dict):
-        target = {}
-    for key, value in patch.items():
-        if value is None:
-            target.pop(key, None)
-        else:
-            target[key] = _merge_patch(target.get(key), value)
-    return target
-
-
-if __name__ == "__main__":  # python -m tests.servers.kube_api: serve until interrupted
+if __name__ == "__main__":  # python -m examples.local_stack.kube_api: serve until interrupted
     emulator = KubeAPIEmulator().start()
     print(json.dumps({"url": emulator.url}), flush=True)
     threading.Event().wait()
