@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from examples.local_stack.dag_run import run_pipeline
-from tests.conftest import SESSION_DIR
+from tests.conftest import REPO, SESSION_DIR
 from tests.helpers import (
     conf_for,
     failure_output,
@@ -101,7 +101,7 @@ def test_a_symlink_leading_out_of_the_repository_fails_checkout_naming_it(
     (outside / "web" / "dist").mkdir(parents=True)
     (outside / "web" / "dist" / "keep.txt").write_text("not the build's\n")
     resolved = {"CANARY_FILE": str(canaries["files"][0]), "OUTSIDE_DIR": str(outside)}[target]  # type: ignore[index]
-    repo = git_server.publish(f"link-{link.replace('/', '-')}", Path(__file__).parent.parent / "examples" / "hello-worker")
+    repo = git_server.publish(f"link-{link.replace('/', '-')}", REPO / "examples" / "hello-worker")
     repo.commit({}, "a link out of the repository", links={link: resolved})
 
     run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url, **overrides))

@@ -94,10 +94,11 @@ def test_the_catalogue_triggers_a_build_over_rest_and_reads_the_results_back(air
     key = f"hello-worker/{commit}.js"
     body = objects_in(s3_client, bucket)[key]
     assert upload == {"artifact_url": f"{s3_server.endpoint_url}/{bucket}/{key}", "bucket": bucket, "key": key,
-                      "sha256": hashlib.sha256(body).hexdigest(), "size_bytes": len(body)}
+                      "sha256": hashlib.sha256(body).hexdigest(), "size_bytes": len(body), "commit_sha": commit,
+                      "replaced_sha256": None}
     assert kube_api.get(NAMESPACE, "my-worker-artifact-metadata")["data"]["path"] == key
 
-    # The upload's Asset event schedules the example deploy DAG, which receives the object's facts.
+    # The publish step's Asset event schedules the example deploy DAG, which receives the object's facts.
     deploy_runs = []
     for _ in range(60):
         deploy_runs = api.get(f"{airflow_server.url}/api/v2/dags/deploy_worker_bundle/dagRuns", timeout=10).json()["dag_runs"]
