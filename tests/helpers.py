@@ -136,8 +136,7 @@ def render_pod(operator_class: type, monkeypatch: pytest.MonkeyPatch, **settings
         **VALID, "r2-bucket-name": "scripts", "r2-object-key": "w/abc.js",
         "worker-script-artifact-config-map-name": "w-artifact", "kustomize-manifests-config-map-name": "w-manifests",
         "owner-identifier-label-key": "planton.cloud/service-id", "owner-identifier-label-value": "svc-1",
-    }, workspace=str(run_workspace(PipelineSettings.from_airflow_config(), "adhoc_airflow", RENDERED_RUN).path),
-        allow_file_git_urls=False)
+    }, workspace=str(run_workspace(PipelineSettings.from_airflow_config(), "adhoc_airflow", RENDERED_RUN).path))
     upstream = {"checkout": {"commit_sha": "0" * 40}} if operator_class is KustomizeBuildOperator else {}
     operator = operator_class(task_id=operator_class.__name__.lower(), parameters=params.to_dict(), **upstream)
     runner = operator.make_runner({"run_id": RENDERED_RUN})

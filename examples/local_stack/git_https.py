@@ -24,13 +24,14 @@ class PrivateGitServer:
     username: str
     token: str
     port: int = 0
+    tls: bool = True  # False: plain http://, as some internal git servers are
 
     @property
     def ca_file(self) -> Path:
         return self.root / "tls" / "cert.pem"
 
     def url(self, name: str) -> str:
-        return f"https://127.0.0.1:{self.port}/{name}.git"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/{name}.git"
 
     def start(self) -> PrivateGitServer:
         write_self_signed_certificate(self.root / "tls")
@@ -78,9 +79,10 @@ class PrivateGitServer:
 
         self.port = free_port()
         server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.root / "tls" / "cert.pem", self.root / "tls" / "key.pem")
-        server.socket = context.wrap_socket(server.socket, server_side=True)
+        if self.tls:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(self.root / "tls" / "cert.pem", self.root / "tls" / "key.pem")
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         self._server = server
         threading.Thread(target=server.serve_forever, name="git-https", daemon=True).start()
         return self

@@ -36,6 +36,9 @@ _OPTIONS: dict[str, tuple[str, str, str | None, str]] = {
                        "workspaces. In the kubernetes mode, where workers mount the workspace claim."),
     "allow_file_git_urls": ("boolean", "False", "True",
                             "Accept file:// and path git-url values (demos, tests): never on a shared deployment."),
+    "allow_http_git_urls": ("boolean", "False", "True",
+                            "Accept plain http:// git-url values, for internal git servers without TLS; the host "
+                            "must still pass allowed_git_hosts."),
     "install_env": ("string", "{}", '{"COREPACK_NPM_REGISTRY": "https://registry.example.com"}',
                     "JSON object of extra environment for install and bundle: registry mirrors, corepack "
                     "settings. Plain configuration, never secrets."),

@@ -7,6 +7,7 @@ read as an option (a leading ``-``), remote helpers, credentials in the URL and 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from urllib.parse import urlsplit
 
 from cloudflare_worker_pipeline.parameter_specs import InvalidParameterError
@@ -22,7 +23,13 @@ def required(name: str, value: str) -> str:
     return value
 
 
-def check_git_url(value: str, allow_file: bool) -> str:
+SAFE_GIT_SCHEMES = ("https", "ssh", "git")  # file and http only where a setting allows them
+_SCHEME_SETTINGS = {"file": "allow_file_git_urls", "http": "allow_http_git_urls"}
+
+
+def check_git_url(value: str, schemes: Collection[str] = SAFE_GIT_SCHEMES) -> str:
+    """``value`` if it is a git URL of one of ``schemes`` (scp-like ``user@host:path`` is ssh)."""
+    allow_file = "file" in schemes
     name = "git-url"
     required(name, value)
     if value.startswith("-"):
@@ -33,10 +40,10 @@ def check_git_url(value: str, allow_file: bool) -> str:
         raise InvalidParameterError(name, "a URL without spaces, quotes or shell characters ($ ` ; | & < > ( ) { } * ? [ ] !)", value)
     if "://" in value:
         parts = urlsplit(value)
-        schemes = ("https", "ssh", "git") + (("file",) if allow_file else ())
         if parts.scheme not in schemes:
-            hint = " (file:// needs the allow_file_git_urls setting)" if parts.scheme == "file" else ""
-            raise InvalidParameterError(name, f"a URL with scheme {', '.join(schemes)}{hint}", value)
+            setting = _SCHEME_SETTINGS.get(parts.scheme)
+            hint = f" ({parts.scheme}:// needs the {setting} setting)" if setting else ""
+            raise InvalidParameterError(name, f"a URL with scheme {', '.join(sorted(schemes))}{hint}", value)
         if parts.password is not None:
             raise InvalidParameterError(
                 name, "a URL without a password or token; put credentials in an Airflow connection", show_value=False

@@ -7,7 +7,7 @@ downstream reads a validated :class:`PipelineParameters`, never the raw conf.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -19,7 +19,13 @@ from cloudflare_worker_pipeline.parameter_specs import (
     InvalidParameterError,
     dag_params,
 )
-from cloudflare_worker_pipeline.parameter_urls import check_endpoint_url, check_git_url, git_host, required
+from cloudflare_worker_pipeline.parameter_urls import (
+    SAFE_GIT_SCHEMES,
+    check_endpoint_url,
+    check_git_url,
+    git_host,
+    required,
+)
 
 __all__ = ["PARAMETER_NAMES", "InvalidParameterError", "PipelineParameters", "dag_params", "git_host"]
 
@@ -57,8 +63,12 @@ class PipelineParameters:
     workspace: str
 
     @classmethod
-    def from_conf(cls, conf: Mapping[str, Any], *, workspace: str, allow_file_git_urls: bool) -> PipelineParameters:
-        """Validate raw conf (spec names) and return parameters, or raise InvalidParameterError."""
+    def from_conf(cls, conf: Mapping[str, Any], *, workspace: str,
+                  git_schemes: Collection[str] = SAFE_GIT_SCHEMES) -> PipelineParameters:
+        """Validate raw conf (spec names) and return parameters, or raise InvalidParameterError.
+
+        ``git_schemes``: the URL schemes ``git-url`` may use (``PipelineSettings.git_url_schemes``).
+        """
         unknown = sorted(set(conf) - set(SPECS_BY_NAME))
         if unknown:
             raise InvalidParameterError(unknown[0], f"one of the pipeline's parameters ({', '.join(PARAMETER_NAMES)})")
@@ -74,7 +84,7 @@ class PipelineParameters:
         pm_dir = raw["package-manager-directory"]
         package_manager_directory = project_root if pm_dir == "" else _relative_path("package-manager-directory", pm_dir)
         params = cls(
-            git_url=check_git_url(raw["git-url"], allow_file_git_urls),
+            git_url=check_git_url(raw["git-url"], git_schemes),
             git_revision=_ref("git-revision", raw["git-revision"], required=True),
             git_branch=_ref("git-branch", raw["git-branch"], required=False),
             sparse_checkout_directories=sparse,

@@ -21,6 +21,7 @@ error naming the service and the field, where an operator looks for failures.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,16 +52,16 @@ class Service:
         return f"rebuild_{self.name}"
 
 
-def load_services(path: Path, *, allow_file_git_urls: bool) -> list[Service | ServiceEntryError]:
+def load_services(path: Path, *, git_schemes: Collection[str]) -> list[Service | ServiceEntryError]:
     """Every entry of the file, each a Service or the error that makes it unusable."""
     document = yaml.safe_load(path.read_text()) or {}
     entries = document.get("services") if isinstance(document, dict) else None
     if not isinstance(entries, list):
         raise ServiceEntryError(f"{path}: expected a top-level 'services:' list")
-    return [_service(index, entry, allow_file_git_urls) for index, entry in enumerate(entries)]
+    return [_service(index, entry, git_schemes) for index, entry in enumerate(entries)]
 
 
-def _service(index: int, entry: Any, allow_file_git_urls: bool) -> Service | ServiceEntryError:
+def _service(index: int, entry: Any, git_schemes: Collection[str]) -> Service | ServiceEntryError:
     if not isinstance(entry, dict):
         return ServiceEntryError(f"services[{index}]: expected a mapping with name, schedule and params")
     name = entry.get("name")
@@ -77,7 +78,7 @@ def _service(index: int, entry: Any, allow_file_git_urls: bool) -> Service | Ser
     if not isinstance(params, dict):
         return ServiceEntryError(f"{label} params: expected a mapping of the pipeline's parameters")
     try:
-        PipelineParameters.from_conf(params, workspace="/", allow_file_git_urls=allow_file_git_urls)
+        PipelineParameters.from_conf(params, workspace="/", git_schemes=git_schemes)
     except InvalidParameterError as error:
         return ServiceEntryError(f"{label} params.{error.parameter}: {error}")
     return Service(name=name, schedule=schedule, params={k: str(v) for k, v in params.items()})

@@ -17,6 +17,7 @@ from airflow.sdk.exceptions import AirflowConfigException
 
 from cloudflare_worker_pipeline.get_provider_info import DEFAULTS, SECTION
 from cloudflare_worker_pipeline.modes import ConfigMapDestination, ExecutionMode, WorkspaceKind
+from cloudflare_worker_pipeline.parameter_urls import SAFE_GIT_SCHEMES
 
 SANDBOX_MODES = ("bubblewrap", "none")
 ACCESS_MODES = ("ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod")
@@ -75,6 +76,7 @@ class PipelineSettings:
     :param manifest_dir: where ConfigMap manifests go with ``configmap_destination = files``.
     :param workspace_root: parent of the per-run workspaces.
     :param allow_file_git_urls: accept ``file://`` and plain-path ``git-url`` values (tests, demos).
+    :param allow_http_git_urls: accept plain ``http://`` ``git-url`` values (internal git servers).
     :param install_env: extra environment for the install and bundle steps, e.g. a registry
         mirror or corepack settings. Values are plain configuration, never secrets.
     :param execution_mode: where stage scripts run: ``local`` runs them as processes on the worker,
@@ -104,6 +106,7 @@ class PipelineSettings:
     manifest_dir: Path
     workspace_root: Path
     allow_file_git_urls: bool
+    allow_http_git_urls: bool
     install_env: dict[str, str]
     execution_mode: ExecutionMode
     stage_timeout_seconds: int
@@ -116,6 +119,12 @@ class PipelineSettings:
     sandbox_read_only_paths: tuple[Path, ...]
     allowed_r2_endpoints: tuple[str, ...]
     allowed_git_hosts: tuple[str, ...]
+
+    @property
+    def git_url_schemes(self) -> tuple[str, ...]:
+        """The schemes a ``git-url`` may use here: https, ssh, git, and file or http where allowed."""
+        return (*SAFE_GIT_SCHEMES, *(("file",) if self.allow_file_git_urls else ()),
+                *(("http",) if self.allow_http_git_urls else ()))
 
     @property
     def workspace_kind(self) -> WorkspaceKind:
@@ -138,6 +147,7 @@ class PipelineSettings:
             manifest_dir=Path(read.string("manifest_dir") or temp / "configmaps"),
             workspace_root=Path(read.string("workspace_root") or temp / "workspaces"),
             allow_file_git_urls=read.boolean("allow_file_git_urls"),
+            allow_http_git_urls=read.boolean("allow_http_git_urls"),
             install_env=read.string_map("install_env"),
             execution_mode=ExecutionMode(read.choice("execution_mode", tuple(m.value for m in ExecutionMode))),
             stage_timeout_seconds=read.positive("stage_timeout_seconds"),

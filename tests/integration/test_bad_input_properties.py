@@ -104,7 +104,7 @@ def test_every_bad_value_is_refused_naming_its_parameter(case: tuple[str, str]) 
     name, value = case
     TRIED[name] += 1
     with pytest.raises(InvalidParameterError) as error:
-        PipelineParameters.from_conf(conf_with(name, value), workspace="/w", allow_file_git_urls=False)
+        PipelineParameters.from_conf(conf_with(name, value), workspace="/w")
     assert error.value.parameter == name, f"{value!r} for {name} was blamed on {error.value.parameter}"
 
 
@@ -112,7 +112,7 @@ def test_every_bad_value_is_refused_naming_its_parameter(case: tuple[str, str]) 
 @given(case=st.sampled_from(sorted(GOOD)).flatmap(lambda name: st.tuples(st.just(name), GOOD[name])))
 def test_valid_values_from_the_same_generators_are_accepted(case: tuple[str, str]) -> None:
     name, value = case
-    PipelineParameters.from_conf(conf_with(name, value), workspace="/w", allow_file_git_urls=False)
+    PipelineParameters.from_conf(conf_with(name, value), workspace="/w")
 
 
 def test_at_least_500_bad_values_were_tried_across_every_parameter() -> None:

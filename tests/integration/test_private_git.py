@@ -89,3 +89,25 @@ def test_a_connection_token_without_a_secret_is_refused_in_the_kubernetes_mode(p
     output = failure_output(capfd)
     assert "give them as a Kubernetes secret (setting git_credentials_secret)" in output
     assert TOKEN not in output
+
+
+def test_a_plain_http_git_server_is_refused_unless_the_setting_allows_it(pipeline_dag, git_server, connections, bucket,
+                                                                        s3_server, s3_client, monkeypatch,
+                                                                        capfd) -> None:
+    from examples.local_stack.git_https import PrivateGitServer
+
+    git_server.publish("internal-http", REPO / "examples" / "hello-worker")
+    internal = PrivateGitServer(root=git_server.base_path, username="ci-bot", token=TOKEN, tls=False).start()
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_GIT_DEFAULT",
+                           json.dumps({"conn_type": "generic", "login": "ci-bot", "password": TOKEN}))
+        conf = conf_for(internal.url("internal-http"), bucket, s3_server.endpoint_url)
+        refused = run_pipeline(pipeline_dag, conf)
+        assert refused.task_states["validate_parameters"] == "failed"
+        assert "http:// needs the allow_http_git_urls setting" in failure_output(capfd)
+
+        monkeypatch.setenv("AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__ALLOW_HTTP_GIT_URLS", "true")
+        run = run_pipeline(pipeline_dag, conf)
+    finally:
+        internal.stop()
+    assert_published(run, s3_client, connections, bucket, "my-worker/build.js")

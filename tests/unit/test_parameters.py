@@ -12,7 +12,7 @@ from tests.helpers import VALID
 
 def validate(allow_file: bool = False, **overrides: Any) -> PipelineParameters:
     conf = {**VALID, **{key.replace("_", "-"): value for key, value in overrides.items()}}
-    return PipelineParameters.from_conf(conf, workspace="/tmp/ws", allow_file_git_urls=allow_file)
+    return PipelineParameters.from_conf(conf, workspace="/tmp/ws", git_schemes=("https", "ssh", "git", "file") if allow_file else ("https", "ssh", "git"))
 
 
 def rejected(parameter: str, value: Any, **extra: Any) -> str:
@@ -51,13 +51,13 @@ def test_parameters_round_trip_through_xcom_as_plain_json() -> None:
 def test_required_parameters_must_be_present(name: str) -> None:
     conf = {key: value for key, value in VALID.items() if key != name}
     with pytest.raises(InvalidParameterError, match=f"'{name}'"):
-        PipelineParameters.from_conf(conf, workspace="/w", allow_file_git_urls=False)
+        PipelineParameters.from_conf(conf, workspace="/w")
     assert "required" in rejected(name, "")
 
 
 def test_unknown_conf_keys_are_refused_so_typos_do_not_build_the_wrong_revision() -> None:
     with pytest.raises(InvalidParameterError, match="'git-revison'"):
-        PipelineParameters.from_conf({**VALID, "git-revison": "v2"}, workspace="/w", allow_file_git_urls=False)
+        PipelineParameters.from_conf({**VALID, "git-revison": "v2"}, workspace="/w")
 
 
 @pytest.mark.parametrize("url", [
@@ -282,3 +282,14 @@ def test_the_readme_parameter_table_is_the_spec() -> None:
     assert list(rows) == [spec.name for spec in SPECS]
     for spec in SPECS:
         assert rows[spec.name] == ("*required*" if spec.required else f"`{spec.default}`" if spec.default else '`""`')
+
+
+def test_plain_http_git_urls_need_their_setting() -> None:
+    from cloudflare_worker_pipeline.parameter_urls import SAFE_GIT_SCHEMES
+
+    url = "http://git.internal.example/team/worker.git"
+    with pytest.raises(InvalidParameterError, match=r"http:// needs the allow_http_git_urls setting"):
+        PipelineParameters.from_conf({**VALID, "git-url": url}, workspace="/w")
+    allowed = PipelineParameters.from_conf({**VALID, "git-url": url}, workspace="/w",
+                                           git_schemes=(*SAFE_GIT_SCHEMES, "http"))
+    assert allowed.git_url == url

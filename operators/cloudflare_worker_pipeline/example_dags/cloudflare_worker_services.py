@@ -19,6 +19,7 @@ from cloudflare_worker_pipeline.services import (
     load_services,
     services_file_errors_dag,
 )
+from cloudflare_worker_pipeline.settings import PipelineSettings
 
 
 def service_dags() -> dict[str, DAG]:
@@ -26,10 +27,10 @@ def service_dags() -> dict[str, DAG]:
     services_file = conf.get("cloudflare_worker_pipeline", "services_file", fallback="")
     if not services_file:
         return {}
-    allow_file = conf.getboolean("cloudflare_worker_pipeline", "allow_file_git_urls", fallback=False)
+    git_schemes = PipelineSettings.from_airflow_config().git_url_schemes
     dags: dict[str, DAG] = {}
     errors: list[ServiceEntryError] = []
-    for entry in load_services(Path(services_file), allow_file_git_urls=allow_file):
+    for entry in load_services(Path(services_file), git_schemes=git_schemes):
         if isinstance(entry, Service):
             dags[entry.dag_id] = pipeline_dag(
                 entry.dag_id, asset=bundle_asset(f"cloudflare-worker-bundles/{entry.name}"),

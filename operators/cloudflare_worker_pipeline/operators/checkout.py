@@ -37,7 +37,7 @@ class CheckoutOperator(StageOperator):
             "GIT_BRANCH": p.git_branch,
             "SPARSE_CHECKOUT_DIRECTORIES": "\n".join(p.sparse_checkout_directories),
             "CHECKOUT_DIR": str(p.checkout_dir),
-            "GIT_ALLOW_PROTOCOL": "https:ssh:git" + (":file" if self.settings.allow_file_git_urls else ""),
+            "GIT_ALLOW_PROTOCOL": ":".join(self.settings.git_url_schemes),
             "GIT_SUBMODULES": "true" if self.settings.git_submodules else "false",
         }
 

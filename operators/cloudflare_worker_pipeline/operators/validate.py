@@ -79,7 +79,7 @@ class ValidateParametersOperator(BaseOperator):
             settings = PipelineSettings.from_airflow_config()
             workspace = run_workspace(settings, self.dag_id, context["run_id"])
             parameters = PipelineParameters.from_conf(
-                dict(context["params"]), workspace=str(workspace.path), allow_file_git_urls=settings.allow_file_git_urls
+                dict(context["params"]), workspace=str(workspace.path), git_schemes=settings.git_url_schemes
             )
             check_allowed_hosts(parameters, settings)
             store = config_map_store(settings)  # a missing connection fails here, before any build
