@@ -144,3 +144,12 @@ def render_pod(operator_class: type, monkeypatch: pytest.MonkeyPatch, **settings
     pod = runner.build_pod(operator.script, operator.script_env(seen), results_dir=operator.results_dir(seen),
                            timeout_seconds=900)
     return ApiClient().sanitize_for_serialization(pod)  # type: ignore[no-any-return]
+
+
+def record_failure(context: Any) -> None:
+    """A failure callback for tests (the ``failure_callback`` setting names it): appends the failed
+    task's id to the file ``$CFW_TEST_FAILURES``."""
+    import os
+
+    with open(os.environ["CFW_TEST_FAILURES"], "a") as record:
+        record.write(f"{context['ti'].task_id}\n")

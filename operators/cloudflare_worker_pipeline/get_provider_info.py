@@ -47,6 +47,16 @@ _OPTIONS: dict[str, tuple[str, str, str | None, str]] = {
     "stage_timeout_seconds": ("integer", "900", "600",
                               "A stage script running longer is stopped with every process it started."),
     "max_bundle_bytes": ("integer", "10485760", "3145728", "Larger bundles fail before upload, with both sizes."),
+    "dag_owner": ("string", "airflow", "platform-team", "The owner shown on the pipeline's DAGs and tasks."),
+    "pool": ("string", "", "cloudflare-worker-builds",
+             "Airflow pool every task of the pipeline runs in (it must exist); empty: default_pool."),
+    "max_active_runs": ("integer", "4", "8", "Runs of one pipeline DAG at once; more wait queued."),
+    "stage_retries": ("string", "{}", '{"install": 3, "upload": 5}',
+                      "JSON object: task id -> retries, over the built-in checkout 2, install 1, upload 3, "
+                      "kustomize_build 1, publish 3 (the others 0)."),
+    "failure_callback": ("string", "", "my_company.airflow.notify_build_failure",
+                         "Import path of a callable or notifier instance run when a task of the pipeline fails "
+                         "(its on_failure_callback), e.g. a configured SlackNotifier."),
     "services_file": ("string", "", "/etc/airflow/cloudflare-worker-services.yaml",
                       "YAML file of services rebuilt on a schedule, one DAG each; empty: none."),
     "git_submodules": ("boolean", "False", "True", "Fetch the repository's submodules."),

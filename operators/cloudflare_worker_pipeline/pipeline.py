@@ -13,13 +13,15 @@ cheap: the operators import their provider hooks inside ``execute()``.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Asset
+from airflow.sdk import DAG, Asset, BaseOperator
 
+from cloudflare_worker_pipeline.get_provider_info import SECTION
 from cloudflare_worker_pipeline.operators.bundle import BundleWorkerOperator
 from cloudflare_worker_pipeline.operators.checkout import CheckoutOperator
 from cloudflare_worker_pipeline.operators.install import InstallDependenciesOperator
@@ -29,10 +31,24 @@ from cloudflare_worker_pipeline.operators.upload import UploadBundleOperator
 from cloudflare_worker_pipeline.operators.validate import ValidateParametersOperator
 from cloudflare_worker_pipeline.operators.workspace import PrepareWorkspaceOperator, RemoveWorkspaceOperator
 from cloudflare_worker_pipeline.parameters import dag_params
+from cloudflare_worker_pipeline.settings import PipelineSettings, SettingsError
+from cloudflare_worker_pipeline.task_docs import RUNBOOK, TASK_DOCS
 
 # Every task has a deadline; stage scripts also stop at the stage_timeout_seconds setting.
-DEFAULT_ARGS = {"retries": 0, "retry_delay": timedelta(seconds=15), "max_retry_delay": timedelta(minutes=5),
+DEFAULT_ARGS = {"retry_delay": timedelta(seconds=15), "max_retry_delay": timedelta(minutes=5),
                 "execution_timeout": timedelta(minutes=30)}
+# Retries where a retry can help: network steps and API writes. Settings and arguments override.
+STAGE_RETRIES = {"validate_parameters": 0, "prepare_workspace": 0, "checkout": 2, "install": 1, "bundle": 0,
+                 "upload": 3, "kustomize_build": 1, "publish": 3, "remove_workspace": 0}
+
+
+def _imported(path: str) -> Any:
+    """The object an import path names (the ``failure_callback`` setting); SettingsError when absent."""
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise SettingsError(f"[{SECTION}] failure_callback: cannot import {path!r}: {error}") from None
 
 
 def bundle_asset(name: str) -> Asset:
@@ -49,34 +65,56 @@ def pipeline_dag(
     description: str = "git checkout -> install -> wrangler bundle -> R2 upload -> ConfigMaps",
     doc_md: str | None = None,
     tags: tuple[str, ...] = (),
+    owner: str | None = None,
+    retries: Mapping[str, int] | None = None,
+    pool: str | None = None,
+    max_active_runs: int | None = None,
+    on_failure_callback: Any = None,
 ) -> DAG:
-    """A DAG running the pipeline; ``defaults`` pre-fill parameters (a scheduled service's own)."""
+    """A DAG running the pipeline.
+
+    :param defaults: pre-filled parameters (a scheduled service's own).
+    :param owner, retries, pool, max_active_runs, on_failure_callback: override the settings
+        ``dag_owner``, ``stage_retries`` (task id -> retries), ``pool``, ``max_active_runs`` and
+        ``failure_callback`` (a callable or notifier, or a list of them, run when a task fails).
+    """
+    settings = PipelineSettings.from_airflow_config()  # configuration only: no network at parse time
+    tries = {**STAGE_RETRIES, **settings.stage_retries, **(retries or {})}
+    unknown = sorted(set(tries) - set(STAGE_RETRIES))
+    if unknown:
+        raise ValueError(f"retries: unknown task id(s) {', '.join(unknown)}; the tasks are {', '.join(STAGE_RETRIES)}")
+    callback = on_failure_callback or (_imported(settings.failure_callback) if settings.failure_callback else None)
+    default_args = {**DEFAULT_ARGS, "owner": owner or settings.dag_owner,
+                    **({"pool": pool or settings.pool} if pool or settings.pool else {}),
+                    **({"on_failure_callback": callback} if callback else {})}
     with DAG(
         dag_id=dag_id,
         description=description,
-        doc_md=doc_md or __doc__,
+        doc_md=doc_md or RUNBOOK,
         schedule=schedule,
         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
         catchup=False,
         params=dag_params(defaults),
-        max_active_runs=4,
-        default_args=DEFAULT_ARGS,
+        max_active_runs=max_active_runs or settings.max_active_runs,
+        default_args=default_args,
         tags=["cloudflare", "workers", "r2", *tags],
     ) as dag:
-        parameters = ValidateParametersOperator(task_id="validate_parameters")
+        def stage(operator: type[BaseOperator], task_id: str, **kwargs: Any) -> Any:
+            return operator(task_id=task_id, retries=tries[task_id], doc_md=TASK_DOCS[task_id], **kwargs)
+
+        parameters = stage(ValidateParametersOperator, "validate_parameters")
         validated = parameters.output
 
-        workspace = PrepareWorkspaceOperator(task_id="prepare_workspace", parameters=validated)
-        checkout = CheckoutOperator(task_id="checkout", parameters=validated, retries=2)
-        install = InstallDependenciesOperator(task_id="install", parameters=validated, retries=1)
-        bundle = BundleWorkerOperator(task_id="bundle", parameters=validated)
-        upload = UploadBundleOperator(task_id="upload", parameters=validated, bundle=bundle.output,
-                                      checkout=checkout.output, retries=3, retry_exponential_backoff=True)
-        kustomize = KustomizeBuildOperator(task_id="kustomize_build", parameters=validated, checkout=checkout.output,
-                                           retries=1)
-        publish = PublishReleaseOperator(task_id="publish", parameters=validated, artifact=upload.output,
-                                         checkout=checkout.output, outlets=[asset], retries=3)
-        cleanup = RemoveWorkspaceOperator(task_id="remove_workspace", parameters=validated)
+        workspace = stage(PrepareWorkspaceOperator, "prepare_workspace", parameters=validated)
+        checkout = stage(CheckoutOperator, "checkout", parameters=validated)
+        install = stage(InstallDependenciesOperator, "install", parameters=validated)
+        bundle = stage(BundleWorkerOperator, "bundle", parameters=validated)
+        upload = stage(UploadBundleOperator, "upload", parameters=validated, bundle=bundle.output,
+                       checkout=checkout.output, retry_exponential_backoff=True)
+        kustomize = stage(KustomizeBuildOperator, "kustomize_build", parameters=validated, checkout=checkout.output)
+        publish = stage(PublishReleaseOperator, "publish", parameters=validated, artifact=upload.output,
+                        checkout=checkout.output, outlets=[asset])
+        cleanup = stage(RemoveWorkspaceOperator, "remove_workspace", parameters=validated)
 
         parameters >> workspace >> checkout >> install >> bundle >> upload >> publish
         checkout >> kustomize >> publish

@@ -97,6 +97,8 @@ class PipelineSettings:
         ``r2-endpoint-url`` may name. A host resolving to loopback, private or link-local space is
         refused unless an address or network entry covers that address.
     :param allowed_git_hosts: the same for ``git-url`` hosts; any public host by default.
+    :param dag_owner, pool, max_active_runs, stage_retries, failure_callback: what the DAGs are
+        built with (see :func:`cloudflare_worker_pipeline.pipeline.pipeline_dag`).
     """
 
     namespace: str
@@ -119,6 +121,11 @@ class PipelineSettings:
     sandbox_read_only_paths: tuple[Path, ...]
     allowed_r2_endpoints: tuple[str, ...]
     allowed_git_hosts: tuple[str, ...]
+    dag_owner: str
+    pool: str
+    max_active_runs: int
+    stage_retries: dict[str, int]
+    failure_callback: str
 
     @property
     def git_url_schemes(self) -> tuple[str, ...]:
@@ -177,7 +184,14 @@ class PipelineSettings:
             sandbox_read_only_paths=tuple(Path(p) for p in read.items("sandbox_read_only_paths")),
             allowed_r2_endpoints=read.items("allowed_r2_endpoints"),
             allowed_git_hosts=read.items("allowed_git_hosts"),
+            dag_owner=read.string("dag_owner"),
+            pool=read.string("pool"),
+            max_active_runs=read.positive("max_active_runs"),
+            stage_retries=read.json("stage_retries", dict),
+            failure_callback=read.string("failure_callback"),
         )
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in settings.stage_retries.values()):
+            raise SettingsError(f'[{SECTION}] stage_retries: expected a JSON object of whole numbers, like {{"install": 3}}')
         for path in settings.sandbox_read_only_paths:
             if not path.is_absolute():
                 raise SettingsError(f"[{SECTION}] sandbox_read_only_paths: expected absolute paths, got {str(path)!r}")

@@ -169,3 +169,18 @@ def test_conf_missing_a_required_parameter_is_refused_by_the_dag_params(airflow_
     fresh_dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("build_and_upload_cloudflare_worker")
     with pytest.raises(ParamValidationError, match="r2-bucket-name"):
         fresh_dag.test(run_conf={"git-url": "https://github.com/org/repo.git"})
+
+
+def test_the_failure_callback_setting_is_called_for_the_failed_task(airflow_db, git_server, connections, bucket,
+                                                                    s3_server, tmp_path, monkeypatch) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    record = tmp_path / "failures.txt"
+    monkeypatch.setenv("CFW_TEST_FAILURES", str(record))
+    monkeypatch.setenv("AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__FAILURE_CALLBACK", "tests.helpers.record_failure")
+    dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("build_and_upload_cloudflare_worker")
+    repo = git_server.publish("callback", hello_worker_variant(tmp_path, "callback", remove=("wrangler.toml",)))
+    run = run_pipeline(dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert run.task_states["bundle"] == "failed"
+    assert record.read_text().split() == ["bundle"], "called once, for the task that failed"

@@ -1,0 +1,64 @@
+"""What the Airflow UI shows beside the pipeline: the DAG's runbook and each task's doc.
+
+Markdown, rendered by the UI's "Docs" panels; written for the person looking at a red run.
+"""
+
+from __future__ import annotations
+
+RUNBOOK = """\
+# Build and upload a Cloudflare Worker
+
+Builds a Worker from git with its own Wrangler, stores the bundle in R2 and records it in two
+ConfigMaps that deploys read. A port of the Tekton pipeline `build-and-upload-cloudflare-worker`.
+
+| Step | Task | Writes |
+|---|---|---|
+| 1 | `validate_parameters` | nothing (reads only) |
+| 2 | `prepare_workspace` (setup) | the run's workspace |
+| 3 | `checkout` | the clone |
+| 4 | `install` → `bundle` | `node_modules`, `dist/` |
+| 5 | `kustomize_build` (beside 4-6) | rendered overlays |
+| 6 | `upload` | the R2 object |
+| 7 | `publish` | both ConfigMaps, the Asset event |
+| 8 | `remove_workspace` (teardown) | removes the workspace |
+
+**A release is published whole.** `publish` runs only when `upload` and `kustomize_build` both
+succeeded, so a red run never leaves new manifests beside an old bundle or the reverse.
+
+## When a run is red
+
+- **`validate_parameters` failed**: the message names the parameter or setting; fix the conf
+  and trigger again. Nothing was cloned or written.
+- **`prepare_workspace` failed**: the deployment cannot host the build (bubblewrap cannot run,
+  or the workspace claim is missing or not mounted); the message says which and how to fix it.
+- **A stage failed with `ERROR: ...`**: the project's problem (no Wrangler config, a broken
+  overlay, a bundle over the size limit); not retried. Fix the repository.
+- **A stage failed otherwise** (network, registry, timeout): it was retried; check the task log's
+  last lines, then clear the task to try again.
+- **`publish` failed after `upload` replaced a fixed key**: the object is new, the ConfigMap
+  still describes the previous one; the message names both hashes. Clear `publish` once the
+  Kubernetes API is back.
+
+Each run's objects carry the commit: the R2 object's `commit` metadata, and the ConfigMaps'
+`cloudflare-worker-pipeline.planton.cloud/commit` and `/dag-run` annotations.
+"""
+
+TASK_DOCS = {
+    "validate_parameters": "Checks every parameter, the allowed hosts, the owners of the object and the ConfigMaps, "
+                           "and that the ConfigMaps can be written. Fails once, naming the parameter or setting.",
+    "prepare_workspace": "Creates the run's workspace (a directory, or a Kubernetes claim) and checks this "
+                         "deployment can use it. The run's setup task; `remove_workspace` is its teardown.",
+    "checkout": "Clones `git-url` at `git-revision` (shallow; sparse when asked). Returns `commit_sha`. A symlink "
+                "leading out of the clone fails here, naming it.",
+    "install": "Installs dependencies with the package manager the lockfile names, frozen. Returns "
+               "`package_manager`. Retried once: registries have bad minutes.",
+    "bundle": "Runs the project's own `wrangler deploy --dry-run --outdir dist`. Returns `bundle_path`, `sha256`, "
+              "`size_bytes`; over `max_bundle_bytes` fails here.",
+    "upload": "Puts the bundle to R2 with its SHA-256 (the server verifies it), then HEADs it to compare. "
+              "Returns the object's URL, key and hashes. Transient S3 errors are retried; refused ones are not.",
+    "kustomize_build": "Renders each `overlays/<name>` with `kubectl kustomize`, without network. Returns `overlays`.",
+    "publish": "Writes the manifests ConfigMap, then the artifact metadata ConfigMap, while the object is still "
+               "this run's, and emits the bundle Asset event. Retried: the Kubernetes API may be briefly away.",
+    "remove_workspace": "Deletes the run's workspace (or its claim), whatever happened. A teardown: it does not "
+                        "decide the run's state.",
+}
