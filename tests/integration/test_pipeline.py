@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import subprocess
+import tempfile
 
 import pytest
 import yaml
@@ -83,13 +84,25 @@ def test_rerun_updates_the_same_object_and_config_maps(pipeline_dag, git_server,
     ("yarn-berry-pnp", "yarn-berry"),  # Plug'n'Play: no node_modules/.bin, Wrangler runs as `yarn wrangler`
     ("pnpm", "pnpm"),
 ])
-def test_each_package_manager_builds_the_worker(fixture, manager, pipeline_dag, git_server, connections, bucket,
-                                                s3_server, s3_client) -> None:
+def test_each_package_manager_builds_the_worker_and_leaves_nothing_on_the_worker(
+        fixture, manager, pipeline_dag, git_server, connections, bucket, s3_server, s3_client) -> None:
+    before = worker_leftovers()
     repo = git_server.publish(fixture, FIXTURES / "projects" / fixture)
     run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
     body = assert_published(run, s3_client, connections, bucket, "my-worker/build.js")
     assert run.xcom("install") == {"package_manager": manager}
     assert b"Hello from a Worker built by Airflow" in body
+    assert worker_leftovers() == before, "tool caches, shims and logs stay in the run's workspace"
+
+
+def worker_leftovers() -> set[str]:
+    """What package managers and Wrangler leave in a worker's temp directory and home when unconfined."""
+    temp, home = Path(tempfile.gettempdir()), Path.home()
+    patterns = ["yarn--*", "v8-compile-cache*", "node-compile-cache*", "wrangler*", "xfs-*", "corepack*"]
+    found = {str(path) for pattern in patterns for path in temp.glob(pattern)}
+    for logs in (home / ".config/.wrangler/logs", home / ".wrangler/logs", home / ".npm/_logs"):
+        found |= {str(path) for path in logs.glob("*")} if logs.is_dir() else set()
+    return found
 
 
 def test_monorepo_workspace_with_sparse_checkout_jsonc_and_a_pinned_commit(pipeline_dag, git_server, connections, bucket,

@@ -10,6 +10,8 @@ runs them as child processes of the Airflow task; a Kubernetes mode runs the sam
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -18,6 +20,10 @@ from typing import Any, Protocol
 from cloudflare_worker_pipeline.modes import ExecutionMode
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# How npm, Yarn, pnpm, Wrangler, git and kubectl start the lines that matter.
+_ERROR_LINE = re.compile(r"^\s*(ERROR:|npm (error|ERR!)|error\b|fatal:|✘ \[ERROR\]|ERR_PNPM|\[ERROR\]|YN\d+: .*error)", re.I)
+_WARNING_LINE = re.compile(r"^\s*(npm warn|warning\b|warn\b|▲ \[WARNING\]|\[WARN)", re.I)
+PROGRESS_SECONDS = 15  # a silent step (npm ci fetching) still says it is alive this often
 
 
 class TaskLog(Protocol):
@@ -26,6 +32,47 @@ class TaskLog(Protocol):
     def info(self, event: Any, *args: Any, **kw: Any) -> Any: ...
 
     def warning(self, event: Any, *args: Any, **kw: Any) -> Any: ...
+
+    def error(self, event: Any, *args: Any, **kw: Any) -> Any: ...
+
+
+def log_tool_line(log: TaskLog, line: str) -> None:
+    """Log one line of a tool's output at the level the tool meant: errors and warnings stand out."""
+    if _ERROR_LINE.match(line):
+        log.error("%s", line)
+    elif _WARNING_LINE.match(line):
+        log.warning("%s", line)
+    else:
+        log.info("%s", line)
+
+
+class ProgressReporter:
+    """Says a step is still running when its tool has been silent for ``PROGRESS_SECONDS``."""
+
+    def __init__(self, log: TaskLog, script: str, every: float = PROGRESS_SECONDS) -> None:
+        self.log, self.script, self.every = log, script, every
+        self.started = self.last = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"progress-{script}", daemon=True)
+
+    def __enter__(self) -> ProgressReporter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def output_seen(self) -> None:
+        self.last = time.monotonic()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(1):
+            now = time.monotonic()
+            if now - self.last >= self.every:
+                self.log.info("%s still running: %d s so far, no output for %d s", self.script, now - self.started,
+                              now - self.last)
+                self.last = now
 
 
 class StageScriptError(RuntimeError):

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from cloudflare_worker_pipeline.build_files import list_build_files, read_build_file
-from cloudflare_worker_pipeline.execution.base import ANSI_ESCAPE, StageScriptError, TaskLog, stage_program
+from cloudflare_worker_pipeline.execution.base import (
+    ANSI_ESCAPE,
+    ProgressReporter,
+    StageScriptError,
+    TaskLog,
+    log_tool_line,
+    stage_program,
+)
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy, sandboxed_popen
 from cloudflare_worker_pipeline.modes import ExecutionMode
 
@@ -79,13 +86,15 @@ class LocalScriptRunner:
         timer.start()
         try:
             assert process.stdout is not None
-            for raw in process.stdout:
-                line = ANSI_ESCAPE.sub("", raw.rstrip("\n"))  # some tools colour even without a terminal
-                self.log.info("%s", line)
-                tail.append(line)
-                if line.startswith("ERROR:"):
-                    errors.append(line)
-            code = process.wait()
+            with ProgressReporter(self.log, script) as progress:
+                for raw in process.stdout:
+                    progress.output_seen()
+                    line = ANSI_ESCAPE.sub("", raw.rstrip("\n"))  # some tools colour even without a terminal
+                    log_tool_line(self.log, line)
+                    tail.append(line)
+                    if line.startswith("ERROR:"):
+                        errors.append(line)
+                code = process.wait()
         finally:
             timer.cancel()
             self._process = None

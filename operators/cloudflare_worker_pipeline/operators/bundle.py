@@ -7,6 +7,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from cloudflare_worker_pipeline import metrics
 from cloudflare_worker_pipeline.operators.stage import StageOperator
 from cloudflare_worker_pipeline.parameters import PipelineParameters
 from cloudflare_worker_pipeline.results import BundleResult
@@ -40,4 +41,5 @@ class BundleWorkerOperator(StageOperator):
             raise AirflowFailException(
                 f"ERROR: Bundle too large: {path} is {size} bytes, over the limit of {limit} bytes (setting max_bundle_bytes)"
             )
+        metrics.bundle_size(self.dag_id, size)
         return BundleResult(bundle_path=path, sha256=results["content-hash"], size_bytes=size)

@@ -5,6 +5,7 @@ to make of its results."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import cached_property
@@ -14,6 +15,7 @@ from typing import Any, ClassVar
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from cloudflare_worker_pipeline import metrics
 from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError
 from cloudflare_worker_pipeline.clone_paths import PathEscapesCloneError, check_confined
 from cloudflare_worker_pipeline.execution.base import ScriptRunner, StageScriptError
@@ -133,6 +135,7 @@ class StageOperator(PipelineOperator):
 
     def _stage(self, runner: ScriptRunner, context: Any, run: Callable[[PipelineParameters], dict[str, str]]) -> Any:
         self._runner = runner
+        started = time.monotonic()
         try:
             for parameter, relative in self.confined_directories(self.pipeline).items():
                 check_confined(self.pipeline.checkout_dir, relative, parameter)
@@ -142,7 +145,9 @@ class StageOperator(PipelineOperator):
                 raise AirflowFailException(
                     f"ERROR: {self.script} finished without writing its declared result(s) {', '.join(missing)} "
                     f"in RESULTS_DIR (it wrote: {', '.join(sorted(results)) or 'nothing'})")
-            return self.finish(results, context)
+            result = self.finish(results, context)
+            metrics.stage_duration(self.dag_id, self.task_id, time.monotonic() - started)
+            return result
         except (PathEscapesCloneError, UnsafeBuildFileError, SandboxUnavailableError) as error:
             raise AirflowFailException(f"ERROR: {error}") from None
         except StageScriptError as error:
