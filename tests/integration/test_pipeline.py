@@ -10,6 +10,7 @@ import base64
 import hashlib
 import subprocess
 import tempfile
+from pathlib import Path
 
 import pytest
 import yaml
