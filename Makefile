@@ -6,11 +6,16 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PY := .venv/bin/python
 
-.PHONY: demo test unit setup sandbox system-deps lint bench clean
+.PHONY: demo airflow test unit setup sandbox postgres system-deps lint bench clean
 
 ## demo: set up, start SeaweedFS on 127.0.0.1, build examples/hello-worker through the real DAG
 demo: setup sandbox
 	$(PY) examples/demo.py
+
+## airflow: a real Airflow (api-server, scheduler, dag-processor, triggerer on PostgreSQL) running the pipeline
+## against SeaweedFS and a git daemon on 127.0.0.1; prints the UI, the login and a curl that triggers a build
+airflow: setup sandbox postgres
+	$(PY) examples/airflow_stack.py
 
 ## test: set up and run the test suite (real git, npm registry, wrangler, S3, Kubernetes API emulator)
 test: setup sandbox system-deps lint
@@ -31,6 +36,11 @@ setup:
 sandbox:
 	@command -v bwrap >/dev/null || { echo "installing: bubblewrap"; apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; }
+
+## postgres: Debian's PostgreSQL, the metadata database of `make airflow`
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "installing: postgresql"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
 ## system-deps: Debian packages the tests use: shellcheck (make lint), busybox (the stage scripts under a POSIX sh like
 ## node:20-alpine's), postgresql (the running-Airflow tests' metadata database), chromium (the UI test)

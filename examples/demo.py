@@ -17,29 +17,19 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / ".demo"
-BUCKET = "cloudflare-worker-scripts"
 ACCESS_KEY, SECRET_KEY = "demo-access-key", "demo-secret-key-change-me"
 
 sys.path.insert(0, str(REPO))
+from examples.local_stack.pipeline_env import BUCKET, DAG_ID, example_conf, pipeline_env  # noqa: E402
+
 os.environ.update({
     "AIRFLOW_HOME": str(DEMO / "airflow"),
     "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{DEMO / 'airflow.db'}",
-    "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__WORKSPACE_ROOT": str(DEMO / "workspaces"),
-    "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__CONFIGMAP_DESTINATION": "files",  # no cluster on a laptop
-    "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__MANIFEST_DIR": str(DEMO / "configmaps"),
-    # SeaweedFS and the git daemon listen on 127.0.0.1, which the defaults (R2's hosts; public git hosts) refuse.
-    "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__ALLOWED_R2_ENDPOINTS": "127.0.0.1",
-    "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__ALLOWED_GIT_HOSTS": "*,127.0.0.1",
-    "AIRFLOW_CONN_R2_DEFAULT": json.dumps({"conn_type": "aws", "login": ACCESS_KEY, "password": SECRET_KEY}),
+    **pipeline_env(DEMO, ACCESS_KEY, SECRET_KEY),
 })
-os.environ.setdefault("AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__INSTALL_ENV", json.dumps({
-    "COREPACK_ENABLE_DOWNLOAD_PROMPT": "0",
-    "COREPACK_INTEGRITY_KEYS": "0",
-    "COREPACK_NPM_REGISTRY": os.environ.get("NPM_CONFIG_REGISTRY", "https://registry.npmjs.org"),
-}))
 os.environ.pop("AIRFLOW_CONN_KUBERNETES_DEFAULT", None)
 
 
@@ -60,19 +50,9 @@ def main() -> int:
         client = _s3_client(s3.endpoint_url)
         client.create_bucket(Bucket=BUCKET)
         repo = git_daemon.publish("hello-worker", REPO / "examples" / "hello-worker")
-        conf = {
-            "git-url": repo.url,
-            "git-revision": "main",
-            "r2-bucket-name": BUCKET,
-            "r2-endpoint-url": s3.endpoint_url,
-            "r2-object-key": "hello-worker/{commit_sha}.js",  # filled with the built commit
-            "worker-script-artifact-config-map-name": "hello-worker-artifact-metadata",
-            "kustomize-manifests-config-map-name": "hello-worker-manifests",
-            "owner-identifier-label-key": "planton.cloud/service-id",
-            "owner-identifier-label-value": "svc-hello-worker",
-        }
-        print("Triggering build_and_upload_cloudflare_worker with conf:\n" + json.dumps(conf, indent=2), flush=True)
-        dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("build_and_upload_cloudflare_worker")
+        conf = example_conf(repo.url, s3.endpoint_url)
+        print(f"Triggering {DAG_ID} with conf:\n" + json.dumps(conf, indent=2), flush=True)
+        dag = DagBag(dag_folder=str(REPO / "dags")).get_dag(DAG_ID)
         run = run_pipeline(dag, conf)
         if run.state != "success":
             print(f"\nThe run ended {run.state}: {run.task_states}", file=sys.stderr)

