@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
+import socket
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,23 @@ from cloudflare_worker_pipeline.modes import WorkspaceKind
 from cloudflare_worker_pipeline.settings import PipelineSettings, SettingsError
 
 POD_LABELS = {"app.kubernetes.io/part-of": "cloudflare-worker-pipeline"}
+
+
+class WorkspaceNotVisibleError(RuntimeError):
+    """The run's workspace is not on the worker running this task."""
+
+
+def check_visible(path: Path, task_id: str) -> None:
+    """Fail when ``path`` (the run's workspace, prepared by ``prepare_workspace``) is not on this
+    worker: another worker prepared it, and this one does not share its ``workspace_root``."""
+    if path.is_dir():
+        return
+    raise WorkspaceNotVisibleError(
+        f"{task_id}: the run's workspace {path} is not on this worker ({socket.gethostname()}): prepare_workspace "
+        "created it on another. Every task of a run must see one workspace: give all workers the same "
+        f"workspace_root on a shared volume ([{SECTION}] workspace_root), or route the pipeline's tasks to one "
+        "worker's queue (README, \"Scaling out\")"
+    )
 
 
 @dataclass(frozen=True)

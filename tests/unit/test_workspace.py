@@ -62,3 +62,17 @@ def test_the_cluster_destination_without_its_connection_is_an_error_not_a_fall_b
     monkeypatch.setenv(SETTING + "KUBERNETES_CONN_ID", "kubernetes_defualt")
     with pytest.raises(SettingsError, match=r"no connection 'kubernetes_defualt'.*configmap_destination = files"):
         config_map_store(PipelineSettings.from_airflow_config())
+
+
+def test_a_workspace_another_worker_prepared_fails_saying_what_to_do(tmp_path) -> None:
+    import socket
+
+    from cloudflare_worker_pipeline.workspace import WorkspaceNotVisibleError, check_visible
+
+    check_visible(tmp_path, "checkout")  # here: nothing to say
+    with pytest.raises(WorkspaceNotVisibleError) as error:
+        check_visible(tmp_path / "elsewhere", "install")
+    message = str(error.value)
+    assert message.startswith(f"install: the run's workspace {tmp_path / 'elsewhere'} is not on this worker "
+                              f"({socket.gethostname()})")
+    assert "same workspace_root on a shared volume" in message and "one worker's queue" in message

@@ -7,6 +7,7 @@ leaves new manifests beside an old bundle, nor a failed overlay a new bundle bes
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
@@ -24,6 +25,7 @@ from cloudflare_worker_pipeline.operators.stage import PipelineOperator
 from cloudflare_worker_pipeline.ownership import ConfigMapOwnedElsewhereError
 from cloudflare_worker_pipeline.results import CheckoutResult, PublishResult, UploadResult
 from cloudflare_worker_pipeline.settings import SettingsError
+from cloudflare_worker_pipeline.workspace import WorkspaceNotVisibleError, check_visible
 
 
 class MetadataNotPublishedError(AirflowException):
@@ -55,9 +57,10 @@ class PublishReleaseOperator(PipelineOperator):
 
         p, settings, artifact = self.pipeline, self.settings, self.artifact
         try:
+            check_visible(Path(p.workspace), self.task_id)
             store = config_map_store(settings)
             manifests, metadata = self._manifests(context)
-        except (SettingsError, ConfigMapTooLargeError, UnsafeBuildFileError, ValueError) as error:
+        except (SettingsError, ConfigMapTooLargeError, UnsafeBuildFileError, ValueError, WorkspaceNotVisibleError) as error:
             raise AirflowFailException(f"ERROR: {error}") from None
         r2 = R2Hook(endpoint_url=p.r2_endpoint_url, aws_conn_id=settings.r2_conn_id)
 

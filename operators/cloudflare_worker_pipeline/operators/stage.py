@@ -24,7 +24,7 @@ from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy, SandboxU
 from cloudflare_worker_pipeline.modes import ExecutionMode
 from cloudflare_worker_pipeline.parameters import PipelineParameters
 from cloudflare_worker_pipeline.settings import PipelineSettings
-from cloudflare_worker_pipeline.workspace import run_workspace
+from cloudflare_worker_pipeline.workspace import WorkspaceNotVisibleError, check_visible, run_workspace
 
 
 class PipelineOperator(BaseOperator):
@@ -137,6 +137,8 @@ class StageOperator(PipelineOperator):
         self._runner = runner
         started = time.monotonic()
         try:
+            if runner.mode is ExecutionMode.LOCAL:
+                check_visible(Path(self.pipeline.workspace), self.task_id)
             for parameter, relative in self.confined_directories(self.pipeline).items():
                 check_confined(self.pipeline.checkout_dir, relative, parameter)
             results = run(self.script_parameters(runner))
@@ -148,7 +150,7 @@ class StageOperator(PipelineOperator):
             result = self.finish(results, context)
             metrics.stage_duration(self.dag_id, self.task_id, time.monotonic() - started)
             return result
-        except (PathEscapesCloneError, UnsafeBuildFileError, SandboxUnavailableError) as error:
+        except (PathEscapesCloneError, UnsafeBuildFileError, SandboxUnavailableError, WorkspaceNotVisibleError) as error:
             raise AirflowFailException(f"ERROR: {error}") from None
         except StageScriptError as error:
             if error.diagnosed:  # the script named the problem: retrying would only repeat it

@@ -16,6 +16,7 @@ from cloudflare_worker_pipeline.operators.stage import PipelineOperator
 from cloudflare_worker_pipeline.ownership import ObjectOwnedElsewhereError, check_object_owner
 from cloudflare_worker_pipeline.parameters import object_key_for_commit
 from cloudflare_worker_pipeline.results import BundleResult, CheckoutResult, UploadResult
+from cloudflare_worker_pipeline.workspace import WorkspaceNotVisibleError, check_visible
 
 
 class UploadBundleOperator(PipelineOperator):
@@ -71,6 +72,10 @@ class UploadBundleOperator(PipelineOperator):
         """The bundle's bytes, exactly those the bundle stage measured."""
         p, bundle = self.pipeline, self.bundle
         path = p.project_dir / bundle["bundle_path"]
+        try:
+            check_visible(Path(p.workspace), self.task_id)
+        except WorkspaceNotVisibleError as error:
+            raise AirflowFailException(f"ERROR: {error}") from None
         try:  # the build wrote it, beside the repository's code: no links, a regular file, capped
             body = read_build_file(Path(p.workspace), path.relative_to(p.workspace),
                                    max_bytes=self.settings.max_bundle_bytes)
