@@ -43,12 +43,15 @@ postgres:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
 ## system-deps: Debian packages the tests use: shellcheck (make lint), busybox (the stage scripts under a POSIX sh like
-## node:20-alpine's), postgresql (the running-Airflow tests' metadata database), chromium (the UI test)
+## node:20-alpine's), postgresql (the running-Airflow tests' metadata database), chromium (the UI test),
+## redis (the Celery scale-out test's broker), docker-compose (validating docker-compose.yaml; no engine needed)
 system-deps:
 	@missing=""; command -v busybox >/dev/null || missing="$$missing busybox"; \
 	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 

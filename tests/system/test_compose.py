@@ -1,0 +1,159 @@
+"""docker-compose.yaml, checked without a Docker engine (none runs here): Debian's docker-compose
+validates and resolves it, every script its services run is run outside Docker, and every
+connection, setting, port and volume the pipeline needs is shown to be provided."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, SESSION_DIR
+
+COMPOSE = REPO / "docker-compose.yaml"
+AIRFLOW_SERVICES = ("airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+                    "airflow-triggerer", "airflow-worker")
+PREFIX = "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    """The file as Docker Compose resolves it (anchors merged, variables substituted)."""
+    done = subprocess.run(["docker-compose", "-f", str(COMPOSE), "config"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return dict(yaml.safe_load(done.stdout))
+
+
+def env_of(compose: dict[str, Any], service: str) -> dict[str, str]:
+    return {key: str(value) for key, value in compose["services"][service]["environment"].items()}
+
+
+def test_docker_compose_validates_the_file() -> None:
+    done = subprocess.run(["docker-compose", "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_every_image_is_pinned_and_every_lasting_service_has_a_health_check(compose) -> None:
+    for name, service in compose["services"].items():
+        tag = service["image"].rpartition(":")[2]
+        assert re.search(r"\d", tag) and "latest" not in tag, f"{name}: {service['image']} is not pinned"
+        if service.get("restart") == "always":
+            assert service.get("healthcheck", {}).get("test"), f"{name} has no health check"
+    dockerfile = (REPO / "examples/compose/Dockerfile").read_text()
+    for image in re.findall(r"^ARG \w+_IMAGE=(\S+)$", dockerfile, re.M):
+        assert re.search(r":v?\d+\.\d+\.\d+", image), f"Dockerfile: {image} is not pinned to a version"
+
+
+def test_airflow_services_wait_for_their_dependencies(compose) -> None:
+    services = compose["services"]
+    for name in AIRFLOW_SERVICES:
+        needs = services[name]["depends_on"]
+        assert needs["postgres"]["condition"] == needs["redis"]["condition"] == "service_healthy", name
+        if name != "airflow-init":
+            assert needs["airflow-init"]["condition"] == "service_completed_successfully", name
+    assert services["airflow-worker"]["depends_on"]["s3-init"]["condition"] == "service_completed_successfully"
+    assert services["s3-init"]["depends_on"]["s3"]["condition"] == "service_healthy"
+
+
+def test_every_setting_is_declared_and_every_connection_the_pipeline_uses_is_provided(compose) -> None:
+    from cloudflare_worker_pipeline.get_provider_info import DEFAULTS
+
+    for name in AIRFLOW_SERVICES:
+        env = env_of(compose, name)
+        settings = {key.removeprefix(PREFIX).lower(): value for key, value in env.items() if key.startswith(PREFIX)}
+        assert set(settings) <= set(DEFAULTS), f"{name}: unknown settings {set(settings) - set(DEFAULTS)}"
+        r2 = json.loads(env[f"AIRFLOW_CONN_{settings.get('r2_conn_id', DEFAULTS['r2_conn_id']).upper()}"])
+        assert r2["conn_type"] == "aws" and r2["login"] and r2["password"]
+        if settings.get("configmap_destination", DEFAULTS["configmap_destination"]) == "cluster":
+            assert f"AIRFLOW_CONN_{settings.get('kubernetes_conn_id', DEFAULTS['kubernetes_conn_id']).upper()}" in env
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    # The stand-in S3 server's credentials are the connection's.
+    s3_env = env_of(compose, "s3")
+    r2 = json.loads(env_of(compose, "airflow-worker")["AIRFLOW_CONN_R2_DEFAULT"])
+    assert (s3_env["AWS_ACCESS_KEY_ID"], s3_env["AWS_SECRET_ACCESS_KEY"]) == (r2["login"], r2["password"])
+
+
+def test_the_settings_parse_as_the_workers_will_read_them(compose) -> None:
+    env = {**os.environ, **env_of(compose, "airflow-worker"), "AIRFLOW_HOME": str(SESSION_DIR / "compose-airflow")}
+    probe = ("from cloudflare_worker_pipeline.settings import PipelineSettings\n"
+             "from cloudflare_worker_pipeline.allowed_hosts import check_host\n"
+             "s = PipelineSettings.from_airflow_config()\n"
+             "print(s.configmap_destination.value, s.workspace_root, s.manifest_dir, s.pool)\n"
+             "check_host('172.18.0.5', s.allowed_r2_endpoints, parameter='r2-endpoint-url', setting='allowed_r2_endpoints')\n")
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["files", "/opt/airflow/workspaces", "/opt/airflow/configmaps", "cloudflare-worker-builds"]
+
+
+def test_ports_and_volumes_line_up(compose) -> None:
+    services = compose["services"]
+    api = services["airflow-apiserver"]
+    published = {(p["published"], p["target"]) for p in api["ports"]}
+    execution_api = urlsplit(env_of(compose, "airflow-worker")["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"])
+    assert execution_api.hostname == "airflow-apiserver" and (8080, execution_api.port) in published
+    assert "localhost:8080" in " ".join(api["healthcheck"]["test"])
+    s3_port = urlsplit(env_of(compose, "s3-init")["S3_ENDPOINT_URL"]).port
+    assert f"-s3.port={s3_port}" in services["s3"]["command"]
+    # Every task of a run must see one workspace: the same volume at workspace_root on every Airflow service.
+    for name in AIRFLOW_SERVICES:
+        mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in services[name]["volumes"]}
+        env = env_of(compose, name)
+        assert mounts[env[PREFIX + "WORKSPACE_ROOT"]] == "workspaces", name
+        assert mounts[env[PREFIX + "MANIFEST_DIR"]] == "configmaps", name
+        assert mounts["/opt/airflow/dags"].endswith("/dags"), name
+
+
+def test_the_image_copies_only_files_that_exist() -> None:
+    dockerfile = (REPO / "examples/compose/Dockerfile").read_text()
+    for line in re.findall(r"^COPY --chown=\S+ (.+) \S+$", dockerfile, re.M):
+        for source in line.split():
+            assert (REPO / source).exists(), source
+    commands = {cmd for service in yaml.safe_load(COMPOSE.read_text())["services"].values()
+                for cmd in service.get("command", []) if isinstance(service.get("command"), list)}
+    for script in ("airflow-init.sh", "create_bucket.py"):
+        assert f"/opt/cloudflare-worker-pipeline/compose/{script}" in commands
+        assert f"examples/compose/{script}" in dockerfile
+
+
+def test_the_bucket_init_script_creates_the_bucket_once(compose, s3_server, s3_client) -> None:
+    env = {**os.environ, **env_of(compose, "s3-init"), "S3_ENDPOINT_URL": s3_server.endpoint_url,
+           "S3_BUCKET": "compose-init-bucket", "AWS_ACCESS_KEY_ID": s3_server.access_key,
+           "AWS_SECRET_ACCESS_KEY": s3_server.secret_key}
+    for _ in range(2):  # a restarted stack runs it again
+        done = subprocess.run([sys.executable, str(REPO / "examples/compose/create_bucket.py")], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert "compose-init-bucket" in {b["Name"] for b in s3_client.list_buckets()["Buckets"]}
+
+
+def test_the_airflow_init_script_migrates_writes_the_password_and_creates_the_pool(compose) -> None:
+    from examples.local_stack.postgres import start_postgres
+
+    postgres = start_postgres(Path(tempfile.mkdtemp(prefix="cfw-compose-pg-")) / "pg")
+    home = SESSION_DIR / "compose-init"
+    shutil.rmtree(home, ignore_errors=True)
+    env = {**os.environ, **env_of(compose, "airflow-init"),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "AIRFLOW_HOME": str(home),
+           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.url,
+           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "simple-auth" / "passwords.json")}
+    try:
+        done = subprocess.run(["sh", str(REPO / "examples/compose/airflow-init.sh")], env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+        assert "pool cloudflare-worker-builds created" in done.stdout
+        assert json.loads((home / "simple-auth" / "passwords.json").read_text()) == {"admin": "airflow"}
+        pools = subprocess.run(["airflow", "pools", "get", "cloudflare-worker-builds", "--output", "json"], env=env,
+                               capture_output=True, text=True, timeout=120)
+        assert str(json.loads(pools.stdout)[0]["slots"]) == "4"
+    finally:
+        postgres.stop()
