@@ -1,4 +1,5 @@
-"""Real servers on 127.0.0.1 for tests and the demo: SeaweedFS (S3), git daemon, a Kubernetes API emulator."""
+"""Real servers on 127.0.0.1 that the demo, `make airflow` and the tests share: SeaweedFS (S3), git
+daemons, an S3 fault proxy, a Kubernetes API emulator, PostgreSQL, Redis, a running Airflow."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent  # so worker processes can import examples.*
 
 
 def free_port() -> int:

@@ -28,6 +28,7 @@ class AirflowServer:
     password: str
     home: Path
     jwt_secret: str
+    env: dict[str, str] = field(default_factory=dict)  # what every component runs with
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def token(self) -> str:
@@ -55,6 +56,14 @@ class AirflowServer:
                 return dict(run)
             time.sleep(2)
         raise TimeoutError(f"run {run_id} of {dag_id} did not finish in {timeout} s")
+
+    def start_component(self, name: str, *argv: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start another component (``celery worker`` ...), logged to ``<home>/<name>.log``, stopped by :meth:`stop`."""
+        log = open(self.home / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the component
+        process = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), *argv], env={**self.env, **(env or {})},
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.processes.append(process)
+        return process
 
     def stop(self) -> None:
         for process in self.processes:  # SIGTERM by PID: each component shuts down cleanly
@@ -110,7 +119,7 @@ def start_airflow(home: Path, database_url: str, dags_folder: Path, extra_env: d
     if migrated.returncode != 0:
         raise RuntimeError(f"airflow db migrate failed:\n{migrated.stdout[-3000:]}\n{migrated.stderr[-3000:]}")
     server = AirflowServer(url=f"http://127.0.0.1:{port}", username=username, password=password, home=home,
-                           jwt_secret=jwt_secret)
+                           jwt_secret=jwt_secret, env=env)
     for component in ("api-server", *COMPONENTS):
         log = open(home / f"{component}.log", "ab")  # noqa: SIM115 - lives as long as the component
         argv = [airflow, component] + (["--port", str(port), "--host", "127.0.0.1"] if component == "api-server" else [])
