@@ -18,6 +18,7 @@ import shlex
 import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,8 +68,11 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops everything the way Ctrl-C does
 
     started: list[object] = []
+    postgres_dir: Path | None = None
     try:
-        postgres = start_postgres(root / "postgres")
+        # Its own directory: the postgres user must reach it, whatever the permissions above --root.
+        postgres_dir = Path(tempfile.mkdtemp(prefix="cfw-airflow-pg-"))
+        postgres = start_postgres(postgres_dir / "pg")
         started.append(postgres)
         s3 = start_seaweedfs(root / "seaweedfs", ACCESS_KEY, secret_key)
         started.append(s3)
@@ -113,6 +117,8 @@ Ctrl-C stops everything.""", flush=True)
     finally:
         for component in reversed(started):
             component.stop()  # type: ignore[attr-defined]
+        if postgres_dir is not None:
+            shutil.rmtree(postgres_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
