@@ -173,14 +173,22 @@ def test_conf_missing_a_required_parameter_is_refused_by_the_dag_params(airflow_
 
 def test_the_failure_callback_setting_is_called_for_the_failed_task(airflow_db, git_server, connections, bucket,
                                                                     s3_server, tmp_path, monkeypatch) -> None:
+    import importlib
+
     from airflow.dag_processing.dagbag import DagBag
+    from cloudflare_worker_pipeline.example_dags import build_and_upload_cloudflare_worker as example
 
     record = tmp_path / "failures.txt"
     monkeypatch.setenv("CFW_TEST_FAILURES", str(record))
     monkeypatch.setenv("AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__FAILURE_CALLBACK", "tests.helpers.record_failure")
-    dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("build_and_upload_cloudflare_worker")
-    repo = git_server.publish("callback", hello_worker_variant(tmp_path, "callback", remove=("wrangler.toml",)))
-    run = run_pipeline(dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+    try:
+        importlib.reload(example)  # the DAG is built when its module is imported: build it with the setting
+        dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("build_and_upload_cloudflare_worker")
+        repo = git_server.publish("callback", hello_worker_variant(tmp_path, "callback", remove=("wrangler.toml",)))
+        run = run_pipeline(dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+    finally:
+        monkeypatch.delenv("AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__FAILURE_CALLBACK")
+        importlib.reload(example)
 
     assert run.task_states["bundle"] == "failed"
     assert record.read_text().split() == ["bundle"], "called once, for the task that failed"
