@@ -100,6 +100,9 @@ SPECS: tuple[ParameterSpec, ...] = (
                   rf"^(({_DNS_SUBDOMAIN}/)?{_LABEL_NAME})?$", 317),
     ParameterSpec("owner-identifier-label-value", "", "Kubernetes metadata", "Owner label value",
                   "Value of the owner label; give both key and value, or neither.", rf"^({_LABEL_NAME})?$", 63),
+    ParameterSpec("force-rebuild", "false", "Build", "Force a rebuild",
+                  "`true` installs, bundles and uploads even when the object at the key already holds this "
+                  "build (the same fingerprint of commit trees, parameters and toolchain).", r"^(true|false)$", 5),
 )
 SPECS_BY_NAME: dict[str, ParameterSpec] = {spec.name: spec for spec in SPECS}
 PARAMETER_NAMES = tuple(SPECS_BY_NAME)

@@ -60,6 +60,7 @@ class PipelineParameters:
     worker_script_artifact_config_map_name: str
     kustomize_manifests_config_map_name: str
     owner_label: tuple[str, str] | None
+    force_rebuild: bool
     workspace: str
 
     @classmethod
@@ -97,6 +98,7 @@ class PipelineParameters:
             worker_script_artifact_config_map_name=_dns_subdomain("worker-script-artifact-config-map-name", raw["worker-script-artifact-config-map-name"]),
             kustomize_manifests_config_map_name=_dns_subdomain("kustomize-manifests-config-map-name", raw["kustomize-manifests-config-map-name"]),
             owner_label=_owner_label(raw["owner-identifier-label-key"], raw["owner-identifier-label-value"]),
+            force_rebuild=_flag("force-rebuild", raw["force-rebuild"]),
             workspace=workspace,
         )
         for name, path in (("project-root", params.project_root), ("package-manager-directory", params.package_manager_directory)):
@@ -117,6 +119,7 @@ class PipelineParameters:
         fields["sparse_checkout_directories"] = tuple(fields["sparse_checkout_directories"])
         label = fields.get("owner_label")
         fields["owner_label"] = tuple(label) if label else None
+        fields.setdefault("force_rebuild", False)  # a run validated before the parameter existed
         return cls(**fields)
 
     def to_dict(self) -> dict[str, Any]:
@@ -254,6 +257,12 @@ def _dns_subdomain(name: str, value: str) -> str:
     if value.startswith("kube-"):  # kube-root-ca.crt, kube-proxy...: the cluster's own
         raise InvalidParameterError(name, "a name not starting with 'kube-', which Kubernetes' own ConfigMaps use", value)
     return value
+
+
+def _flag(name: str, value: str) -> bool:
+    if value not in ("true", "false"):
+        raise InvalidParameterError(name, "true or false", value)
+    return value == "true"
 
 
 def _owner_label(key: str, value: str) -> tuple[str, str] | None:

@@ -107,8 +107,8 @@ def pipeline_dag(
 
         workspace = stage(PrepareWorkspaceOperator, "prepare_workspace", parameters=validated)
         checkout = stage(CheckoutOperator, "checkout", parameters=validated)
-        install = stage(InstallDependenciesOperator, "install", parameters=validated)
-        bundle = stage(BundleWorkerOperator, "bundle", parameters=validated)
+        install = stage(InstallDependenciesOperator, "install", parameters=validated, checkout=checkout.output)
+        bundle = stage(BundleWorkerOperator, "bundle", parameters=validated, checkout=checkout.output)
         upload = stage(UploadBundleOperator, "upload", parameters=validated, bundle=bundle.output,
                        checkout=checkout.output, retry_exponential_backoff=True)
         kustomize = stage(KustomizeBuildOperator, "kustomize_build", parameters=validated, checkout=checkout.output)

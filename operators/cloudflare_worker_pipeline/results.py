@@ -9,18 +9,30 @@ from __future__ import annotations
 from typing import TypedDict
 
 
+class StoredBuild(TypedDict):
+    """The object at the key already holds this build (same fingerprint): what it holds."""
+
+    key: str
+    sha256: str
+    size_bytes: int
+
+
 class CheckoutResult(TypedDict):
     commit_sha: str  # the full SHA of the checked-out commit
+    fingerprint: str  # SHA-256 of what decides the bundle (cloudflare_worker_pipeline.fingerprint)
+    stored_build: StoredBuild | None  # set when install, bundle and upload can be skipped
 
 
 class InstallResult(TypedDict):
-    package_manager: str  # npm, yarn or pnpm, as the lockfile named it
+    package_manager: str  # npm, yarn or pnpm, as the lockfile named it; "" when skipped
+    skipped: bool  # the object already held this build
 
 
 class BundleResult(TypedDict):
-    bundle_path: str  # relative to the project root, e.g. dist/index.js
+    bundle_path: str  # relative to the project root, e.g. dist/index.js; "" when skipped
     sha256: str  # hex
     size_bytes: int
+    skipped: bool  # the object already held this build: these are its hash and size
 
 
 class UploadResult(TypedDict):
@@ -31,6 +43,7 @@ class UploadResult(TypedDict):
     size_bytes: int
     commit_sha: str
     replaced_sha256: str | None  # what the key held before this upload (a fixed key), or None
+    skipped: bool  # the object already held this build: verified, not uploaded again
 
 
 class KustomizeResult(TypedDict):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -34,8 +35,8 @@ def test_npm_worker_is_bundled_uploaded_and_recorded(pipeline_dag, git_server, c
 
     body = assert_published(run, s3_client, connections, bucket, "my-worker/build.js")
     assert b"Hello from a Worker built by Airflow" in body
-    assert run.xcom("checkout") == {"commit_sha": repo.head()}
-    assert run.xcom("install") == {"package_manager": "npm"}
+    assert run.xcom("checkout")["commit_sha"] == repo.head()
+    assert run.xcom("install") == {"package_manager": "npm", "skipped": False}
     assert run.xcom("bundle")["bundle_path"] == "dist/index.js"
     assert run.xcom("upload")["artifact_url"] == f"{s3_server.endpoint_url}/{bucket}/my-worker/build.js"
     assert run.links["upload/R2ObjectLink"] == run.xcom("upload")["artifact_url"]
@@ -63,20 +64,51 @@ def test_npm_worker_is_bundled_uploaded_and_recorded(pipeline_dag, git_server, c
     assert R2_SECRET_KEY not in failure_output(capfd) + repr(run.xcoms), "the R2 secret never reaches logs or XCom"
 
 
-def test_rerun_updates_the_same_object_and_config_maps(pipeline_dag, git_server, connections, bucket, s3_server,
-                                                        s3_client) -> None:
+def test_the_same_build_again_skips_install_bundle_and_upload_and_applies_the_config_maps(
+        pipeline_dag, git_server, connections, bucket, s3_server, s3_client) -> None:
     repo = git_server.publish("rerun-worker", REPO / "examples" / "hello-worker")
     conf = conf_for(repo.url, bucket, s3_server.endpoint_url)
     first = run_pipeline(pipeline_dag, conf)
     first_cm = connections.get(NAMESPACE, "my-worker-artifact-metadata")
+    stored = s3_client.head_object(Bucket=bucket, Key="my-worker/build.js")
     second = run_pipeline(pipeline_dag, conf)
     second_cm = connections.get(NAMESPACE, "my-worker-artifact-metadata")
 
     assert first.state == second.state == "success"
-    assert list(objects_in(s3_client, bucket)) == ["my-worker/build.js"]
-    assert first_cm["data"] == second_cm["data"]
+    assert second.xcom("checkout")["stored_build"] == {"key": "my-worker/build.js", "sha256": first.xcom("upload")["sha256"],
+                                                      "size_bytes": first.xcom("upload")["size_bytes"]}
+    assert second.xcom("install")["skipped"] and second.xcom("bundle")["skipped"] and second.xcom("upload")["skipped"]
+    assert s3_client.head_object(Bucket=bucket, Key="my-worker/build.js")["LastModified"] == stored["LastModified"]
+    assert first_cm["data"] == second_cm["data"], "the ConfigMaps say what a full run would"
     assert first_cm["metadata"]["uid"] == second_cm["metadata"]["uid"], "updated in place, not recreated"
-    assert int(second_cm["metadata"]["resourceVersion"]) > int(first_cm["metadata"]["resourceVersion"])
+    assert second_cm["metadata"]["annotations"]["cloudflare-worker-pipeline.planton.cloud/dag-run"].endswith(second.run_id)
+    assert set(connections.get(NAMESPACE, "my-worker-manifests")["data"]) == {"dev", "prod"}
+
+    forced = run_pipeline(pipeline_dag, {**conf, "force-rebuild": "true"})
+    assert forced.state == "success" and not forced.xcom("upload")["skipped"]
+    assert forced.xcom("install") == {"package_manager": "npm", "skipped": False}
+    assert s3_client.head_object(Bucket=bucket, Key="my-worker/build.js")["LastModified"] >= stored["LastModified"]
+    assert forced.xcom("upload")["sha256"] == first.xcom("upload")["sha256"], "the same inputs, the same bytes"
+
+
+def test_a_commit_outside_the_project_skips_the_build_and_one_inside_builds_again(
+        pipeline_dag, git_server, connections, bucket, s3_server, s3_client, tmp_path) -> None:
+    monorepo = tmp_path / "monorepo"
+    shutil.copytree(REPO / "examples" / "hello-worker", monorepo / "services" / "hello")
+    repo = git_server.publish("fingerprint-worker", monorepo)
+    conf = conf_for(repo.url, bucket, s3_server.endpoint_url, project_root="services/hello")
+    first = run_pipeline(pipeline_dag, conf)
+    repo.commit({"docs/CHANGELOG.md": "Touches nothing the bundle is built from.\n"}, "docs only")
+    outside = run_pipeline(pipeline_dag, conf)
+    repo.commit({"services/hello/src/extra.ts": "export const extra = 1;\n"}, "a change inside the project")
+    inside = run_pipeline(pipeline_dag, conf)
+
+    assert first.state == outside.state == inside.state == "success"
+    assert outside.xcom("checkout")["fingerprint"] == first.xcom("checkout")["fingerprint"]
+    assert outside.xcom("upload")["skipped"], "the object already holds this build"
+    assert inside.xcom("checkout")["stored_build"] is None and not inside.xcom("upload")["skipped"]
+    assert inside.xcom("checkout")["fingerprint"] != first.xcom("checkout")["fingerprint"]
+    assert s3_client.head_object(Bucket=bucket, Key="my-worker/build.js")["Metadata"]["commit"] == repo.head()
 
 
 @pytest.mark.parametrize("fixture,manager", [
@@ -91,7 +123,7 @@ def test_each_package_manager_builds_the_worker_and_leaves_nothing_on_the_worker
     repo = git_server.publish(fixture, FIXTURES / "projects" / fixture)
     run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
     body = assert_published(run, s3_client, connections, bucket, "my-worker/build.js")
-    assert run.xcom("install") == {"package_manager": manager}
+    assert run.xcom("install") == {"package_manager": manager, "skipped": False}
     assert b"Hello from a Worker built by Airflow" in body
     assert worker_leftovers() == before, "tool caches, shims and logs stay in the run's workspace"
 
@@ -119,8 +151,8 @@ def test_monorepo_workspace_with_sparse_checkout_jsonc_and_a_pinned_commit(pipel
         r2_object_key="api-worker/{short_sha}/{commit_sha}.js",
     ))
     body = assert_published(run, s3_client, connections, bucket, f"api-worker/{pinned[:12]}/{pinned}.js")
-    assert run.xcom("checkout") == {"commit_sha": pinned}
-    assert run.xcom("install") == {"package_manager": "pnpm"}
+    assert run.xcom("checkout")["commit_sha"] == pinned
+    assert run.xcom("install") == {"package_manager": "pnpm", "skipped": False}
     assert b"from the monorepo" in body, "the workspace:* dependency is bundled in"
     assert set(connections.get(NAMESPACE, "my-worker-manifests")["data"]) == {"staging"}
 
@@ -199,4 +231,4 @@ def test_the_publish_emits_an_asset_event_describing_the_object(pipeline_dag, gi
     body = objects_in(s3_client, bucket)[f"w/{commit}.js"]
     assert extra == {"artifact_url": f"{s3_server.endpoint_url}/{bucket}/w/{commit}.js", "bucket": bucket,
                      "key": f"w/{commit}.js", "sha256": hashlib.sha256(body).hexdigest(), "size_bytes": len(body),
-                     "commit_sha": commit, "replaced_sha256": None, "git_url": repo.url}
+                     "commit_sha": commit, "replaced_sha256": None, "skipped": False, "git_url": repo.url}

@@ -91,4 +91,4 @@ def test_a_scheduled_service_rebuilds_its_branch_head(monkeypatch, airflow_db, g
     dag = dag_bag(monkeypatch, services).get_dag("rebuild_scheduled")
     run = run_pipeline(dag, {}, fill_defaults=False)  # no conf: the service's own parameters
     assert_published(run, s3_client, connections, bucket, "my-worker/build.js")
-    assert run.xcom("checkout") == {"commit_sha": head}
+    assert run.xcom("checkout")["commit_sha"] == head

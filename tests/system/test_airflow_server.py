@@ -117,13 +117,13 @@ def test_the_catalogue_triggers_a_build_over_rest_and_reads_the_results_back(air
         return value if isinstance(value, dict) else json.loads(value)
 
     commit = repo.head()
-    assert result("checkout") == {"commit_sha": commit}
+    assert result("checkout")["commit_sha"] == commit
     upload = result("upload")
     key = f"hello-worker/{commit}.js"
     body = objects_in(s3_client, bucket)[key]
     assert upload == {"artifact_url": f"{s3_server.endpoint_url}/{bucket}/{key}", "bucket": bucket, "key": key,
                       "sha256": hashlib.sha256(body).hexdigest(), "size_bytes": len(body), "commit_sha": commit,
-                      "replaced_sha256": None}
+                      "replaced_sha256": None, "skipped": False}
     assert kube_api.get(NAMESPACE, "my-worker-artifact-metadata")["data"]["path"] == key
 
     # The publish step's Asset event schedules the example deploy DAG, which receives the object's facts.

@@ -15,7 +15,7 @@ def test_the_task_graph_is_the_pipeline_diagram(pipeline_dag) -> None:
         "validate_parameters": ["bundle", "checkout", "install", "kustomize_build", "prepare_workspace", "publish",
                                 "remove_workspace", "upload"],  # the validated parameters
         "prepare_workspace": ["checkout", "remove_workspace"],
-        "checkout": ["install", "kustomize_build", "publish", "upload"],  # commit: key, annotations
+        "checkout": ["bundle", "install", "kustomize_build", "publish", "upload"],  # commit, fingerprint, stored build
         "install": ["bundle"],
         "bundle": ["upload"],
         "upload": ["publish"],

@@ -10,7 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from cloudflare_worker_pipeline import metrics
 from cloudflare_worker_pipeline.operators.stage import StageOperator
 from cloudflare_worker_pipeline.parameters import PipelineParameters
-from cloudflare_worker_pipeline.results import BundleResult
+from cloudflare_worker_pipeline.results import BundleResult, StoredBuild
 
 _BUNDLE_PATH = re.compile(r"^dist/[A-Za-z0-9._-]+\.m?js$")
 
@@ -25,12 +25,21 @@ class BundleWorkerOperator(StageOperator):
 
     script = "bundle.sh"
     results = ("bundle-path", "content-hash", "size-bytes")
+    template_fields = (*StageOperator.template_fields, "checkout")
 
     def confined_directories(self, p: PipelineParameters) -> dict[str, str]:
         return {"project-root": p.project_root, "package-manager-directory": p.package_manager_directory}
 
     def script_env(self, p: PipelineParameters) -> dict[str, str]:
         return {**self.settings.install_env, "PROJECT_DIR": str(p.project_dir), "INSTALL_DIR": str(p.install_dir)}
+
+    def __init__(self, *, checkout: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.checkout = checkout
+
+    def skipped_result(self, stored: StoredBuild) -> BundleResult:
+        metrics.bundle_size(self.dag_id, stored["size_bytes"])
+        return BundleResult(bundle_path="", sha256=stored["sha256"], size_bytes=stored["size_bytes"], skipped=True)
 
     def finish(self, results: dict[str, str], context: Any) -> BundleResult:
         path, size = results["bundle-path"], int(results["size-bytes"])
@@ -42,4 +51,4 @@ class BundleWorkerOperator(StageOperator):
                 f"ERROR: Bundle too large: {path} is {size} bytes, over the limit of {limit} bytes (setting max_bundle_bytes)"
             )
         metrics.bundle_size(self.dag_id, size)
-        return BundleResult(bundle_path=path, sha256=results["content-hash"], size_bytes=size)
+        return BundleResult(bundle_path=path, sha256=results["content-hash"], size_bytes=size, skipped=False)

@@ -10,10 +10,11 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from cloudflare_worker_pipeline.clone_paths import PathEscapesCloneError, check_no_escaping_symlinks
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
+from cloudflare_worker_pipeline.fingerprint import FINGERPRINT_METADATA, bundle_fingerprint, input_directories
 from cloudflare_worker_pipeline.links import CommitLink
 from cloudflare_worker_pipeline.operators.stage import StageOperator
-from cloudflare_worker_pipeline.parameters import PipelineParameters
-from cloudflare_worker_pipeline.results import CheckoutResult
+from cloudflare_worker_pipeline.parameters import PipelineParameters, object_key_for_commit
+from cloudflare_worker_pipeline.results import CheckoutResult, StoredBuild
 
 
 class CheckoutOperator(StageOperator):
@@ -27,7 +28,7 @@ class CheckoutOperator(StageOperator):
     script = "checkout.sh"
     image_setting = "git_image"
     egress = "git"
-    results = ("commit",)
+    results = ("commit", "input-trees")
     operator_extra_links = (CommitLink(),)
 
     def script_env(self, p: PipelineParameters) -> dict[str, str]:
@@ -39,6 +40,7 @@ class CheckoutOperator(StageOperator):
             "CHECKOUT_DIR": str(p.checkout_dir),
             "GIT_ALLOW_PROTOCOL": ":".join(self.settings.git_url_schemes),
             "GIT_SUBMODULES": "true" if self.settings.git_submodules else "false",
+            "INPUT_DIRECTORIES": "\n".join(input_directories(p)),
         }
 
     def secret_env(self) -> dict[str, str]:
@@ -68,4 +70,30 @@ class CheckoutOperator(StageOperator):
             check_no_escaping_symlinks(self.pipeline.checkout_dir)
         except PathEscapesCloneError as error:
             raise AirflowFailException(f"ERROR: {error}") from None
-        return CheckoutResult(commit_sha=results["commit"])
+        commit = results["commit"]
+        fingerprint = bundle_fingerprint(self.pipeline, self.settings, results["input-trees"])
+        return CheckoutResult(commit_sha=commit, fingerprint=fingerprint,
+                              stored_build=self._stored_build(commit, fingerprint))
+
+    def _stored_build(self, commit: str, fingerprint: str) -> StoredBuild | None:
+        """The object at the key, when it already holds this build and ``force-rebuild`` is off."""
+        from cloudflare_worker_pipeline.hooks.r2 import R2Error, R2Hook
+
+        p = self.pipeline
+        if p.force_rebuild:
+            self.log.info("force-rebuild: building, whatever the object at the key holds")
+            return None
+        key = object_key_for_commit(p.r2_object_key, commit)
+        try:
+            stored = R2Hook(endpoint_url=p.r2_endpoint_url, aws_conn_id=self.settings.r2_conn_id).stored(
+                p.r2_bucket_name, key)
+        except R2Error as error:  # the upload reports R2's trouble, if it lasts
+            self.log.warning("Could not read s3://%s/%s (%s): building it", p.r2_bucket_name, key, error)
+            return None
+        if (stored is None or stored.sha256 is None or stored.metadata.get(FINGERPRINT_METADATA) != fingerprint
+                or stored.metadata.get("owner") != p.owner):
+            return None
+        self.log.info("s3://%s/%s already holds this build (commit %s, fingerprint %s, sha256 %s): install, bundle "
+                      "and upload are skipped; the ConfigMaps are applied again", p.r2_bucket_name, key,
+                      stored.metadata.get("commit"), fingerprint[:12], stored.sha256)
+        return StoredBuild(key=key, sha256=stored.sha256, size_bytes=stored.size_bytes)

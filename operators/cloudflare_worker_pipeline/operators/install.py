@@ -6,7 +6,7 @@ from typing import Any
 
 from cloudflare_worker_pipeline.operators.stage import StageOperator
 from cloudflare_worker_pipeline.parameters import PipelineParameters
-from cloudflare_worker_pipeline.results import InstallResult
+from cloudflare_worker_pipeline.results import InstallResult, StoredBuild
 
 
 class InstallDependenciesOperator(StageOperator):
@@ -18,6 +18,7 @@ class InstallDependenciesOperator(StageOperator):
 
     script = "install.sh"
     egress = "registry"
+    template_fields = (*StageOperator.template_fields, "checkout")
     results = ("package-manager",)
 
     def confined_directories(self, p: PipelineParameters) -> dict[str, str]:
@@ -26,5 +27,12 @@ class InstallDependenciesOperator(StageOperator):
     def script_env(self, p: PipelineParameters) -> dict[str, str]:
         return {**self.settings.install_env, "INSTALL_DIR": str(p.install_dir)}
 
+    def __init__(self, *, checkout: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.checkout = checkout
+
+    def skipped_result(self, stored: StoredBuild) -> InstallResult:
+        return InstallResult(package_manager="", skipped=True)
+
     def finish(self, results: dict[str, str], context: Any) -> InstallResult:
-        return InstallResult(package_manager=results["package-manager"])
+        return InstallResult(package_manager=results["package-manager"], skipped=False)

@@ -23,6 +23,7 @@ from cloudflare_worker_pipeline.execution.local import LocalScriptRunner
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy, SandboxUnavailableError, ca_paths
 from cloudflare_worker_pipeline.modes import ExecutionMode
 from cloudflare_worker_pipeline.parameters import PipelineParameters
+from cloudflare_worker_pipeline.results import StoredBuild
 from cloudflare_worker_pipeline.settings import PipelineSettings
 from cloudflare_worker_pipeline.workspace import WorkspaceNotVisibleError, check_visible, run_workspace
 
@@ -101,7 +102,18 @@ class StageOperator(PipelineOperator):
         """Host paths every sandbox shows read-only: the setting's, and the worker's CA files."""
         return (*self.settings.sandbox_read_only_paths, *ca_paths(os.environ))
 
+    def skipped_result(self, stored: StoredBuild) -> Any:
+        """The result when the object already holds this build; None: this stage always runs."""
+        return None
+
     def execute(self, context: Any) -> Any:
+        stored = (getattr(self, "checkout", None) or {}).get("stored_build")
+        if stored:
+            skipped = self.skipped_result(stored)
+            if skipped is not None:
+                self.log.info("Skipped: s3://%s/%s already holds this build (sha256 %s); force-rebuild=true builds "
+                              "it again", self.pipeline.r2_bucket_name, stored["key"], stored["sha256"])
+                return skipped
         runner = self.make_runner(context)
         return self._stage(runner, context, lambda seen: runner.run(self.script, **self._request(runner, seen)))
 

@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from cloudflare_worker_pipeline.allowed_hosts import HostNotAllowedError, check_r2_endpoint
 from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError, read_build_file
+from cloudflare_worker_pipeline.fingerprint import FINGERPRINT_METADATA
 from cloudflare_worker_pipeline.links import R2ObjectLink
 from cloudflare_worker_pipeline.operators.stage import PipelineOperator
 from cloudflare_worker_pipeline.ownership import ObjectOwnedElsewhereError, check_object_owner
@@ -42,8 +43,10 @@ class UploadBundleOperator(PipelineOperator):
         from cloudflare_worker_pipeline.hooks.r2 import PermanentR2Error, R2Error, R2Hook
 
         p, bundle, commit = self.pipeline, self.bundle, self.checkout["commit_sha"]
-        body = self._read_bundle()
         key = object_key_for_commit(p.r2_object_key, commit)
+        if bundle["skipped"]:
+            return self._verify_stored(key)
+        body = self._read_bundle()
         target = f"s3://{p.r2_bucket_name}/{key}"
         try:  # again, right before connecting: the name may resolve elsewhere by now
             check_r2_endpoint(p.r2_endpoint_url, self.settings.allowed_r2_endpoints)
@@ -55,7 +58,8 @@ class UploadBundleOperator(PipelineOperator):
         try:
             previous = hook.stored(p.r2_bucket_name, key)
             check_object_owner(previous.metadata.get("owner") if previous else None, p.owner)
-            hook.put_verified(p.r2_bucket_name, key, body, metadata={"owner": p.owner, "commit": commit})
+            hook.put_verified(p.r2_bucket_name, key, body, metadata={
+                "owner": p.owner, "commit": commit, FINGERPRINT_METADATA: self.checkout["fingerprint"]})
         except ObjectOwnedElsewhereError as error:
             raise AirflowFailException(f"upload: failed: {target} {error}") from None
         except PermanentR2Error as error:
@@ -66,7 +70,23 @@ class UploadBundleOperator(PipelineOperator):
         self.log.info("Uploaded and verified %s", artifact_url)
         return UploadResult(artifact_url=artifact_url, bucket=p.r2_bucket_name, key=key, sha256=bundle["sha256"],
                             size_bytes=bundle["size_bytes"], commit_sha=commit,
-                            replaced_sha256=(previous.sha256 or "unknown") if previous else None)
+                            replaced_sha256=(previous.sha256 or "unknown") if previous else None, skipped=False)
+
+    def _verify_stored(self, key: str) -> UploadResult:
+        """The build was skipped: the object must still be the one checkout found."""
+        from cloudflare_worker_pipeline.hooks.r2 import R2Hook
+
+        p, bundle = self.pipeline, self.bundle
+        hook = R2Hook(endpoint_url=p.r2_endpoint_url, aws_conn_id=self.settings.r2_conn_id)
+        if not hook.holds(p.r2_bucket_name, key, bundle["sha256"], bundle["size_bytes"]):
+            raise AirflowFailException(
+                f"ERROR: s3://{p.r2_bucket_name}/{key} changed since checkout found this build there; run again "
+                "(or with force-rebuild=true)")
+        self.log.info("Skipped: s3://%s/%s already holds this build (sha256 %s), verified", p.r2_bucket_name, key,
+                      bundle["sha256"])
+        return UploadResult(artifact_url=f"{p.r2_endpoint_url}/{p.r2_bucket_name}/{key}", bucket=p.r2_bucket_name,
+                            key=key, sha256=bundle["sha256"], size_bytes=bundle["size_bytes"],
+                            commit_sha=self.checkout["commit_sha"], replaced_sha256=None, skipped=True)
 
     def _read_bundle(self) -> bytes:
         """The bundle's bytes, exactly those the bundle stage measured."""

@@ -7,6 +7,8 @@
 #   CHECKOUT_DIR, RESULTS_DIR     required
 #   GIT_USERNAME, GIT_PASSWORD    optional: HTTPS credentials of a private repository (a token)
 #   GIT_SUBMODULES                optional: "true" to fetch submodules (never by default)
+#   INPUT_DIRECTORIES             optional: newline-separated directories whose git trees decide the
+#                                 bundle (RESULTS_DIR/input-trees: "<dir>=<tree hash>" per line)
 
 # $fetch_opts is split on purpose: it holds zero or one option.
 # shellcheck disable=SC2086
@@ -79,3 +81,20 @@ if [ "${GIT_SUBMODULES:-false}" = true ]; then
 fi
 printf '%s' "$commit" > "$RESULTS_DIR/commit"
 echo "checkout: $GIT_REVISION is commit $commit"
+
+# The git trees of the directories that decide the bundle: a later commit that touches none of
+# them builds the same bundle. Trees come with every fetch, sparse or not.
+set -f
+old_ifs=$IFS
+IFS='
+'
+trees=""
+for dir in ${INPUT_DIRECTORIES:-.}; do
+  if [ "$dir" = "." ]; then path="$commit^{tree}"; else path="$commit:$dir"; fi
+  tree=$(git rev-parse --quiet --verify "$path" 2>/dev/null) || tree="absent"
+  trees="$trees$dir=$tree
+"
+done
+IFS=$old_ifs
+set +f
+printf '%s' "$trees" > "$RESULTS_DIR/input-trees"

@@ -1,0 +1,59 @@
+"""A build's fingerprint: what decides the bundle's bytes, hashed, so a run can tell that the object
+at its key already holds this build and skip installing, bundling and uploading it again.
+
+The inputs: the git trees of the project root and of the package manager directory (its files,
+the lockfile, the Wrangler config, and through the lockfile Wrangler's version), the parameters
+that choose them, the stage scripts of this pipeline version, and the Node that runs the build.
+A commit touching only other directories has the same fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from functools import cache
+from importlib import resources
+
+from cloudflare_worker_pipeline.get_provider_info import VERSION
+from cloudflare_worker_pipeline.modes import ExecutionMode
+from cloudflare_worker_pipeline.parameters import PipelineParameters
+from cloudflare_worker_pipeline.settings import PipelineSettings
+
+FINGERPRINT_METADATA = "fingerprint"  # the object's metadata key
+
+
+@cache
+def _scripts_digest() -> str:
+    scripts = resources.files("cloudflare_worker_pipeline") / "scripts"
+    digest = hashlib.sha256()
+    for name in ("prelude.sh", "install.sh", "bundle.sh"):
+        digest.update((scripts / name).read_bytes())
+    return digest.hexdigest()
+
+
+def _node(settings: PipelineSettings) -> str:
+    """The Node the install and bundle stages run: the image in pods, the worker's node locally."""
+    if settings.execution_mode is ExecutionMode.KUBERNETES:
+        return settings.pods.node_image
+    node = shutil.which("node")
+    if node is None:
+        return "no node"
+    return subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+
+
+def input_directories(p: PipelineParameters) -> list[str]:
+    """The directories whose trees the checkout reports: the project root and the install directory."""
+    return sorted({p.project_root or ".", p.package_manager_directory or "."})
+
+
+def bundle_fingerprint(p: PipelineParameters, settings: PipelineSettings, input_trees: str) -> str:
+    """SHA-256 (hex) of everything that decides the bundle's bytes."""
+    inputs = {
+        "pipeline": VERSION, "scripts": _scripts_digest(), "node": _node(settings),
+        "trees": sorted(line for line in input_trees.splitlines() if line),
+        "project-root": p.project_root, "package-manager-directory": p.package_manager_directory,
+        "install-env": settings.install_env,
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
