@@ -35,6 +35,7 @@ os.environ.update({
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{SESSION_DIR / 'airflow.db'}",
     "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__WORKSPACE_ROOT": str(SESSION_DIR / "workspaces"),
     "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__MANIFEST_DIR": str(SESSION_DIR / "manifests"),
+    "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__DEPENDENCY_CACHE_DIR": str(SESSION_DIR / "dependency-cache"),
     # SeaweedFS and the git daemon listen on 127.0.0.1, which the defaults (R2's hosts; public git hosts) refuse.
     "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__ALLOWED_R2_ENDPOINTS": "127.0.0.1",
     "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__ALLOWED_GIT_HOSTS": "*,127.0.0.1",

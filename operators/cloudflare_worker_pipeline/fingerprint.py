@@ -25,6 +25,11 @@ FINGERPRINT_METADATA = "fingerprint"  # the object's metadata key
 
 
 @cache
+def _local_node_version(node: str) -> str:
+    return subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+
+
+@cache
 def _scripts_digest() -> str:
     scripts = resources.files("cloudflare_worker_pipeline") / "scripts"
     digest = hashlib.sha256()
@@ -33,14 +38,14 @@ def _scripts_digest() -> str:
     return digest.hexdigest()
 
 
-def _node(settings: PipelineSettings) -> str:
+def node_identity(settings: PipelineSettings) -> str:
     """The Node the install and bundle stages run: the image in pods, the worker's node locally."""
     if settings.execution_mode is ExecutionMode.KUBERNETES:
         return settings.pods.node_image
     node = shutil.which("node")
     if node is None:
         return "no node"
-    return subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+    return _local_node_version(node)
 
 
 def input_directories(p: PipelineParameters) -> list[str]:
@@ -51,7 +56,7 @@ def input_directories(p: PipelineParameters) -> list[str]:
 def bundle_fingerprint(p: PipelineParameters, settings: PipelineSettings, input_trees: str) -> str:
     """SHA-256 (hex) of everything that decides the bundle's bytes."""
     inputs = {
-        "pipeline": VERSION, "scripts": _scripts_digest(), "node": _node(settings),
+        "pipeline": VERSION, "scripts": _scripts_digest(), "node": node_identity(settings),
         "trees": sorted(line for line in input_trees.splitlines() if line),
         "project-root": p.project_root, "package-manager-directory": p.package_manager_directory,
         "install-env": settings.install_env,

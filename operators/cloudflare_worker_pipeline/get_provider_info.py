@@ -57,6 +57,13 @@ _OPTIONS: dict[str, tuple[str, str, str | None, str]] = {
     "failure_callback": ("string", "", "my_company.airflow.notify_build_failure",
                          "Import path of a callable or notifier instance run when a task of the pipeline fails "
                          "(its on_failure_callback), e.g. a configured SlackNotifier."),
+    "dependency_cache_dir": ("string", "", "/var/cache/cloudflare-worker-pipeline",
+                             "Local mode: npm's cache and pnpm's store shared between builds (both verified "
+                             "against the lockfile's hashes); empty: <system temp dir>/cloudflare-worker-pipeline/"
+                             "dependency-cache; none: no shared cache."),
+    "dependency_cache_claim": ("string", "", "worker-dependency-cache",
+                               "Kubernetes mode: a ReadWriteMany claim mounted into install pods as the same "
+                               "shared cache; empty: none."),
     "services_file": ("string", "", "/etc/airflow/cloudflare-worker-services.yaml",
                       "YAML file of services rebuilt on a schedule, one DAG each; empty: none."),
     "git_submodules": ("boolean", "False", "True", "Fetch the repository's submodules."),

@@ -60,6 +60,7 @@ class PodSettings:
     workspace_size: str
     workspace_access_mode: str
     workspace_mount_path: str = "/workspace"  # inside stage pods: not a setting
+    cache_mount_path: str = "/cache"  # the shared dependency cache, in install pods
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,8 @@ class PipelineSettings:
         ``r2-endpoint-url`` may name. A host resolving to loopback, private or link-local space is
         refused unless an address or network entry covers that address.
     :param allowed_git_hosts: the same for ``git-url`` hosts; any public host by default.
+    :param dependency_cache_dir, dependency_cache_claim: the shared dependency cache (local mode: a
+        directory, None for none; kubernetes mode: a claim, empty for none).
     :param dag_owner, pool, max_active_runs, stage_retries, failure_callback: what the DAGs are
         built with (see :func:`cloudflare_worker_pipeline.pipeline.pipeline_dag`).
     """
@@ -126,6 +129,8 @@ class PipelineSettings:
     max_active_runs: int
     stage_retries: dict[str, int]
     failure_callback: str
+    dependency_cache_dir: Path | None
+    dependency_cache_claim: str
 
     @property
     def git_url_schemes(self) -> tuple[str, ...]:
@@ -189,6 +194,9 @@ class PipelineSettings:
             max_active_runs=read.positive("max_active_runs"),
             stage_retries=read.json("stage_retries", dict),
             failure_callback=read.string("failure_callback"),
+            dependency_cache_dir=None if read.string("dependency_cache_dir") == "none"
+            else Path(read.string("dependency_cache_dir") or temp / "dependency-cache"),
+            dependency_cache_claim=read.string("dependency_cache_claim"),
         )
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in settings.stage_retries.values()):
             raise SettingsError(f'[{SECTION}] stage_retries: expected a JSON object of whole numbers, like {{"install": 3}}')

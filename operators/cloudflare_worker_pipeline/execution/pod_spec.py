@@ -35,6 +35,7 @@ class StagePod:
     timeout_seconds: int
     labels: Mapping[str, str] = field(default_factory=dict)  # the owner's and the task's
     secret_refs: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # env name -> (Secret, key)
+    cache_claim: str = ""  # mounted at PodSettings.cache_mount_path (the install stage's dependency cache)
 
 
 def build_stage_pod(stage: StagePod, pods: PodSettings) -> k8s.V1Pod:
@@ -65,6 +66,7 @@ def build_stage_pod(stage: StagePod, pods: PodSettings) -> k8s.V1Pod:
         volume_mounts=[
             k8s.V1VolumeMount(name="workspace", mount_path=workspace, sub_path=stage.workspace.sub_path),
             k8s.V1VolumeMount(name="tmp", mount_path="/tmp"),  # an emptyDir: the root filesystem is read-only
+            *([k8s.V1VolumeMount(name="dependency-cache", mount_path=pods.cache_mount_path)] if stage.cache_claim else []),
         ],
         termination_message_path=TERMINATION_LOG,
         termination_message_policy="File",
@@ -95,6 +97,8 @@ def build_stage_pod(stage: StagePod, pods: PodSettings) -> k8s.V1Pod:
                 k8s.V1Volume(name="workspace", persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
                     claim_name=stage.workspace.claim_name)),
                 k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource()),
+                *([k8s.V1Volume(name="dependency-cache", persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
+                    claim_name=stage.cache_claim))] if stage.cache_claim else []),
             ],
         ),
     )

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import platform
+import re
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
+from cloudflare_worker_pipeline.fingerprint import node_identity
+from cloudflare_worker_pipeline.modes import ExecutionMode
 from cloudflare_worker_pipeline.operators.stage import StageOperator
 from cloudflare_worker_pipeline.parameters import PipelineParameters
 from cloudflare_worker_pipeline.results import InstallResult, StoredBuild
@@ -18,6 +24,7 @@ class InstallDependenciesOperator(StageOperator):
 
     script = "install.sh"
     egress = "registry"
+    uses_dependency_cache = True
     template_fields = (*StageOperator.template_fields, "checkout")
     results = ("package-manager",)
 
@@ -25,7 +32,27 @@ class InstallDependenciesOperator(StageOperator):
         return {"package-manager-directory": p.package_manager_directory}
 
     def script_env(self, p: PipelineParameters) -> dict[str, str]:
-        return {**self.settings.install_env, "INSTALL_DIR": str(p.install_dir)}
+        cache = self.dependency_cache(p)
+        return {**self.settings.install_env, "INSTALL_DIR": str(p.install_dir),
+                **({"DEPENDENCY_CACHE": str(cache)} if cache else {})}
+
+    def dependency_cache(self, p: PipelineParameters) -> PurePosixPath | None:
+        """Where the script sees the shared cache: a partition per platform and Node, or None."""
+        settings = self.settings
+        partition = re.sub(r"[^a-z0-9._-]+", "_", f"{platform.system()}-{platform.machine()}-"
+                           f"{node_identity(settings)}".lower())
+        if settings.execution_mode is ExecutionMode.KUBERNETES:
+            return PurePosixPath(settings.pods.cache_mount_path, partition) if settings.dependency_cache_claim else None
+        return PurePosixPath(settings.dependency_cache_dir, partition) if settings.dependency_cache_dir else None
+
+    def sandbox_policy(self, p: PipelineParameters) -> SandboxPolicy:
+        """The stage's usual view, plus the shared cache (writable: the package manager adds to it)."""
+        policy = super().sandbox_policy(p)
+        cache = self.dependency_cache(p)
+        if cache is None:
+            return policy
+        return SandboxPolicy(writable=(*policy.writable, Path(cache)), home=policy.home, read_only=policy.read_only,
+                             network=policy.network)
 
     def __init__(self, *, checkout: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -64,6 +64,7 @@ class StageOperator(PipelineOperator):
     # What the script reaches over the network: "none", "git" or "registry". The local sandbox
     # shares the network only with the latter two; pods carry it as a label NetworkPolicies select.
     egress: ClassVar[str] = "none"
+    uses_dependency_cache: ClassVar[bool] = False  # install: the shared npm cache and pnpm store
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -191,6 +192,6 @@ class StageOperator(PipelineOperator):
             stage=self.task_id.replace("_", "-"), script=self.script, image=getattr(pods, self.image_setting), env={},
             namespace=settings.namespace, egress=self.egress, workspace=mount, timeout_seconds=settings.stage_timeout_seconds,
             labels={**{k: make_safe_label_value(v) for k, v in task_labels.items()}, **self.pipeline.owner_labels},
-            secret_refs=self.secret_refs(),
+            secret_refs=self.secret_refs(), cache_claim=settings.dependency_cache_claim if self.uses_dependency_cache else "",
         )
         return PodScriptRunner(self.log, pods=pods, conn_id=settings.kubernetes_conn_id, stage=stage)

@@ -2,6 +2,9 @@
 # Stage 2: install dependencies in INSTALL_DIR with the package manager its lockfile names,
 # frozen so the lockfile is the truth. Writes the manager's name to RESULTS_DIR/package-manager.
 #   INSTALL_DIR, RESULTS_DIR   required
+#   DEPENDENCY_CACHE           optional: a directory shared between builds. Only stores the package
+#                              manager verifies against the lockfile's integrity hashes go there:
+#                              npm's cache (cacache) and pnpm's store (copied, never hard-linked).
 # Detection order: yarn.lock, pnpm-lock.yaml, package-lock.json, package.json alone.
 # Yarn and pnpm run through corepack, which honours package.json's packageManager field.
 
@@ -38,6 +41,10 @@ elif [ -f pnpm-lock.yaml ]; then
   manager="pnpm"
   echo "install: pnpm-lock.yaml found: pnpm install --frozen-lockfile"
   set -- corepack pnpm install --frozen-lockfile
+  if [ -n "${DEPENDENCY_CACHE:-}" ]; then
+    # Copies, not hard links: a later write into node_modules must not reach the shared store.
+    set -- "$@" --store-dir "$DEPENDENCY_CACHE/pnpm-store" --package-import-method copy
+  fi
 elif [ -f package-lock.json ]; then
   manager="npm"
   echo "install: package-lock.json found: npm ci"
@@ -50,6 +57,15 @@ else
   echo "install: no package.json in $INSTALL_DIR: nothing to install, skipping"
   printf 'none' > "$RESULTS_DIR/package-manager"
   exit 0
+fi
+
+if [ -n "${DEPENDENCY_CACHE:-}" ]; then
+  case "$manager" in
+    npm) export npm_config_cache="$DEPENDENCY_CACHE/npm"
+         echo "install: npm cache in $DEPENDENCY_CACHE (shared; npm checks every entry's hash)" ;;
+    pnpm) echo "install: pnpm store in $DEPENDENCY_CACHE (shared; pnpm checks every file; copied, not linked)" ;;
+    *) echo "install: $manager keeps its cache in this run (Yarn 1 does not re-check cached packages; Yarn PnP bundles would name the cache's path)" ;;
+  esac
 fi
 
 "$@"
