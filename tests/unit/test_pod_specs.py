@@ -176,3 +176,15 @@ def test_each_stage_pod_is_selected_by_exactly_one_network_policy_and_offline_st
     else:  # DNS and public addresses only: no cluster, metadata or private address space
         blocks = [peer["ipBlock"] for rule in spec["egress"] for peer in rule["to"] if "ipBlock" in peer]
         assert blocks and all({"10.0.0.0/8", "169.254.0.0/16", "127.0.0.0/8"} <= set(b["except"]) for b in blocks)
+
+
+def test_only_the_install_pod_mounts_the_shared_dependency_cache(monkeypatch) -> None:
+    install = render_pod(InstallDependenciesOperator, monkeypatch, dependency_cache_claim="dependency-cache")
+    assert {"name": "dependency-cache", "persistentVolumeClaim": {"claimName": "dependency-cache"}} in install["spec"]["volumes"]
+    assert {"name": "dependency-cache", "mountPath": "/cache"} in install["spec"]["containers"][0]["volumeMounts"]
+    env = {e["name"]: e.get("value") for e in install["spec"]["containers"][0]["env"]}
+    assert env["DEPENDENCY_CACHE"].startswith("/cache/")
+    kubernetes_validate.validate(install, KUBERNETES_VERSION, strict=True)
+    for other in (CheckoutOperator, BundleWorkerOperator, KustomizeBuildOperator):
+        pod = render_pod(other, monkeypatch, dependency_cache_claim="dependency-cache")
+        assert "dependency-cache" not in {v["name"] for v in pod["spec"]["volumes"]}
