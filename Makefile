@@ -55,9 +55,9 @@ system-deps:
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
-## bench: benchmarks that print side-by-side ratios (bench/)
-bench: setup
-	$(PY) bench/dag_parse.py
+## bench: the pipeline against the raw tools, side by side (bench/pipeline_runs.py), then the DAG's parse cost
+bench: setup sandbox postgres
+	$(PY) bench/pipeline_runs.py
 
 lint: setup system-deps
 	$(PY) -m ruff check operators dags plugins tests examples bench
