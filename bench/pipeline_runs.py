@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -72,7 +73,7 @@ def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float, str]:
 
 
 def raw_run(project: Project, s3_url: str, key: str) -> tuple[float, float]:
-    env = {**os.environ, "GIT_URL": project.repo.url, "PROJECT_ROOT": project.conf.get("project-root", "") or ".",  # type: ignore[attr-defined]
+    env = {**os.environ, **json.loads(DAG_ENV[SETTING + "INSTALL_ENV"]), "GIT_URL": project.repo.url, "PROJECT_ROOT": project.conf.get("project-root", "") or ".",  # type: ignore[attr-defined]
            "PM_DIR": project.conf.get("package-manager-directory", "") or project.conf.get("project-root", "") or ".",
            "WORK": str(ROOT / "raw"), "ENDPOINT": s3_url, "BUCKET": BUCKET, "KEY": key,
            "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "PYTHON": sys.executable}
@@ -130,6 +131,7 @@ def main() -> int:
     from examples.local_stack.git_daemon import start_git_daemon
     from examples.local_stack.seaweedfs import start_seaweedfs
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the stack on the way out
     shutil.rmtree(ROOT, ignore_errors=True)
     ROOT.mkdir(parents=True)
     s3 = start_seaweedfs(ROOT / "seaweedfs", ACCESS_KEY, SECRET_KEY)

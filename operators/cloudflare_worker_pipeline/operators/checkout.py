@@ -91,7 +91,7 @@ class CheckoutOperator(StageOperator):
             self.log.warning("Could not read s3://%s/%s (%s): building it", p.r2_bucket_name, key, error)
             return None
         if (stored is None or stored.sha256 is None or stored.metadata.get(FINGERPRINT_METADATA) != fingerprint
-                or stored.metadata.get("owner") != p.owner):
+                or (stored.metadata.get("owner") or "") != p.owner):  # S3 may drop an empty value
             return None
         self.log.info("s3://%s/%s already holds this build (commit %s, fingerprint %s, sha256 %s): install, bundle "
                       "and upload are skipped; the ConfigMaps are applied again", p.r2_bucket_name, key,
