@@ -58,6 +58,7 @@ system-deps:
 ## bench: the pipeline against the raw tools, side by side (bench/pipeline_runs.py), then the DAG's parse cost
 bench: setup sandbox postgres
 	$(PY) bench/pipeline_runs.py
+	$(PY) bench/dependency_cache.py
 
 lint: setup system-deps
 	$(PY) -m ruff check operators dags plugins tests examples bench

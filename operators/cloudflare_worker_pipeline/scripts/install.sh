@@ -43,7 +43,7 @@ elif [ -f pnpm-lock.yaml ]; then
   set -- corepack pnpm install --frozen-lockfile
   if [ -n "${DEPENDENCY_CACHE:-}" ]; then
     # Copies, not hard links: a later write into node_modules must not reach the shared store.
-    set -- "$@" --store-dir "$DEPENDENCY_CACHE/pnpm-store" --package-import-method copy
+    set -- "$@" --store-dir "$DEPENDENCY_CACHE/pnpm-store" --package-import-method copy --prefer-offline
   fi
 elif [ -f package-lock.json ]; then
   manager="npm"
@@ -61,7 +61,8 @@ fi
 
 if [ -n "${DEPENDENCY_CACHE:-}" ]; then
   case "$manager" in
-    npm) export npm_config_cache="$DEPENDENCY_CACHE/npm"
+    # prefer-offline: what the cache holds is not asked for again (the lockfile pins each version and hash).
+    npm) export npm_config_cache="$DEPENDENCY_CACHE/npm" npm_config_prefer_offline=true
          echo "install: npm cache in $DEPENDENCY_CACHE (shared; npm checks every entry's hash)" ;;
     pnpm) echo "install: pnpm store in $DEPENDENCY_CACHE (shared; pnpm checks every file; copied, not linked)" ;;
     *) echo "install: $manager keeps its cache in this run (Yarn 1 does not re-check cached packages; Yarn PnP bundles would name the cache's path)" ;;
