@@ -61,8 +61,9 @@ fi
 
 if [ -n "${DEPENDENCY_CACHE:-}" ]; then
   case "$manager" in
-    # prefer-offline: what the cache holds is not asked for again (the lockfile pins each version and hash).
-    npm) export npm_config_cache="$DEPENDENCY_CACHE/npm" npm_config_prefer_offline=true
+    # Not prefer-offline: with it npm fails on a cache entry a build corrupted instead of fetching it
+    # again, so one hostile build could break every later one (tests/integration/test_dependency_cache.py).
+    npm) export npm_config_cache="$DEPENDENCY_CACHE/npm"
          echo "install: npm cache in $DEPENDENCY_CACHE (shared; npm checks every entry's hash)" ;;
     pnpm) echo "install: pnpm store in $DEPENDENCY_CACHE (shared; pnpm checks every file; copied, not linked)" ;;
     *) echo "install: $manager keeps its cache in this run (Yarn 1 does not re-check cached packages; Yarn PnP bundles would name the cache's path)" ;;
