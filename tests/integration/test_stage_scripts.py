@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from importlib import resources
@@ -239,7 +240,9 @@ def test_in_a_pod_results_reach_the_termination_message_as_json(origin: dict[str
     termination_log = tmp_path / "termination-log"
     result = checkout(origin, tmp_path, "main", TERMINATION_LOG=str(termination_log))
     assert result.returncode == 0, result.stderr
-    assert json.loads(termination_log.read_text()) == {"commit": origin["second"]}
+    results = json.loads(termination_log.read_text())
+    assert results["commit"] == origin["second"]
+    assert re.fullmatch(r"\.=[0-9a-f]{40}", results["input-trees"]), "the root tree, the project's by default"
 
 
 def test_in_a_pod_error_lines_reach_the_termination_message(tmp_path: Path) -> None:
