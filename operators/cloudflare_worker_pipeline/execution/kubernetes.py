@@ -16,6 +16,7 @@ import asyncio
 import datetime
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +59,6 @@ class PodScriptRunner:
 
     def build_pod(self, script: str, env: Mapping[str, str], *, results_dir: Path, timeout_seconds: int) -> k8s.V1Pod:
         """The pod that would run ``script``: public, so its spec can be checked without a cluster."""
-        from dataclasses import replace
-
         stage = replace(self.stage, script=script, env={**env, "RESULTS_DIR": str(results_dir)},
                         timeout_seconds=timeout_seconds)
         return build_stage_pod(stage, self.pods)

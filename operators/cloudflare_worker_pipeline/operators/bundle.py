@@ -8,14 +8,14 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from cloudflare_worker_pipeline import metrics
-from cloudflare_worker_pipeline.operators.stage import StageOperator
+from cloudflare_worker_pipeline.operators.stage import StageAfterCheckout
 from cloudflare_worker_pipeline.parameters import PipelineParameters
 from cloudflare_worker_pipeline.results import BundleResult, StoredBuild
 
 _BUNDLE_PATH = re.compile(r"^dist/[A-Za-z0-9._-]+\.m?js$")
 
 
-class BundleWorkerOperator(StageOperator):
+class BundleWorkerOperator(StageAfterCheckout):
     """Run the project's own ``wrangler deploy --dry-run`` and return the bundle's facts.
 
     Returns ``bundle_path`` (relative to the project root), ``sha256`` (hex) and ``size_bytes``,
@@ -25,17 +25,12 @@ class BundleWorkerOperator(StageOperator):
 
     script = "bundle.sh"
     results = ("bundle-path", "content-hash", "size-bytes")
-    template_fields = (*StageOperator.template_fields, "checkout")
 
     def confined_directories(self, p: PipelineParameters) -> dict[str, str]:
         return {"project-root": p.project_root, "package-manager-directory": p.package_manager_directory}
 
     def script_env(self, p: PipelineParameters) -> dict[str, str]:
         return {**self.settings.install_env, "PROJECT_DIR": str(p.project_dir), "INSTALL_DIR": str(p.install_dir)}
-
-    def __init__(self, *, checkout: Any = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.checkout = checkout
 
     def skipped_result(self, stored: StoredBuild) -> BundleResult:
         metrics.bundle_size(self.dag_id, stored["size_bytes"])

@@ -77,7 +77,7 @@ class CheckoutOperator(StageOperator):
 
     def _stored_build(self, commit: str, fingerprint: str) -> StoredBuild | None:
         """The object at the key, when it already holds this build and ``force-rebuild`` is off."""
-        from cloudflare_worker_pipeline.hooks.r2 import R2Error, R2Hook
+        from cloudflare_worker_pipeline.hooks.r2 import R2Error
 
         p = self.pipeline
         if p.force_rebuild:
@@ -85,8 +85,7 @@ class CheckoutOperator(StageOperator):
             return None
         key = object_key_for_commit(p.r2_object_key, commit)
         try:
-            stored = R2Hook(endpoint_url=p.r2_endpoint_url, aws_conn_id=self.settings.r2_conn_id).stored(
-                p.r2_bucket_name, key)
+            stored = self.r2.stored(p.r2_bucket_name, key)
         except R2Error as error:  # the upload reports R2's trouble, if it lasts
             self.log.warning("Could not read s3://%s/%s (%s): building it", p.r2_bucket_name, key, error)
             return None

@@ -10,12 +10,12 @@ from typing import Any
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
 from cloudflare_worker_pipeline.fingerprint import node_identity
 from cloudflare_worker_pipeline.modes import ExecutionMode
-from cloudflare_worker_pipeline.operators.stage import StageOperator
+from cloudflare_worker_pipeline.operators.stage import StageAfterCheckout
 from cloudflare_worker_pipeline.parameters import PipelineParameters
 from cloudflare_worker_pipeline.results import InstallResult, StoredBuild
 
 
-class InstallDependenciesOperator(StageOperator):
+class InstallDependenciesOperator(StageAfterCheckout):
     """Install dependencies with the package manager the lockfile names, frozen.
 
     Runs in ``package-manager-directory`` (the project root unless set; ``.`` for a monorepo's
@@ -25,7 +25,6 @@ class InstallDependenciesOperator(StageOperator):
     script = "install.sh"
     egress = "registry"
     uses_dependency_cache = True
-    template_fields = (*StageOperator.template_fields, "checkout")
     results = ("package-manager",)
 
     def confined_directories(self, p: PipelineParameters) -> dict[str, str]:
@@ -53,10 +52,6 @@ class InstallDependenciesOperator(StageOperator):
             return policy
         return SandboxPolicy(writable=(*policy.writable, Path(cache)), home=policy.home, read_only=policy.read_only,
                              network=policy.network)
-
-    def __init__(self, *, checkout: Any = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.checkout = checkout
 
     def skipped_result(self, stored: StoredBuild) -> InstallResult:
         return InstallResult(package_manager="", skipped=True)

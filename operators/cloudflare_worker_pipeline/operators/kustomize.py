@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -13,7 +12,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError, list_build_files, read_build_file
 from cloudflare_worker_pipeline.config_maps import MAX_CONFIGMAP_BYTES, ConfigMapTooLargeError
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
-from cloudflare_worker_pipeline.operators.stage import StageOperator
+from cloudflare_worker_pipeline.operators.stage import StageAfterCheckout
 from cloudflare_worker_pipeline.parameters import PipelineParameters
 from cloudflare_worker_pipeline.results import KustomizeResult
 
@@ -54,7 +53,7 @@ def read_rendered_overlays(p: PipelineParameters) -> dict[str, str]:
     return data
 
 
-class KustomizeBuildOperator(StageOperator):
+class KustomizeBuildOperator(StageAfterCheckout):
     """Render each ``<project-root>/<kustomize-base-directory>/overlays/<name>`` with kustomize.
 
     The publish step stores them as ``data[<name>]`` = base64 of the rendered YAML, the format
@@ -64,12 +63,6 @@ class KustomizeBuildOperator(StageOperator):
 
     script = "kustomize.sh"
     image_setting = "kubectl_image"
-    template_fields: Sequence[str] = (*StageOperator.template_fields, "checkout")
-
-    def __init__(self, *, checkout: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.checkout = checkout
-
     def confined_directories(self, p: PipelineParameters) -> dict[str, str]:
         return {"project-root": p.project_root,
                 "kustomize-base-directory": (PurePosixPath(p.project_root) / p.kustomize_base_directory).as_posix()}

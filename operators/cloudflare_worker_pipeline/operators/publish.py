@@ -53,8 +53,6 @@ class PublishReleaseOperator(PipelineOperator):
         self.checkout: CheckoutResult = checkout
 
     def execute(self, context: Any) -> PublishResult:
-        from cloudflare_worker_pipeline.hooks.r2 import R2Hook
-
         p, settings, artifact = self.pipeline, self.settings, self.artifact
         try:
             check_visible(Path(p.workspace), self.task_id)
@@ -62,10 +60,9 @@ class PublishReleaseOperator(PipelineOperator):
             manifests, metadata = self._manifests(context)
         except (SettingsError, ConfigMapTooLargeError, UnsafeBuildFileError, ValueError, WorkspaceNotVisibleError) as error:
             raise AirflowFailException(f"ERROR: {error}") from None
-        r2 = R2Hook(endpoint_url=p.r2_endpoint_url, aws_conn_id=settings.r2_conn_id)
 
         def still_ours() -> bool:
-            return r2.holds(artifact["bucket"], artifact["key"], artifact["sha256"], artifact["size_bytes"])
+            return self.r2.holds(artifact["bucket"], artifact["key"], artifact["sha256"], artifact["size_bytes"])
 
         if not still_ours():
             self.log.info("Not publishing: s3://%s/%s has since been replaced by another run, which publishes its "

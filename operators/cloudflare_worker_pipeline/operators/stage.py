@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
@@ -23,9 +23,12 @@ from cloudflare_worker_pipeline.execution.local import LocalScriptRunner
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy, SandboxUnavailableError, ca_paths
 from cloudflare_worker_pipeline.modes import ExecutionMode
 from cloudflare_worker_pipeline.parameters import PipelineParameters
-from cloudflare_worker_pipeline.results import StoredBuild
+from cloudflare_worker_pipeline.results import CheckoutResult, StoredBuild
 from cloudflare_worker_pipeline.settings import PipelineSettings
 from cloudflare_worker_pipeline.workspace import WorkspaceNotVisibleError, check_visible, run_workspace
+
+if TYPE_CHECKING:
+    from cloudflare_worker_pipeline.hooks.r2 import R2Hook
 
 
 class PipelineOperator(BaseOperator):
@@ -49,6 +52,13 @@ class PipelineOperator(BaseOperator):
     @cached_property
     def settings(self) -> PipelineSettings:
         return PipelineSettings.from_airflow_config()
+
+    @cached_property
+    def r2(self) -> R2Hook:
+        """The run's R2 (``r2-endpoint-url``, the ``r2_conn_id`` connection); the provider loads on first use."""
+        from cloudflare_worker_pipeline.hooks.r2 import R2Hook
+
+        return R2Hook(endpoint_url=self.pipeline.r2_endpoint_url, aws_conn_id=self.settings.r2_conn_id)
 
 
 class StageOperator(PipelineOperator):
@@ -103,18 +113,7 @@ class StageOperator(PipelineOperator):
         """Host paths every sandbox shows read-only: the setting's, and the worker's CA files."""
         return (*self.settings.sandbox_read_only_paths, *ca_paths(os.environ))
 
-    def skipped_result(self, stored: StoredBuild) -> Any:
-        """The result when the object already holds this build; None: this stage always runs."""
-        return None
-
     def execute(self, context: Any) -> Any:
-        stored = (getattr(self, "checkout", None) or {}).get("stored_build")
-        if stored:
-            skipped = self.skipped_result(stored)
-            if skipped is not None:
-                self.log.info("Skipped: s3://%s/%s already holds this build (sha256 %s); force-rebuild=true builds "
-                              "it again", self.pipeline.r2_bucket_name, stored["key"], stored["sha256"])
-                return skipped
         runner = self.make_runner(context)
         return self._stage(runner, context, lambda seen: runner.run(self.script, **self._request(runner, seen)))
 
@@ -195,3 +194,30 @@ class StageOperator(PipelineOperator):
             secret_refs=self.secret_refs(), cache_claim=settings.dependency_cache_claim if self.uses_dependency_cache else "",
         )
         return PodScriptRunner(self.log, pods=pods, conn_id=settings.kubernetes_conn_id, stage=stage)
+
+
+class StageAfterCheckout(StageOperator):
+    """A stage that works on the clone: it runs after ``checkout`` and reads its result.
+
+    :param checkout: the output of the checkout stage (:class:`CheckoutResult`); None only when the
+        operator is built alone, e.g. to render its pod.
+    """
+
+    template_fields: Sequence[str] = (*StageOperator.template_fields, "checkout")
+
+    def __init__(self, *, checkout: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.checkout: CheckoutResult | None = checkout
+
+    def skipped_result(self, stored: StoredBuild) -> Any:
+        """The result when the object already holds this build; None: this stage always runs."""
+        return None
+
+    def execute(self, context: Any) -> Any:
+        stored = self.checkout["stored_build"] if self.checkout else None
+        skipped = self.skipped_result(stored) if stored else None
+        if stored and skipped is not None:
+            self.log.info("Skipped: s3://%s/%s already holds this build (sha256 %s); force-rebuild=true builds "
+                          "it again", self.pipeline.r2_bucket_name, stored["key"], stored["sha256"])
+            return skipped
+        return super().execute(context)

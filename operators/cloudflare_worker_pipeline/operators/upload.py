@@ -40,7 +40,7 @@ class UploadBundleOperator(PipelineOperator):
         self.checkout: CheckoutResult = checkout
 
     def execute(self, context: Any) -> UploadResult:
-        from cloudflare_worker_pipeline.hooks.r2 import PermanentR2Error, R2Error, R2Hook
+        from cloudflare_worker_pipeline.hooks.r2 import PermanentR2Error, R2Error
 
         p, bundle, commit = self.pipeline, self.bundle, self.checkout["commit_sha"]
         key = object_key_for_commit(p.r2_object_key, commit)
@@ -52,13 +52,12 @@ class UploadBundleOperator(PipelineOperator):
             check_r2_endpoint(p.r2_endpoint_url, self.settings.allowed_r2_endpoints)
         except HostNotAllowedError as error:
             raise AirflowFailException(str(error)) from None
-        hook = R2Hook(endpoint_url=p.r2_endpoint_url, aws_conn_id=self.settings.r2_conn_id)
         self.log.info("Uploading %s (%d bytes, sha256 %s) to %s at %s", bundle["bundle_path"], len(body),
                       bundle["sha256"], target, p.r2_endpoint_url)
         try:
-            previous = hook.stored(p.r2_bucket_name, key)
+            previous = self.r2.stored(p.r2_bucket_name, key)
             check_object_owner(previous.metadata.get("owner") if previous else None, p.owner)
-            hook.put_verified(p.r2_bucket_name, key, body, metadata={
+            self.r2.put_verified(p.r2_bucket_name, key, body, metadata={
                 "owner": p.owner, "commit": commit, FINGERPRINT_METADATA: self.checkout["fingerprint"]})
         except ObjectOwnedElsewhereError as error:
             raise AirflowFailException(f"upload: failed: {target} {error}") from None
@@ -74,11 +73,8 @@ class UploadBundleOperator(PipelineOperator):
 
     def _verify_stored(self, key: str) -> UploadResult:
         """The build was skipped: the object must still be the one checkout found."""
-        from cloudflare_worker_pipeline.hooks.r2 import R2Hook
-
         p, bundle = self.pipeline, self.bundle
-        hook = R2Hook(endpoint_url=p.r2_endpoint_url, aws_conn_id=self.settings.r2_conn_id)
-        if not hook.holds(p.r2_bucket_name, key, bundle["sha256"], bundle["size_bytes"]):
+        if not self.r2.holds(p.r2_bucket_name, key, bundle["sha256"], bundle["size_bytes"]):
             raise AirflowFailException(
                 f"ERROR: s3://{p.r2_bucket_name}/{key} changed since checkout found this build there; run again "
                 "(or with force-rebuild=true)")
