@@ -62,12 +62,14 @@ class CommitLink(BaseOperatorLink):
 
 
 class R2ObjectLink(BaseOperatorLink):
-    """On the upload task: the uploaded bundle (Cloudflare dashboard for R2 endpoints)."""
+    """On upload and publish: the bundle's object (Cloudflare dashboard for R2 endpoints); publish
+    has it also when the upload was skipped."""
 
     name = "R2 object"
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         result = _result_of(ti_key)
+        result = result.get("artifact") or result  # publish's result holds the object as "artifact"
         if not result.get("artifact_url"):
             return ""
         endpoint = result["artifact_url"].removesuffix(f"/{result['bucket']}/{result['key']}")

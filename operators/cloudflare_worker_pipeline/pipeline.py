@@ -5,7 +5,9 @@
     remove_workspace: the teardown of prepare_workspace, runs whatever happened
 
 ``publish`` writes both ConfigMaps (artifact metadata and manifests) once the upload and the
-kustomize branch have both succeeded: a release is published whole or not at all.
+kustomize branch have both succeeded: a release is published whole or not at all. When the object
+at the key already holds this build, ``checkout`` skips install, bundle and upload (they show as
+skipped) and ``publish`` verifies the stored object instead.
 
 A port of the Tekton pipeline ``build-and-upload-cloudflare-worker``. Importing this module is
 cheap: the operators import their provider hooks inside ``execute()``.
@@ -107,13 +109,13 @@ def pipeline_dag(
 
         workspace = stage(PrepareWorkspaceOperator, "prepare_workspace", parameters=validated)
         checkout = stage(CheckoutOperator, "checkout", parameters=validated)
-        install = stage(InstallDependenciesOperator, "install", parameters=validated, checkout=checkout.output)
-        bundle = stage(BundleWorkerOperator, "bundle", parameters=validated, checkout=checkout.output)
+        install = stage(InstallDependenciesOperator, "install", parameters=validated)
+        bundle = stage(BundleWorkerOperator, "bundle", parameters=validated)
         upload = stage(UploadBundleOperator, "upload", parameters=validated, bundle=bundle.output,
                        checkout=checkout.output, retry_exponential_backoff=True)
-        kustomize = stage(KustomizeBuildOperator, "kustomize_build", parameters=validated, checkout=checkout.output)
-        publish = stage(PublishReleaseOperator, "publish", parameters=validated, artifact=upload.output,
-                        checkout=checkout.output, outlets=[asset])
+        kustomize = stage(KustomizeBuildOperator, "kustomize_build", parameters=validated)
+        publish = stage(PublishReleaseOperator, "publish", parameters=validated, checkout=checkout.output,
+                        upload_task_id=upload.task_id, outlets=[asset])
         cleanup = stage(RemoveWorkspaceOperator, "remove_workspace", parameters=validated)
 
         parameters >> workspace >> checkout >> install >> bundle >> upload >> publish

@@ -20,19 +20,17 @@ class StoredBuild(TypedDict):
 class CheckoutResult(TypedDict):
     commit_sha: str  # the full SHA of the checked-out commit
     fingerprint: str  # SHA-256 of what decides the bundle (cloudflare_worker_pipeline.fingerprint)
-    stored_build: StoredBuild | None  # set when install, bundle and upload can be skipped
+    stored_build: StoredBuild | None  # set when the object already holds this build: install, bundle and upload skipped
 
 
 class InstallResult(TypedDict):
-    package_manager: str  # npm, yarn or pnpm, as the lockfile named it; "" when skipped
-    skipped: bool  # the object already held this build
+    package_manager: str  # npm, yarn or pnpm, as the lockfile named it
 
 
 class BundleResult(TypedDict):
-    bundle_path: str  # relative to the project root, e.g. dist/index.js; "" when skipped
+    bundle_path: str  # relative to the project root, e.g. dist/index.js
     sha256: str  # hex
     size_bytes: int
-    skipped: bool  # the object already held this build: these are its hash and size
 
 
 class UploadResult(TypedDict):
@@ -43,7 +41,7 @@ class UploadResult(TypedDict):
     size_bytes: int
     commit_sha: str
     replaced_sha256: str | None  # what the key held before this upload (a fixed key), or None
-    skipped: bool  # the object already held this build: verified, not uploaded again
+    skipped: bool  # the object already held this build: the upload was skipped, publish verified it
 
 
 class KustomizeResult(TypedDict):
@@ -51,5 +49,6 @@ class KustomizeResult(TypedDict):
 
 
 class PublishResult(TypedDict):
+    artifact: UploadResult  # the object the ConfigMaps describe: uploaded by this run, or already stored
     artifact_config_map: str  # where each ConfigMap went; "superseded: ..." when a newer run owns the key
     manifests_config_map: str

@@ -25,6 +25,11 @@ ConfigMaps that deploys read. A port of the Tekton pipeline `build-and-upload-cl
 **A release is published whole.** `publish` runs only when `upload` and `kustomize_build` both
 succeeded, so a red run never leaves new manifests beside an old bundle or the reverse.
 
+**Skipped `install`, `bundle` and `upload`** mean the object at the key already held this build
+(the same fingerprint of commit trees, parameters and toolchain; `checkout`'s log says which);
+`publish` checked the object and applied the ConfigMaps as a full run would. Trigger with
+`force-rebuild=true` to build anyway.
+
 ## When a run is red
 
 - **`validate_parameters` failed**: the message names the parameter or setting; fix the conf
@@ -48,8 +53,9 @@ TASK_DOCS = {
                            "and that the ConfigMaps can be written. Fails once, naming the parameter or setting.",
     "prepare_workspace": "Creates the run's workspace (a directory, or a Kubernetes claim) and checks this "
                          "deployment can use it. The run's setup task; `remove_workspace` is its teardown.",
-    "checkout": "Clones `git-url` at `git-revision` (shallow; sparse when asked). Returns `commit_sha`. A symlink "
-                "leading out of the clone fails here, naming it.",
+    "checkout": "Clones `git-url` at `git-revision` (shallow; sparse when asked). Returns `commit_sha` and the "
+                "build's fingerprint. A symlink leading out of the clone fails here, naming it. When the object at the "
+                "key already holds this build, it skips `install`, `bundle` and `upload`.",
     "install": "Installs dependencies with the package manager the lockfile names, frozen. Returns "
                "`package_manager`. Retried once: registries have bad minutes.",
     "bundle": "Runs the project's own `wrangler deploy --dry-run --outdir dist`. Returns `bundle_path`, `sha256`, "
@@ -58,7 +64,8 @@ TASK_DOCS = {
               "Returns the object's URL, key and hashes. Transient S3 errors are retried; refused ones are not.",
     "kustomize_build": "Renders each `overlays/<name>` with `kubectl kustomize`, without network. Returns `overlays`.",
     "publish": "Writes the manifests ConfigMap, then the artifact metadata ConfigMap, while the object is still "
-               "this run's, and emits the bundle Asset event. Retried: the Kubernetes API may be briefly away.",
+               "this run's (or, when the upload was skipped, still the stored build), and emits the bundle Asset "
+               "event. Returns where each went and the `artifact`. Retried: the Kubernetes API may be briefly away.",
     "remove_workspace": "Deletes the run's workspace (or its claim), whatever happened. A teardown: it does not "
                         "decide the run's state.",
 }

@@ -36,7 +36,7 @@ def test_npm_worker_is_bundled_uploaded_and_recorded(pipeline_dag, git_server, c
     body = assert_published(run, s3_client, connections, bucket, "my-worker/build.js")
     assert b"Hello from a Worker built by Airflow" in body
     assert run.xcom("checkout")["commit_sha"] == repo.head()
-    assert run.xcom("install") == {"package_manager": "npm", "skipped": False}
+    assert run.xcom("install") == {"package_manager": "npm"}
     assert run.xcom("bundle")["bundle_path"] == "dist/index.js"
     assert run.xcom("upload")["artifact_url"] == f"{s3_server.endpoint_url}/{bucket}/my-worker/build.js"
     assert run.links["upload/R2ObjectLink"] == run.xcom("upload")["artifact_url"]
@@ -77,7 +77,10 @@ def test_the_same_build_again_skips_install_bundle_and_upload_and_applies_the_co
     assert first.state == second.state == "success"
     assert second.xcom("checkout")["stored_build"] == {"key": "my-worker/build.js", "sha256": first.xcom("upload")["sha256"],
                                                       "size_bytes": first.xcom("upload")["size_bytes"]}
-    assert second.xcom("install")["skipped"] and second.xcom("bundle")["skipped"] and second.xcom("upload")["skipped"]
+    assert {task: second.task_states[task] for task in ("install", "bundle", "upload")} == dict.fromkeys(
+        ("install", "bundle", "upload"), "skipped"), "Airflow shows the build as skipped"
+    assert second.xcom("publish")["artifact"] == {**first.xcom("upload"), "replaced_sha256": None, "skipped": True}
+    assert second.links["publish/R2ObjectLink"] == first.links["upload/R2ObjectLink"]
     assert s3_client.head_object(Bucket=bucket, Key="my-worker/build.js")["LastModified"] == stored["LastModified"]
     assert first_cm["data"] == second_cm["data"], "the ConfigMaps say what a full run would"
     assert first_cm["metadata"]["uid"] == second_cm["metadata"]["uid"], "updated in place, not recreated"
@@ -86,7 +89,7 @@ def test_the_same_build_again_skips_install_bundle_and_upload_and_applies_the_co
 
     forced = run_pipeline(pipeline_dag, {**conf, "force-rebuild": "true"})
     assert forced.state == "success" and not forced.xcom("upload")["skipped"]
-    assert forced.xcom("install") == {"package_manager": "npm", "skipped": False}
+    assert forced.xcom("install") == {"package_manager": "npm"}
     assert s3_client.head_object(Bucket=bucket, Key="my-worker/build.js")["LastModified"] >= stored["LastModified"]
     assert forced.xcom("upload")["sha256"] == first.xcom("upload")["sha256"], "the same inputs, the same bytes"
 
@@ -99,13 +102,15 @@ def test_a_commit_outside_the_project_skips_the_build_and_one_inside_builds_agai
     conf = conf_for(repo.url, bucket, s3_server.endpoint_url, project_root="services/hello")
     first = run_pipeline(pipeline_dag, conf)
     repo.commit({"docs/CHANGELOG.md": "Touches nothing the bundle is built from.\n"}, "docs only")
+    outside_commit = repo.head()
     outside = run_pipeline(pipeline_dag, conf)
     repo.commit({"services/hello/src/extra.ts": "export const extra = 1;\n"}, "a change inside the project")
     inside = run_pipeline(pipeline_dag, conf)
 
     assert first.state == outside.state == inside.state == "success"
     assert outside.xcom("checkout")["fingerprint"] == first.xcom("checkout")["fingerprint"]
-    assert outside.xcom("upload")["skipped"], "the object already holds this build"
+    assert outside.task_states["upload"] == "skipped", "the object already holds this build"
+    assert outside.xcom("publish")["artifact"]["commit_sha"] == outside_commit, "the ConfigMaps name the commit built"
     assert inside.xcom("checkout")["stored_build"] is None and not inside.xcom("upload")["skipped"]
     assert inside.xcom("checkout")["fingerprint"] != first.xcom("checkout")["fingerprint"]
     assert s3_client.head_object(Bucket=bucket, Key="my-worker/build.js")["Metadata"]["commit"] == repo.head()
@@ -123,7 +128,7 @@ def test_each_package_manager_builds_the_worker_and_leaves_nothing_on_the_worker
     repo = git_server.publish(fixture, FIXTURES / "projects" / fixture)
     run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
     body = assert_published(run, s3_client, connections, bucket, "my-worker/build.js")
-    assert run.xcom("install") == {"package_manager": manager, "skipped": False}
+    assert run.xcom("install") == {"package_manager": manager}
     assert b"Hello from a Worker built by Airflow" in body
     assert worker_leftovers() == before, "tool caches, shims and logs stay in the run's workspace"
 
@@ -152,7 +157,7 @@ def test_monorepo_workspace_with_sparse_checkout_jsonc_and_a_pinned_commit(pipel
     ))
     body = assert_published(run, s3_client, connections, bucket, f"api-worker/{pinned[:12]}/{pinned}.js")
     assert run.xcom("checkout")["commit_sha"] == pinned
-    assert run.xcom("install") == {"package_manager": "pnpm", "skipped": False}
+    assert run.xcom("install") == {"package_manager": "pnpm"}
     assert b"from the monorepo" in body, "the workspace:* dependency is bundled in"
     assert set(connections.get(NAMESPACE, "my-worker-manifests")["data"]) == {"staging"}
 

@@ -146,6 +146,21 @@ def test_the_catalogue_triggers_a_build_over_rest_and_reads_the_results_back(air
     for stage in ("checkout", "install", "bundle", "kustomize_build"):
         assert f"airflow.cloudflare_worker_pipeline.stage_duration.{DAG_ID}.{stage}" in timers
 
+    # The same commit again: the scheduler skips the build and publish still applies the ConfigMaps.
+    again = api.post(f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": conf},
+                     timeout=30).json()["dag_run_id"]
+    assert airflow_server.wait_for_run(DAG_ID, again)["state"] == "success"
+    states = {ti["task_id"]: ti["state"] for ti in api.get(
+        f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns/{again}/taskInstances", timeout=10).json()["task_instances"]}
+    assert states == {**dict.fromkeys(("install", "bundle", "upload"), "skipped"),
+                      **dict.fromkeys(("validate_parameters", "prepare_workspace", "checkout", "kustomize_build",
+                                       "publish", "remove_workspace"), "success")}
+    published = api.get(f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns/{again}/taskInstances/publish/xcomEntries/"
+                        "return_value", params={"deserialize": "true"}, timeout=10).json()["value"]
+    assert published["artifact"] == {**upload, "skipped": True}
+    assert kube_api.get(NAMESPACE, "my-worker-artifact-metadata")["metadata"]["annotations"][
+        "cloudflare-worker-pipeline.planton.cloud/dag-run"].endswith(again)
+
 
 def test_a_hostile_repository_steals_nothing_from_a_running_airflow(airflow_server, git_server, kube_api, bucket,
                                                                     s3_server, s3_client, tmp_path) -> None:

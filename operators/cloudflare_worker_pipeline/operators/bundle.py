@@ -8,14 +8,14 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from cloudflare_worker_pipeline import metrics
-from cloudflare_worker_pipeline.operators.stage import StageAfterCheckout
+from cloudflare_worker_pipeline.operators.stage import StageOperator
 from cloudflare_worker_pipeline.parameters import PipelineParameters
-from cloudflare_worker_pipeline.results import BundleResult, StoredBuild
+from cloudflare_worker_pipeline.results import BundleResult
 
 _BUNDLE_PATH = re.compile(r"^dist/[A-Za-z0-9._-]+\.m?js$")
 
 
-class BundleWorkerOperator(StageAfterCheckout):
+class BundleWorkerOperator(StageOperator):
     """Run the project's own ``wrangler deploy --dry-run`` and return the bundle's facts.
 
     Returns ``bundle_path`` (relative to the project root), ``sha256`` (hex) and ``size_bytes``,
@@ -32,10 +32,6 @@ class BundleWorkerOperator(StageAfterCheckout):
     def script_env(self, p: PipelineParameters) -> dict[str, str]:
         return {**self.settings.install_env, "PROJECT_DIR": str(p.project_dir), "INSTALL_DIR": str(p.install_dir)}
 
-    def skipped_result(self, stored: StoredBuild) -> BundleResult:
-        metrics.bundle_size(self.dag_id, stored["size_bytes"])
-        return BundleResult(bundle_path="", sha256=stored["sha256"], size_bytes=stored["size_bytes"], skipped=True)
-
     def finish(self, results: dict[str, str], context: Any) -> BundleResult:
         path, size = results["bundle-path"], int(results["size-bytes"])
         if not _BUNDLE_PATH.match(path):
@@ -46,4 +42,4 @@ class BundleWorkerOperator(StageAfterCheckout):
                 f"ERROR: Bundle too large: {path} is {size} bytes, over the limit of {limit} bytes (setting max_bundle_bytes)"
             )
         metrics.bundle_size(self.dag_id, size)
-        return BundleResult(bundle_path=path, sha256=results["content-hash"], size_bytes=size, skipped=False)
+        return BundleResult(bundle_path=path, sha256=results["content-hash"], size_bytes=size)

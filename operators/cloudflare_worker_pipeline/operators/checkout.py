@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from airflow.sdk.bases.skipmixin import SkipMixin
 from airflow.sdk.exceptions import AirflowFailException
 
 from cloudflare_worker_pipeline.clone_paths import PathEscapesCloneError, check_no_escaping_symlinks
@@ -17,12 +18,18 @@ from cloudflare_worker_pipeline.parameters import PipelineParameters, object_key
 from cloudflare_worker_pipeline.results import CheckoutResult, StoredBuild
 
 
-class CheckoutOperator(StageOperator):
+class CheckoutOperator(StageOperator, SkipMixin):
     """Clone ``git-url`` at ``git-revision`` into a fresh workspace; return the commit SHA.
 
     Branches, tags and full SHAs are fetched one commit deep; short SHAs need the refs' history.
     Sparse checkout uses cone mode, so files at the repository root are always present. A clone
     holding a symlink that leads outside it fails here, naming the link.
+
+    When the object at the key already holds this build (its metadata has this fingerprint) and
+    ``force-rebuild`` is off, the task ``build_task_id`` is skipped, and with it every task after
+    it whose trigger rule needs it to succeed: in the pipeline, install, bundle and upload.
+
+    :param build_task_id: the first task of the build (``install``).
     """
 
     script = "checkout.sh"
@@ -30,6 +37,29 @@ class CheckoutOperator(StageOperator):
     egress = "git"
     results = ("commit", "input-trees")
     operator_extra_links = (CommitLink(),)
+    inherits_from_skipmixin = True
+
+    def __init__(self, *, build_task_id: str = "install", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.build_task_id = build_task_id
+
+    def execute(self, context: Any) -> CheckoutResult:
+        return self._skip_stored_build(super().execute(context), context)
+
+    def resume_stage(self, context: Any, event: dict[str, Any] | None = None, **kwargs: Any) -> CheckoutResult:
+        return self._skip_stored_build(super().resume_stage(context, event, **kwargs), context)
+
+    def _skip_stored_build(self, result: CheckoutResult, context: Any) -> CheckoutResult:
+        """Skip the build when the object already holds it. Skipping ends the task by an exception,
+        so the result is stored first: the stages that still run read it."""
+        if result["stored_build"] is None:
+            return result
+        from airflow.sdk.bases.xcom import BaseXCom
+
+        ti = context["ti"]
+        ti.xcom_push(key=BaseXCom.XCOM_RETURN_KEY, value=result)
+        self.skip(ti, [self.dag.get_task(self.build_task_id)])
+        return result  # not reached: skip() raises DownstreamTasksSkipped
 
     def script_env(self, p: PipelineParameters) -> dict[str, str]:
         return {
@@ -92,7 +122,8 @@ class CheckoutOperator(StageOperator):
         if (stored is None or stored.sha256 is None or stored.metadata.get(FINGERPRINT_METADATA) != fingerprint
                 or (stored.metadata.get("owner") or "") != p.owner):  # S3 may drop an empty value
             return None
-        self.log.info("s3://%s/%s already holds this build (commit %s, fingerprint %s, sha256 %s): install, bundle "
-                      "and upload are skipped; the ConfigMaps are applied again", p.r2_bucket_name, key,
-                      stored.metadata.get("commit"), fingerprint[:12], stored.sha256)
+        self.log.info("s3://%s/%s already holds this build (commit %s, fingerprint %s, sha256 %s): skipping %s and "
+                      "what follows it; publish verifies the object and applies the ConfigMaps again "
+                      "(force-rebuild=true builds anyway)", p.r2_bucket_name, key, stored.metadata.get("commit"),
+                      fingerprint[:12], stored.sha256, self.build_task_id)
         return StoredBuild(key=key, sha256=stored.sha256, size_bytes=stored.size_bytes)

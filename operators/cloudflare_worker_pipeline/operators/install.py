@@ -10,12 +10,12 @@ from typing import Any
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
 from cloudflare_worker_pipeline.fingerprint import node_identity
 from cloudflare_worker_pipeline.modes import ExecutionMode
-from cloudflare_worker_pipeline.operators.stage import StageAfterCheckout
+from cloudflare_worker_pipeline.operators.stage import StageOperator
 from cloudflare_worker_pipeline.parameters import PipelineParameters
-from cloudflare_worker_pipeline.results import InstallResult, StoredBuild
+from cloudflare_worker_pipeline.results import InstallResult
 
 
-class InstallDependenciesOperator(StageAfterCheckout):
+class InstallDependenciesOperator(StageOperator):
     """Install dependencies with the package manager the lockfile names, frozen.
 
     Runs in ``package-manager-directory`` (the project root unless set; ``.`` for a monorepo's
@@ -53,8 +53,5 @@ class InstallDependenciesOperator(StageAfterCheckout):
         return SandboxPolicy(writable=(*policy.writable, Path(cache)), home=policy.home, read_only=policy.read_only,
                              network=policy.network)
 
-    def skipped_result(self, stored: StoredBuild) -> InstallResult:
-        return InstallResult(package_manager="", skipped=True)
-
     def finish(self, results: dict[str, str], context: Any) -> InstallResult:
-        return InstallResult(package_manager=results["package-manager"], skipped=False)
+        return InstallResult(package_manager=results["package-manager"])

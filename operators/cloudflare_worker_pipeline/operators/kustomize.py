@@ -12,7 +12,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError, list_build_files, read_build_file
 from cloudflare_worker_pipeline.config_maps import MAX_CONFIGMAP_BYTES, ConfigMapTooLargeError
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
-from cloudflare_worker_pipeline.operators.stage import StageAfterCheckout
+from cloudflare_worker_pipeline.operators.stage import StageOperator
 from cloudflare_worker_pipeline.parameters import PipelineParameters
 from cloudflare_worker_pipeline.results import KustomizeResult
 
@@ -53,7 +53,7 @@ def read_rendered_overlays(p: PipelineParameters) -> dict[str, str]:
     return data
 
 
-class KustomizeBuildOperator(StageAfterCheckout):
+class KustomizeBuildOperator(StageOperator):
     """Render each ``<project-root>/<kustomize-base-directory>/overlays/<name>`` with kustomize.
 
     The publish step stores them as ``data[<name>]`` = base64 of the rendered YAML, the format

@@ -23,7 +23,6 @@ from cloudflare_worker_pipeline.execution.local import LocalScriptRunner
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy, SandboxUnavailableError, ca_paths
 from cloudflare_worker_pipeline.modes import ExecutionMode
 from cloudflare_worker_pipeline.parameters import PipelineParameters
-from cloudflare_worker_pipeline.results import CheckoutResult, StoredBuild
 from cloudflare_worker_pipeline.settings import PipelineSettings
 from cloudflare_worker_pipeline.workspace import WorkspaceNotVisibleError, check_visible, run_workspace
 
@@ -194,30 +193,3 @@ class StageOperator(PipelineOperator):
             secret_refs=self.secret_refs(), cache_claim=settings.dependency_cache_claim if self.uses_dependency_cache else "",
         )
         return PodScriptRunner(self.log, pods=pods, conn_id=settings.kubernetes_conn_id, stage=stage)
-
-
-class StageAfterCheckout(StageOperator):
-    """A stage that works on the clone: it runs after ``checkout`` and reads its result.
-
-    :param checkout: the output of the checkout stage (:class:`CheckoutResult`); None only when the
-        operator is built alone, e.g. to render its pod.
-    """
-
-    template_fields: Sequence[str] = (*StageOperator.template_fields, "checkout")
-
-    def __init__(self, *, checkout: Any = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.checkout: CheckoutResult | None = checkout
-
-    def skipped_result(self, stored: StoredBuild) -> Any:
-        """The result when the object already holds this build; None: this stage always runs."""
-        return None
-
-    def execute(self, context: Any) -> Any:
-        stored = self.checkout["stored_build"] if self.checkout else None
-        skipped = self.skipped_result(stored) if stored else None
-        if stored and skipped is not None:
-            self.log.info("Skipped: s3://%s/%s already holds this build (sha256 %s); force-rebuild=true builds "
-                          "it again", self.pipeline.r2_bucket_name, stored["key"], stored["sha256"])
-            return skipped
-        return super().execute(context)

@@ -44,8 +44,6 @@ class UploadBundleOperator(PipelineOperator):
 
         p, bundle, commit = self.pipeline, self.bundle, self.checkout["commit_sha"]
         key = object_key_for_commit(p.r2_object_key, commit)
-        if bundle["skipped"]:
-            return self._verify_stored(key)
         body = self._read_bundle()
         target = f"s3://{p.r2_bucket_name}/{key}"
         try:  # again, right before connecting: the name may resolve elsewhere by now
@@ -70,19 +68,6 @@ class UploadBundleOperator(PipelineOperator):
         return UploadResult(artifact_url=artifact_url, bucket=p.r2_bucket_name, key=key, sha256=bundle["sha256"],
                             size_bytes=bundle["size_bytes"], commit_sha=commit,
                             replaced_sha256=(previous.sha256 or "unknown") if previous else None, skipped=False)
-
-    def _verify_stored(self, key: str) -> UploadResult:
-        """The build was skipped: the object must still be the one checkout found."""
-        p, bundle = self.pipeline, self.bundle
-        if not self.r2.holds(p.r2_bucket_name, key, bundle["sha256"], bundle["size_bytes"]):
-            raise AirflowFailException(
-                f"ERROR: s3://{p.r2_bucket_name}/{key} changed since checkout found this build there; run again "
-                "(or with force-rebuild=true)")
-        self.log.info("Skipped: s3://%s/%s already holds this build (sha256 %s), verified", p.r2_bucket_name, key,
-                      bundle["sha256"])
-        return UploadResult(artifact_url=f"{p.r2_endpoint_url}/{p.r2_bucket_name}/{key}", bucket=p.r2_bucket_name,
-                            key=key, sha256=bundle["sha256"], size_bytes=bundle["size_bytes"],
-                            commit_sha=self.checkout["commit_sha"], replaced_sha256=None, skipped=True)
 
     def _read_bundle(self) -> bytes:
         """The bundle's bytes, exactly those the bundle stage measured."""
