@@ -7,6 +7,7 @@ connection with ``cluster`` is an error, never a quiet fall-back to files on som
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from cloudflare_worker_pipeline.execution.base import TaskLog
 from cloudflare_worker_pipeline.get_provider_info import SECTION
 from cloudflare_worker_pipeline.modes import ConfigMapDestination
 from cloudflare_worker_pipeline.ownership import ANNOTATION_PREFIX, OWNER_ANNOTATION, check_ownership
+from cloudflare_worker_pipeline.results import UploadResult
 from cloudflare_worker_pipeline.settings import PipelineSettings, SettingsError
 
 MAX_CONFIGMAP_BYTES = 1024 * 1024  # the API server refuses larger objects
@@ -56,6 +58,26 @@ def build_annotations(*, commit: str, git_url: str, dag_id: str, run_id: str, ow
         f"{ANNOTATION_PREFIX}/repository": git_url,
         f"{ANNOTATION_PREFIX}/dag-run": f"{dag_id}/{run_id}",
         OWNER_ANNOTATION: owner,
+    }
+
+
+def artifact_annotations(artifact: UploadResult) -> dict[str, str]:
+    """What the artifact ConfigMap adds to the spec's four keys, as annotations existing readers
+    ignore: the bundle's compressed sizes, its source map, and the modules stored beside it.
+
+    Every one is always written, empty when it does not apply: a ConfigMap first created with a
+    value must not keep it once a build has none (an applier cannot remove what a create set).
+    """
+    files = artifact.get("files") or []
+    maps = [f["key"] for f in files if f["kind"] == "source-map"]
+    modules = [{"key": f["key"], "sha256": f["sha256"], "size-bytes": f["size_bytes"]} for f in files
+               if f["kind"] == "module"]
+    gzip_bytes, brotli_bytes = artifact.get("gzip_bytes"), artifact.get("brotli_bytes")
+    return {
+        f"{ANNOTATION_PREFIX}/gzip-bytes": "" if gzip_bytes is None else str(gzip_bytes),
+        f"{ANNOTATION_PREFIX}/brotli-bytes": "" if brotli_bytes is None else str(brotli_bytes),
+        f"{ANNOTATION_PREFIX}/source-map": maps[0] if maps else "",
+        f"{ANNOTATION_PREFIX}/modules": json.dumps(modules, separators=(",", ":")) if modules else "",
     }
 
 

@@ -60,5 +60,8 @@ def bundle_fingerprint(p: PipelineParameters, settings: PipelineSettings, input_
         "trees": sorted(line for line in input_trees.splitlines() if line),
         "project-root": p.project_root, "package-manager-directory": p.package_manager_directory,
         "install-env": settings.install_env,
+        # what decides the outputs besides the sources, or whether this build passes its checks
+        "source-maps": p.upload_source_maps, "size-limit": [p.bundle_size_limit_bytes, p.bundle_size_limit_applies_to],
+        "max-bundle-bytes": settings.max_bundle_bytes,
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()

@@ -46,7 +46,8 @@ _OPTIONS: dict[str, tuple[str, str, str | None, str]] = {
                        "Where stage scripts run: local (a bubblewrap sandbox on the worker) or kubernetes (pods)."),
     "stage_timeout_seconds": ("integer", "900", "600",
                               "A stage script running longer is stopped with every process it started."),
-    "max_bundle_bytes": ("integer", "10485760", "3145728", "Larger bundles fail before upload, with both sizes."),
+    "max_bundle_bytes": ("integer", "67108864", "10485760", "The ceiling: a larger bundle or module fails before upload, "
+                         "and no run's bundle-size-limit-bytes may exceed it."),
     "dag_owner": ("string", "airflow", "platform-team", "The owner shown on the pipeline's DAGs and tasks."),
     "pool": ("string", "", "cloudflare-worker-builds",
              "Airflow pool every task of the pipeline runs in (it must exist); empty: default_pool."),

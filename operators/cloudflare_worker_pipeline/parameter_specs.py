@@ -103,6 +103,15 @@ SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("force-rebuild", "false", "Build", "Force a rebuild",
                   "`true` installs, bundles and uploads even when the object at the key already holds this "
                   "build (the same fingerprint of commit trees, parameters and toolchain).", r"^(true|false)$", 5),
+    ParameterSpec("upload-source-maps", "true", "Build", "Upload source maps",
+                  "`true` has Wrangler write the source map and uploads it beside the bundle as `<r2-object-key>.map`; "
+                  "`false` builds without one.", r"^(true|false)$", 5),
+    ParameterSpec("bundle-size-limit-bytes", "10485760", "Build", "Bundle size limit",
+                  "The worker (the bundle and its additional modules, not the source map) over this many bytes fails "
+                  "before anything is uploaded; at most the deployment's `max_bundle_bytes`.", r"^[1-9][0-9]{0,10}$", 11),
+    ParameterSpec("bundle-size-limit-applies-to", "raw", "Build", "Bundle size measure",
+                  "`raw` compares the bytes as built, `gzip` their gzip size (what Cloudflare's compressed-size "
+                  "limits count).", r"^(raw|gzip)$", 4),
 )
 SPECS_BY_NAME: dict[str, ParameterSpec] = {spec.name: spec for spec in SPECS}
 PARAMETER_NAMES = tuple(SPECS_BY_NAME)

@@ -62,6 +62,9 @@ class PipelineParameters:
     owner_label: tuple[str, str] | None
     force_rebuild: bool
     workspace: str
+    upload_source_maps: bool = True
+    bundle_size_limit_bytes: int = 10 * 1024 * 1024
+    bundle_size_limit_applies_to: str = "raw"  # or "gzip"
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, Any], *, workspace: str,
@@ -100,6 +103,10 @@ class PipelineParameters:
             owner_label=_owner_label(raw["owner-identifier-label-key"], raw["owner-identifier-label-value"]),
             force_rebuild=_flag("force-rebuild", raw["force-rebuild"]),
             workspace=workspace,
+            upload_source_maps=_flag("upload-source-maps", raw["upload-source-maps"]),
+            bundle_size_limit_bytes=_positive("bundle-size-limit-bytes", raw["bundle-size-limit-bytes"]),
+            bundle_size_limit_applies_to=_choice("bundle-size-limit-applies-to", raw["bundle-size-limit-applies-to"],
+                                                 ("raw", "gzip")),
         )
         for name, path in (("project-root", params.project_root), ("package-manager-directory", params.package_manager_directory)):
             if sparse and not _covered_by_sparse(path, sparse):
@@ -256,6 +263,18 @@ def _dns_subdomain(name: str, value: str) -> str:
         )
     if value.startswith("kube-"):  # kube-root-ca.crt, kube-proxy...: the cluster's own
         raise InvalidParameterError(name, "a name not starting with 'kube-', which Kubernetes' own ConfigMaps use", value)
+    return value
+
+
+def _positive(name: str, value: str) -> int:
+    if not value.isascii() or not value.isdigit() or int(value) < 1:
+        raise InvalidParameterError(name, "a positive whole number of bytes", value)
+    return int(value)
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise InvalidParameterError(name, f"one of {', '.join(choices)}", value)
     return value
 
 

@@ -9,12 +9,22 @@ from __future__ import annotations
 from typing import TypedDict
 
 
+class UploadedFile(TypedDict):
+    key: str
+    kind: str  # "module" or "source-map"
+    sha256: str
+    size_bytes: int
+
+
 class StoredBuild(TypedDict):
     """The object at the key already holds this build (same fingerprint): what it holds."""
 
     key: str
     sha256: str
     size_bytes: int
+    files: list[UploadedFile]  # the modules and source map its manifest lists
+    gzip_bytes: int | None  # from the object's metadata; None for objects stored before it was recorded
+    brotli_bytes: int | None
 
 
 class CheckoutResult(TypedDict):
@@ -27,10 +37,31 @@ class InstallResult(TypedDict):
     package_manager: str  # npm, yarn or pnpm, as the lockfile named it
 
 
+class BuildFile(TypedDict):
+    """A file Wrangler wrote beside the bundle, part of the worker."""
+
+    name: str  # as in dist/, e.g. c600…-add.wasm or index.js.map
+    kind: str  # "module" (imported by the bundle by relative path) or "source-map"
+    sha256: str
+    size_bytes: int
+    gzip_bytes: int
+
+
+class DurableObjects(TypedDict):
+    """The Durable Objects the Wrangler config declares, as Wrangler reads it."""
+
+    bindings: list[dict[str, str | None]]  # name, class_name, script_name (another worker's class)
+    migrations: list[dict[str, object]]  # tag, new_classes, new_sqlite_classes, renamed_classes, deleted_classes
+
+
 class BundleResult(TypedDict):
     bundle_path: str  # relative to the project root, e.g. dist/index.js
     sha256: str  # hex
     size_bytes: int
+    gzip_bytes: int  # gzip size, as Cloudflare's compressed-size limits count
+    brotli_bytes: int  # brotli size, as served to browsers that ask for it
+    files: list[BuildFile]  # additional modules and the source map, uploaded beside the bundle
+    durable_objects: DurableObjects | None  # None when the project's Wrangler cannot say
 
 
 class UploadResult(TypedDict):
@@ -41,6 +72,9 @@ class UploadResult(TypedDict):
     size_bytes: int
     commit_sha: str
     replaced_sha256: str | None  # what the key held before this upload (a fixed key), or None
+    files: list[UploadedFile]  # the modules and source map, stored before the bundle
+    gzip_bytes: int | None
+    brotli_bytes: int | None
     skipped: bool  # the object already held this build: the upload was skipped, publish verified it
 
 

@@ -88,8 +88,9 @@ class PipelineSettings:
     :param git_credentials_secret: in the kubernetes mode, a Secret (keys ``username``,
         ``password``) the checkout pod reads the same credentials from, so no value is in its spec.
     :param git_submodules: fetch the repository's submodules (off: a build sees only its own code).
-    :param max_bundle_bytes: bundles larger than this fail before upload (Workers' paid-plan
-        limit on a compressed script is 10 MiB; the spec's future enhancement names 10 MB).
+    :param max_bundle_bytes: the deployment's ceiling: a bundle (or any file beside it) larger than
+        this fails before upload, and no run's ``bundle-size-limit-bytes`` may exceed it (64 MiB,
+        Cloudflare's largest limit; each run's own limit defaults to the spec's 10 MiB).
     :param sandbox: ``bubblewrap`` runs every local-mode stage script in a bubblewrap sandbox (see
         ``cloudflare_worker_pipeline.execution.sandbox``); ``none`` runs them as the worker's user, for trusted repositories only.
     :param sandbox_read_only_paths: further host paths the sandbox shows read-only, e.g. a Node

@@ -84,31 +84,38 @@ def test_a_failing_overlay_fails_kustomize_build_naming_it(pipeline_dag, git_ser
     assert connections.objects() == {}, "a failed overlay publishes no artifact metadata either"
 
 
-def test_a_worker_importing_additional_modules_is_refused_rather_than_shipped_broken(
-        pipeline_dag, git_server, connections, bucket, s3_server, s3_client, tmp_path, capfd) -> None:
-    project = hello_worker_variant(tmp_path, "text-module", files={
-        "src/greeting.txt": "Hello from a text module",
-        "src/index.ts": 'import greeting from "./greeting.txt";\nexport default { fetch: () => new Response(greeting) };\n',
-        "src/text.d.ts": 'declare module "*.txt" { const text: string; export default text; }\n',
-    })
-    repo = git_server.publish("text-module", project)
-    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
-
-    assert run.task_states["bundle"] == "failed"
-    assert "ERROR: Bundle dist/index.js imports additional modules" in failure_output(capfd)
-    assert objects_in(s3_client, bucket) == {}
-
-
-def test_a_bundle_over_the_size_limit_fails_before_upload_giving_both_sizes(
+def test_a_bundle_over_the_deployment_ceiling_fails_before_upload_giving_both_sizes(
         pipeline_dag, git_server, connections, bucket, s3_server, s3_client, monkeypatch, capfd) -> None:
     monkeypatch.setenv("AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__MAX_BUNDLE_BYTES", "4096")
     repo = git_server.publish("too-large", REPO / "examples" / "hello-worker")
-    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+    refused = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+    assert refused.task_states["validate_parameters"] == "failed", "the run's limit may not exceed the ceiling"
+    assert ("Invalid parameter 'bundle-size-limit-bytes': expected at most 4096 (the deployment's setting "
+            "max_bundle_bytes), got 10485760") in failure_output(capfd)
 
+    run = run_pipeline(pipeline_dag, {**conf_for(repo.url, bucket, s3_server.endpoint_url),
+                                      "bundle-size-limit-bytes": "4096"})
     assert run.task_states["bundle"] == "failed"
     assert run.task_states["upload"] == "upstream_failed"
-    assert re.search(r"ERROR: Bundle too large: dist/index.js is \d+ bytes, over the limit of 4096 bytes", failure_output(capfd))
+    assert re.search(r"ERROR: Bundle too large: dist/index.js is \d+ bytes, over the limit of 4096 bytes "
+                     r"\(setting max_bundle_bytes\)", failure_output(capfd))
     assert objects_in(s3_client, bucket) == {}
+
+
+def test_the_run_size_limit_counts_raw_or_gzip_bytes_as_asked(pipeline_dag, git_server, connections, bucket, s3_server,
+                                                              s3_client, capfd) -> None:
+    """The example's bundle is ~63 KB raw and ~13 KB gzipped: 30,000 bytes refuses it raw, admits it gzipped."""
+    repo = git_server.publish("size-limit", REPO / "examples" / "hello-worker")
+    conf = {**conf_for(repo.url, bucket, s3_server.endpoint_url), "bundle-size-limit-bytes": "30000"}
+    raw = run_pipeline(pipeline_dag, conf)
+    assert raw.task_states["bundle"] == "failed" and objects_in(s3_client, bucket) == {}
+    assert re.search(r"ERROR: Bundle too large: dist/index.js is \d+ bytes, over the limit of 30000 bytes \(parameter "
+                     r"bundle-size-limit-bytes, measured raw", failure_output(capfd))
+
+    gzip = run_pipeline(pipeline_dag, {**conf, "bundle-size-limit-applies-to": "gzip"})
+    assert gzip.state == "success"
+    bundle = gzip.xcom("bundle")
+    assert bundle["gzip_bytes"] < 30000 < bundle["size_bytes"] and 0 < bundle["brotli_bytes"] < bundle["gzip_bytes"]
 
 
 def test_a_stage_over_its_timeout_is_stopped_and_retried(pipeline_dag, git_server, connections, bucket, s3_server,

@@ -16,7 +16,7 @@ def test_defaults_follow_the_spec(monkeypatch) -> None:
     assert settings.namespace == "planton-cloud-pipelines"
     assert settings.r2_conn_id == "r2_default" and settings.kubernetes_conn_id == "kubernetes_default"
     assert settings.allow_file_git_urls is False and settings.install_env == {}
-    assert settings.max_bundle_bytes == 10 * 1024 * 1024
+    assert settings.max_bundle_bytes == 64 * 1024 * 1024  # the ceiling; each run's bundle-size-limit-bytes is 10 MiB
     assert settings.sandbox == "bubblewrap", "repositories are untrusted unless the deployment says otherwise"
 
 

@@ -92,6 +92,21 @@ class R2Hook(S3Hook):
         found = self.stored(bucket, key)
         return found is not None and found.holds(sha256, size_bytes)
 
+    def read(self, bucket: str, key: str, *, max_bytes: int) -> bytes | None:
+        """The object's bytes (one GET), None when nothing is at ``key``; over ``max_bytes`` is an error."""
+        target = f"s3://{bucket}/{key}"
+        try:
+            response = self._call(target, lambda c: c.get_object(Bucket=bucket, Key=key))
+        except R2Error as error:
+            if isinstance(error.__cause__, ClientError) and _code(error.__cause__) in _ABSENT:
+                return None
+            raise
+        with response["Body"] as stream:
+            body: bytes = stream.read(max_bytes + 1)
+        if len(body) > max_bytes:
+            raise PermanentR2Error(f"{target} is larger than {max_bytes} bytes")
+        return body
+
     def put_verified(self, bucket: str, key: str, body: bytes, *, metadata: dict[str, str],
                      content_type: str = "application/javascript") -> StoredObject:
         """Put ``body`` with its SHA-256, so the server refuses corrupted bytes, then HEAD it and

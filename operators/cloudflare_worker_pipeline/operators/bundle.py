@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -10,36 +11,96 @@ from airflow.sdk.exceptions import AirflowFailException
 from cloudflare_worker_pipeline import metrics
 from cloudflare_worker_pipeline.operators.stage import StageOperator
 from cloudflare_worker_pipeline.parameters import PipelineParameters
-from cloudflare_worker_pipeline.results import BundleResult
+from cloudflare_worker_pipeline.results import BuildFile, BundleResult, DurableObjects
 
 _BUNDLE_PATH = re.compile(r"^dist/[A-Za-z0-9._-]+\.m?js$")
+# A file beside the bundle: Wrangler names modules "<sha1>-<source name>"; one path segment.
+_FILE_NAME = re.compile(r"^(?!\.)[A-Za-z0-9._+@=-]{1,200}$")
+_FILE_LINE = re.compile(r"^(?P<sha256>[0-9a-f]{64}) (?P<size>\d+) (?P<gzip>\d+) (?P<name>.*)$")
+MAX_FILES = 100
 
 
 class BundleWorkerOperator(StageOperator):
     """Run the project's own ``wrangler deploy --dry-run`` and return the bundle's facts.
 
     Returns ``bundle_path`` (relative to the project root), ``sha256`` (hex) and ``size_bytes``,
-    the results the spec's Tekton task recorded. A bundle over the ``max_bundle_bytes`` setting
-    fails here, before anything is uploaded.
+    the results the spec's Tekton task recorded; the gzip and brotli sizes; the ``files`` Wrangler
+    wrote beside the bundle (additional modules, the source map), which upload stores beside it;
+    and the config's Durable Objects. A worker over ``bundle-size-limit-bytes`` (raw or gzip), or
+    any file over the ``max_bundle_bytes`` setting, fails here, before anything is uploaded.
     """
 
     script = "bundle.sh"
-    results = ("bundle-path", "content-hash", "size-bytes")
+    results = ("bundle-path", "content-hash", "size-bytes", "compressed-sizes", "files", "durable-objects")
 
     def confined_directories(self, p: PipelineParameters) -> dict[str, str]:
         return {"project-root": p.project_root, "package-manager-directory": p.package_manager_directory}
 
     def script_env(self, p: PipelineParameters) -> dict[str, str]:
-        return {**self.settings.install_env, "PROJECT_DIR": str(p.project_dir), "INSTALL_DIR": str(p.install_dir)}
+        return {**self.settings.install_env, "PROJECT_DIR": str(p.project_dir), "INSTALL_DIR": str(p.install_dir),
+                "SOURCE_MAPS": "true" if p.upload_source_maps else "false"}
 
     def finish(self, results: dict[str, str], context: Any) -> BundleResult:
         path, size = results["bundle-path"], int(results["size-bytes"])
         if not _BUNDLE_PATH.match(path):
             raise AirflowFailException(f"ERROR: the bundle stage reported an unexpected bundle path {path!r}")
-        limit = self.settings.max_bundle_bytes
-        if size > limit:
-            raise AirflowFailException(
-                f"ERROR: Bundle too large: {path} is {size} bytes, over the limit of {limit} bytes (setting max_bundle_bytes)"
-            )
+        gzip_bytes, brotli_bytes = (int(part) for part in results["compressed-sizes"].split())
+        bundle_name = path.removeprefix("dist/")
+        files = parse_files(results["files"], bundle_name)
+        ceiling = self.settings.max_bundle_bytes
+        for name, bytes_ in ((path, size), *((f"dist/{f['name']}", f["size_bytes"]) for f in files)):
+            if bytes_ > ceiling:
+                raise AirflowFailException(f"ERROR: Bundle too large: {name} is {bytes_} bytes, over the limit of "
+                                           f"{ceiling} bytes (setting max_bundle_bytes)")
+        check_worker_size(self.pipeline, path, size, gzip_bytes, files)
         metrics.bundle_size(self.dag_id, size)
-        return BundleResult(bundle_path=path, sha256=results["content-hash"], size_bytes=size)
+        result = BundleResult(bundle_path=path, sha256=results["content-hash"], size_bytes=size, gzip_bytes=gzip_bytes,
+                              brotli_bytes=brotli_bytes, files=files,
+                              durable_objects=parse_durable_objects(results["durable-objects"]))
+        self.log.info("Bundle %s: %d bytes, gzip %d, brotli %d; beside it: %s", path, size, gzip_bytes, brotli_bytes,
+                      ", ".join(f"{f['name']} ({f['kind']}, {f['size_bytes']} bytes)" for f in files) or "nothing")
+        return result
+
+
+def parse_files(listing: str, bundle_name: str) -> list[BuildFile]:
+    """The bundle stage's ``files`` result: each a module the bundle imports, or its source map."""
+    files: list[BuildFile] = []
+    for line in listing.splitlines():
+        match = _FILE_LINE.match(line)
+        if not match or not _FILE_NAME.match(match["name"]):
+            raise AirflowFailException(
+                f"ERROR: Wrangler wrote a file whose name cannot be stored beside the bundle: {line[:200]!r} (letters, "
+                "digits and . _ + @ = - only)")
+        name = match["name"]
+        kind = "source-map" if name == f"{bundle_name}.map" else "module"
+        files.append(BuildFile(name=name, kind=kind, sha256=match["sha256"], size_bytes=int(match["size"]),
+                               gzip_bytes=int(match["gzip"])))
+    if len(files) > MAX_FILES:
+        raise AirflowFailException(f"ERROR: Wrangler wrote {len(files)} files beside the bundle, more than {MAX_FILES}")
+    return files
+
+
+def check_worker_size(p: PipelineParameters, path: str, size: int, gzip_bytes: int, files: list[BuildFile]) -> None:
+    """The worker (bundle and modules; the source map is not deployed code) against the run's limit."""
+    modules = [f for f in files if f["kind"] == "module"]
+    measure = p.bundle_size_limit_applies_to
+    total = (gzip_bytes if measure == "gzip" else size) + sum(
+        f["gzip_bytes"] if measure == "gzip" else f["size_bytes"] for f in modules)
+    if total > p.bundle_size_limit_bytes:
+        what = f"{path} and {len(modules)} module(s)" if modules else path
+        raise AirflowFailException(
+            f"ERROR: Bundle too large: {what} {'are' if modules else 'is'} {total} bytes{' gzipped' if measure == 'gzip' else ''}, "
+            f"over the limit of {p.bundle_size_limit_bytes} bytes (parameter bundle-size-limit-bytes, measured "
+            f"{measure}: bundle-size-limit-applies-to)")
+
+
+def parse_durable_objects(raw: str) -> DurableObjects | None:
+    """The config's Durable Objects as the bundle stage read them through Wrangler; None if it could not."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("bindings"), list) or not isinstance(
+            value.get("migrations"), list):
+        return None
+    return DurableObjects(bindings=value["bindings"], migrations=value["migrations"])

@@ -15,7 +15,8 @@ from cloudflare_worker_pipeline.fingerprint import FINGERPRINT_METADATA, bundle_
 from cloudflare_worker_pipeline.links import CommitLink
 from cloudflare_worker_pipeline.operators.stage import StageOperator
 from cloudflare_worker_pipeline.parameters import PipelineParameters, object_key_for_commit
-from cloudflare_worker_pipeline.results import CheckoutResult, StoredBuild
+from cloudflare_worker_pipeline.results import CheckoutResult, StoredBuild, UploadedFile
+from cloudflare_worker_pipeline.worker_files import MANIFEST_METADATA, MAX_MANIFEST_BYTES, manifest_key, parse_manifest
 
 
 class CheckoutOperator(StageOperator, SkipMixin):
@@ -122,8 +123,36 @@ class CheckoutOperator(StageOperator, SkipMixin):
         if (stored is None or stored.sha256 is None or stored.metadata.get(FINGERPRINT_METADATA) != fingerprint
                 or (stored.metadata.get("owner") or "") != p.owner):  # S3 may drop an empty value
             return None
+        files = self._stored_files(key, stored.metadata.get(MANIFEST_METADATA))
+        if files is None:
+            return None
         self.log.info("s3://%s/%s already holds this build (commit %s, fingerprint %s, sha256 %s): skipping %s and "
                       "what follows it; publish verifies the object and applies the ConfigMaps again "
                       "(force-rebuild=true builds anyway)", p.r2_bucket_name, key, stored.metadata.get("commit"),
                       fingerprint[:12], stored.sha256, self.build_task_id)
-        return StoredBuild(key=key, sha256=stored.sha256, size_bytes=stored.size_bytes)
+        return StoredBuild(key=key, sha256=stored.sha256, size_bytes=stored.size_bytes, files=files,
+                           gzip_bytes=_number(stored.metadata.get("gzip-bytes")),
+                           brotli_bytes=_number(stored.metadata.get("brotli-bytes")))
+
+    def _stored_files(self, key: str, manifest_sha256: str | None) -> list[UploadedFile] | None:
+        """The files stored beside the bundle, from the manifest it names; None: build again."""
+        from cloudflare_worker_pipeline.hooks.r2 import R2Error
+
+        if not manifest_sha256:
+            return []
+        p = self.pipeline
+        try:
+            body = self.r2.read(p.r2_bucket_name, manifest_key(key), max_bytes=MAX_MANIFEST_BYTES)
+        except R2Error as error:
+            self.log.warning("Could not read the files manifest of s3://%s/%s (%s): building it", p.r2_bucket_name,
+                             key, error)
+            return None
+        files = parse_manifest(body, manifest_sha256) if body is not None else None
+        if files is None:
+            self.log.info("s3://%s/%s names a files manifest that is missing or changed: building it", p.r2_bucket_name,
+                          key)
+        return files
+
+
+def _number(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None

@@ -18,6 +18,7 @@ from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError
 from cloudflare_worker_pipeline.config_maps import (
     ConfigMapStore,
     ConfigMapTooLargeError,
+    artifact_annotations,
     build_annotations,
     config_map,
     config_map_store,
@@ -77,12 +78,21 @@ class PublishReleaseOperator(PipelineOperator):
                           "own ConfigMaps", artifact["bucket"], artifact["key"])
             superseded = f"superseded: left to the run that replaced s3://{artifact['bucket']}/{artifact['key']}"
             return PublishResult(artifact=artifact, artifact_config_map=superseded, manifests_config_map=superseded)
+        self._check_files(artifact)
         published = PublishResult(artifact=artifact, manifests_config_map=self._write(store, manifests, None, artifact),
                                   artifact_config_map=self._write(store, metadata, still_ours, artifact))
         # A deploy DAG scheduled on the asset learns from the event which object to deploy.
         for asset in self.outlets:
             context["outlet_events"][asset].extra = {**artifact, "git_url": p.git_url}
         return published
+
+    def _check_files(self, artifact: UploadResult) -> None:
+        """Never publish a bundle missing what it imports: each file beside it must hold its bytes."""
+        for file in artifact["files"]:
+            if not self.r2.holds(artifact["bucket"], file["key"], file["sha256"], file["size_bytes"]):
+                raise AirflowFailException(
+                    f"ERROR: s3://{artifact['bucket']}/{file['key']} ({file['kind']} of {artifact['key']}) is missing or "
+                    f"no longer holds sha256 {file['sha256']}; not publishing. Run again with force-rebuild=true")
 
     def _artifact(self, context: Any) -> UploadResult:
         """The object to publish: what the upload stored, or the build checkout found stored."""
@@ -98,7 +108,8 @@ class PublishReleaseOperator(PipelineOperator):
                       stored["key"], stored["sha256"])
         return UploadResult(artifact_url=f"{p.r2_endpoint_url}/{p.r2_bucket_name}/{stored['key']}",
                             bucket=p.r2_bucket_name, key=stored["key"], sha256=stored["sha256"],
-                            size_bytes=stored["size_bytes"], commit_sha=commit, replaced_sha256=None, skipped=True)
+                            size_bytes=stored["size_bytes"], commit_sha=commit, replaced_sha256=None, skipped=True,
+                            files=stored["files"], gzip_bytes=stored["gzip_bytes"], brotli_bytes=stored["brotli_bytes"])
 
     def _manifests(self, context: Any, artifact: UploadResult) -> tuple[dict[str, Any], dict[str, Any]]:
         """(manifests ConfigMap, artifact metadata ConfigMap), both annotated with this run."""
@@ -113,7 +124,7 @@ class PublishReleaseOperator(PipelineOperator):
             "path": artifact["key"],
             "content-hash": artifact["sha256"],
             "size-bytes": str(artifact["size_bytes"]),
-        }, annotations)
+        }, {**annotations, **artifact_annotations(artifact)})
         return manifests, metadata
 
     def _write(self, store: ConfigMapStore, manifest: dict[str, Any], still_ours: Any, artifact: UploadResult) -> str:

@@ -16,7 +16,14 @@ from cloudflare_worker_pipeline.links import R2ObjectLink
 from cloudflare_worker_pipeline.operators.stage import PipelineOperator
 from cloudflare_worker_pipeline.ownership import ObjectOwnedElsewhereError, check_object_owner
 from cloudflare_worker_pipeline.parameters import object_key_for_commit
-from cloudflare_worker_pipeline.results import BundleResult, CheckoutResult, UploadResult
+from cloudflare_worker_pipeline.results import BuildFile, BundleResult, CheckoutResult, UploadedFile, UploadResult
+from cloudflare_worker_pipeline.worker_files import (
+    MANIFEST_METADATA,
+    content_type,
+    file_key,
+    manifest_body,
+    manifest_key,
+)
 from cloudflare_worker_pipeline.workspace import WorkspaceNotVisibleError, check_visible
 
 
@@ -45,6 +52,10 @@ class UploadBundleOperator(PipelineOperator):
         p, bundle, commit = self.pipeline, self.bundle, self.checkout["commit_sha"]
         key = object_key_for_commit(p.r2_object_key, commit)
         body = self._read_bundle()
+        companions = [(file, self._read_file(file)) for file in bundle["files"]]
+        keys = [key, *(file_key(key, file) for file, _ in companions), *([manifest_key(key)] if companions else [])]
+        if len(set(keys)) != len(keys):
+            raise AirflowFailException(f"ERROR: r2-object-key {key} collides with a file stored beside it ({', '.join(keys)})")
         target = f"s3://{p.r2_bucket_name}/{key}"
         try:  # again, right before connecting: the name may resolve elsewhere by now
             check_r2_endpoint(p.r2_endpoint_url, self.settings.allowed_r2_endpoints)
@@ -52,11 +63,18 @@ class UploadBundleOperator(PipelineOperator):
             raise AirflowFailException(str(error)) from None
         self.log.info("Uploading %s (%d bytes, sha256 %s) to %s at %s", bundle["bundle_path"], len(body),
                       bundle["sha256"], target, p.r2_endpoint_url)
+        metadata = {"owner": p.owner, "commit": commit, FINGERPRINT_METADATA: self.checkout["fingerprint"]}
+        sizes = {"gzip-bytes": str(bundle["gzip_bytes"]), "brotli-bytes": str(bundle["brotli_bytes"])}
         try:
             previous = self.r2.stored(p.r2_bucket_name, key)
             check_object_owner(previous.metadata.get("owner") if previous else None, p.owner)
-            self.r2.put_verified(p.r2_bucket_name, key, body, metadata={
-                "owner": p.owner, "commit": commit, FINGERPRINT_METADATA: self.checkout["fingerprint"]})
+            # The files first, the bundle last: a bundle is never stored before what it imports.
+            files = [self._put_file(file_key(key, file), file, data, metadata) for file, data in companions]
+            if files:
+                manifest = manifest_body(files)
+                self._put(manifest_key(key), manifest, metadata, "application/json")
+                metadata = {**metadata, MANIFEST_METADATA: hashlib.sha256(manifest).hexdigest()}
+            self.r2.put_verified(p.r2_bucket_name, key, body, metadata={**metadata, **sizes})
         except ObjectOwnedElsewhereError as error:
             raise AirflowFailException(f"upload: failed: {target} {error}") from None
         except PermanentR2Error as error:
@@ -64,15 +82,42 @@ class UploadBundleOperator(PipelineOperator):
         except R2Error:
             raise  # transient: Airflow's retries
         artifact_url = f"{p.r2_endpoint_url}/{p.r2_bucket_name}/{key}"
-        self.log.info("Uploaded and verified %s", artifact_url)
+        self.log.info("Uploaded and verified %s%s", artifact_url, f" and {len(files)} file(s) beside it" if files else "")
         return UploadResult(artifact_url=artifact_url, bucket=p.r2_bucket_name, key=key, sha256=bundle["sha256"],
                             size_bytes=bundle["size_bytes"], commit_sha=commit,
-                            replaced_sha256=(previous.sha256 or "unknown") if previous else None, skipped=False)
+                            replaced_sha256=(previous.sha256 or "unknown") if previous else None, skipped=False,
+                            files=files, gzip_bytes=bundle["gzip_bytes"], brotli_bytes=bundle["brotli_bytes"])
+
+    def _put_file(self, key: str, file: BuildFile, body: bytes, metadata: dict[str, str]) -> UploadedFile:
+        """Store one module or source map; a module already stored with these bytes is left as it is."""
+        stored = self.r2.stored(self.pipeline.r2_bucket_name, key)
+        uploaded = UploadedFile(key=key, kind=file["kind"], sha256=file["sha256"], size_bytes=file["size_bytes"])
+        if file["kind"] == "module" and stored is not None and stored.holds(file["sha256"], file["size_bytes"]):
+            self.log.info("%s already holds %s (sha256 %s)", key, file["name"], file["sha256"])
+            return uploaded
+        try:
+            check_object_owner(stored.metadata.get("owner") if stored else None, self.pipeline.owner)
+        except ObjectOwnedElsewhereError as error:
+            raise ObjectOwnedElsewhereError(f"(file {key} beside it) {error}") from None
+        self._put(key, body, metadata, content_type(file["name"]))
+        return uploaded
+
+    def _put(self, key: str, body: bytes, metadata: dict[str, str], kind: str) -> None:
+        self.r2.put_verified(self.pipeline.r2_bucket_name, key, body, metadata=metadata, content_type=kind)
+
+    def _read_file(self, file: BuildFile) -> bytes:
+        """A file beside the bundle, exactly as the bundle stage hashed it."""
+        relative = (Path(self.bundle["bundle_path"]).parent / file["name"]).as_posix()
+        return self._read_measured(relative, file["sha256"], file["size_bytes"])
 
     def _read_bundle(self) -> bytes:
         """The bundle's bytes, exactly those the bundle stage measured."""
-        p, bundle = self.pipeline, self.bundle
-        path = p.project_dir / bundle["bundle_path"]
+        return self._read_measured(self.bundle["bundle_path"], self.bundle["sha256"], self.bundle["size_bytes"])
+
+    def _read_measured(self, relative: str, sha256: str, size_bytes: int) -> bytes:
+        """A file the build wrote under the project root, checked against the bundle stage's hash."""
+        p = self.pipeline
+        path = p.project_dir / relative
         try:
             check_visible(Path(p.workspace), self.task_id)
         except WorkspaceNotVisibleError as error:
@@ -83,9 +128,9 @@ class UploadBundleOperator(PipelineOperator):
         except UnsafeBuildFileError as error:
             raise AirflowFailException(f"ERROR: bundle {error}") from None
         found = hashlib.sha256(body).hexdigest()
-        if found != bundle["sha256"] or len(body) != bundle["size_bytes"]:
+        if found != sha256 or len(body) != size_bytes:
             raise AirflowFailException(
-                f"{path} changed after bundling: expected sha256 {bundle['sha256']} "
-                f"({bundle['size_bytes']} bytes), found {found} ({len(body)} bytes)"
+                f"{path} changed after bundling: expected sha256 {sha256} "
+                f"({size_bytes} bytes), found {found} ({len(body)} bytes)"
             )
         return body

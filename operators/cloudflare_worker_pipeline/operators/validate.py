@@ -81,6 +81,9 @@ class ValidateParametersOperator(BaseOperator):
             parameters = PipelineParameters.from_conf(
                 dict(context["params"]), workspace=str(workspace.path), git_schemes=settings.git_url_schemes
             )
+            if parameters.bundle_size_limit_bytes > settings.max_bundle_bytes:
+                raise InvalidParameterError("bundle-size-limit-bytes", f"at most {settings.max_bundle_bytes} (the "
+                                            "deployment's setting max_bundle_bytes)", parameters.bundle_size_limit_bytes)
             check_allowed_hosts(parameters, settings)
             store = config_map_store(settings)  # a missing connection fails here, before any build
             check_owners(parameters, settings, store, self.log)

@@ -2,8 +2,13 @@
 # Stage 3: bundle the worker with the project's own Wrangler, `wrangler deploy --dry-run`,
 # and record the bundle's path, SHA-256 and size in RESULTS_DIR (bundle-path, content-hash,
 # size-bytes). Wrangler's telemetry and banner are off so the build makes no outside call.
+# Also recorded: compressed-sizes ("<gzip> <brotli>" bytes of the bundle), files (each other file
+# Wrangler wrote beside it: "<sha256> <size> <gzip size> <name>" per line: additional modules and
+# the source map) and durable-objects (the config's Durable Object bindings and migrations, JSON,
+# or null when the project's Wrangler cannot say).
 #   PROJECT_DIR   the project root (holds the Wrangler config)
 #   INSTALL_DIR   where dependencies were installed (Wrangler runs from here)
+#   SOURCE_MAPS   "true" (default) has Wrangler write the source map beside the bundle
 #   RESULTS_DIR   required
 
 : "${PROJECT_DIR:?PROJECT_DIR is required}" "${INSTALL_DIR:?INSTALL_DIR is required}"
@@ -42,8 +47,28 @@ else
 fi
 
 cd "$INSTALL_DIR" || exit 1
-echo "bundle: wrangler deploy --dry-run --config $config --outdir dist"
-"$@" deploy --dry-run --config "$PROJECT_DIR/$config" --outdir "$dist" --metafile "$meta"
+if [ "${SOURCE_MAPS:-true}" = true ]; then maps="--upload-source-maps"; else maps="--upload-source-maps=false"; fi
+echo "bundle: wrangler deploy --dry-run --config $config --outdir dist $maps"
+"$@" deploy --dry-run --config "$PROJECT_DIR/$config" --outdir "$dist" --metafile "$meta" "$maps"
+
+# The config as Wrangler itself reads it (the project's own Wrangler package), for the Durable
+# Objects it declares; Yarn PnP resolves packages only through `yarn node`.
+facts='
+  const { createRequire } = require("module");
+  const load = createRequire(process.argv[1] + "/").resolve("wrangler");
+  const config = require(load).unstable_readConfig({ config: process.argv[2] }, { hideWarnings: true });
+  const objects = (config.durable_objects && config.durable_objects.bindings) || [];
+  process.stdout.write(JSON.stringify({
+    bindings: objects.map((b) => ({ name: b.name, class_name: b.class_name, script_name: b.script_name || null })),
+    migrations: (config.migrations || []).map((m) => ({ tag: m.tag, new_classes: m.new_classes || [],
+      new_sqlite_classes: m.new_sqlite_classes || [], renamed_classes: m.renamed_classes || [],
+      deleted_classes: m.deleted_classes || [] })),
+  }));'
+if [ -f "$INSTALL_DIR/.pnp.cjs" ]; then set -- corepack yarn node; else set -- node; fi
+if ! "$@" -e "$facts" "$PROJECT_DIR" "$PROJECT_DIR/$config" > "$RESULTS_DIR/durable-objects"; then
+  echo "bundle: warning: this Wrangler cannot list the config's Durable Objects (unstable_readConfig)"
+  printf 'null' > "$RESULTS_DIR/durable-objects"
+fi
 
 # The bundle is the output esbuild built from the entry point; it is named after the entry.
 bundle=""
@@ -64,13 +89,28 @@ if [ -z "$bundle" ] || [ ! -f "$dist/$bundle" ]; then
   fail "Bundle not created at dist/${bundle:-index.js}"
 fi
 
-# Extra modules (.wasm, text, data) are imported by relative path: the bundle alone would break.
-extra=$(cd "$dist" && for f in *; do
-  case "$f" in "$bundle"|"$bundle.map"|README.md) ;; *) printf '%s ' "$f" ;; esac
-done)
-if [ -n "$extra" ]; then
-  fail "Bundle dist/$bundle imports additional modules ($extra) that a single-file artifact cannot carry"
-fi
+# Sizes as Cloudflare counts them (gzip, as Wrangler's "Total Upload") and as served (brotli).
+sizes='
+  const fs = require("fs"), zlib = require("zlib");
+  const body = fs.readFileSync(process.argv[1]);
+  process.stdout.write(zlib.gzipSync(body).length + " " + zlib.brotliCompressSync(body).length);'
+node -e "$sizes" "$dist/$bundle" > "$RESULTS_DIR/compressed-sizes"
+
+# Every other file Wrangler wrote is part of the worker: additional modules (.wasm, text, data),
+# which the bundle imports by relative path, and the source map. Wrangler names modules
+# "<sha1>-<name>"; anything else in dist/ (a directory, a link) is refused by the stage.
+: > "$RESULTS_DIR/files"
+for path in "$dist"/* "$dist"/.[!.]*; do
+  [ -e "$path" ] || [ -L "$path" ] || continue
+  name=${path##*/}
+  case "$name" in "$bundle"|README.md) continue ;; esac
+  if [ -L "$path" ] || [ ! -f "$path" ]; then
+    fail "Bundle output dist/$name is not a regular file"
+  fi
+  gz=$(node -e 'process.stdout.write(String(require("zlib").gzipSync(require("fs").readFileSync(process.argv[1])).length))' "$path")
+  printf '%s %s %s %s\n' "$(sha256sum < "$path" | cut -d' ' -f1)" "$(wc -c < "$path" | tr -d ' ')" "$gz" "$name" \
+    >> "$RESULTS_DIR/files"
+done
 
 sha256sum "$dist/$bundle" | cut -d' ' -f1 | tr -d '\n' > "$RESULTS_DIR/content-hash"
 wc -c < "$dist/$bundle" | tr -d ' \n' > "$RESULTS_DIR/size-bytes"

@@ -1,0 +1,99 @@
+"""What a real Wrangler build writes besides the bundle, and where it goes: additional modules
+(.wasm, text) the bundle imports by relative path, the source map, a Durable Object's config, and
+the compressed sizes; stored beside the bundle, recorded, and never published with a file missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from examples.local_stack.dag_run import run_pipeline
+from tests.helpers import NAMESPACE, conf_for, failure_output, hello_worker_variant, objects_in
+
+ANNOTATION = "cloudflare-worker-pipeline.planton.cloud"
+WASM = "\0asm\x01\0\0\0"  # the smallest valid WebAssembly module
+DURABLE_WORKER = {
+    "src/add.wasm": WASM,
+    "src/greeting.txt": "Hello from a text module\n",
+    "src/modules.d.ts": 'declare module "*.txt" { const text: string; export default text; }\n'
+                        'declare module "*.wasm" { const module: WebAssembly.Module; export default module; }\n',
+    "src/index.ts": 'import wasm from "./add.wasm";\nimport greeting from "./greeting.txt";\n'
+                    "export class Counter {\n  constructor(readonly state: unknown) {}\n"
+                    '  async fetch(): Promise<Response> { return new Response("1"); }\n}\n'
+                    "export default { fetch: () => new Response(greeting + String(wasm)) };\n",
+    "wrangler.toml": 'name = "durable-worker"\nmain = "src/index.ts"\ncompatibility_date = "2024-09-23"\n\n'
+                     '[[durable_objects.bindings]]\nname = "COUNTER"\nclass_name = "Counter"\n\n'
+                     '[[migrations]]\ntag = "v1"\nnew_sqlite_classes = ["Counter"]\n',
+}
+
+
+def test_a_durable_object_worker_with_modules_ships_every_file_beside_its_bundle(
+        pipeline_dag, git_server, connections, bucket, s3_server, s3_client, tmp_path) -> None:
+    repo = git_server.publish("durable-worker", hello_worker_variant(tmp_path, "durable", files=DURABLE_WORKER))
+    conf = conf_for(repo.url, bucket, s3_server.endpoint_url, r2_object_key="durable/worker.js")
+    run = run_pipeline(pipeline_dag, conf)
+    assert run.state == "success", run.task_states
+
+    bundle, upload = run.xcom("bundle"), run.xcom("upload")
+    assert bundle["durable_objects"] == {
+        "bindings": [{"name": "COUNTER", "class_name": "Counter", "script_name": None}],
+        "migrations": [{"tag": "v1", "new_classes": [], "new_sqlite_classes": ["Counter"], "renamed_classes": [],
+                        "deleted_classes": []}],
+    }
+    kinds = {f["name"].split("-", 1)[-1]: f["kind"] for f in bundle["files"]}
+    assert kinds == {"add.wasm": "module", "greeting.txt": "module", "index.js.map": "source-map"}
+
+    stored = objects_in(s3_client, bucket)
+    code = stored["durable/worker.js"].decode()
+    for file in bundle["files"]:
+        key = "durable/worker.js.map" if file["kind"] == "source-map" else f"durable/{file['name']}"
+        assert hashlib.sha256(stored[key]).hexdigest() == file["sha256"]
+        if file["kind"] == "module":
+            assert f'from "./{file["name"]}"' in code, "the bundle imports it by the name it is stored under"
+    assert stored["durable/" + next(f["name"] for f in bundle["files"] if f["name"].endswith("add.wasm"))] == WASM.encode()
+    assert json.loads(stored["durable/worker.js.map"])["version"] == 3
+    assert sorted(f["key"] for f in upload["files"]) == sorted(k for k in stored if k not in (
+        "durable/worker.js", "durable/worker.js.files.json"))
+    assert s3_client.head_object(Bucket=bucket, Key="durable/worker.js")["ContentType"] == "application/javascript"
+    wasm_key = next(f["key"] for f in upload["files"] if f["key"].endswith("add.wasm"))
+    assert s3_client.head_object(Bucket=bucket, Key=wasm_key)["ContentType"] == "application/wasm"
+
+    artifact = connections.get(NAMESPACE, "my-worker-artifact-metadata")
+    assert set(artifact["data"]) == {"bucket", "path", "content-hash", "size-bytes"}, "the spec's keys, unchanged"
+    annotations = artifact["metadata"]["annotations"]
+    assert annotations[f"{ANNOTATION}/source-map"] == "durable/worker.js.map"
+    assert sorted(m["key"] for m in json.loads(annotations[f"{ANNOTATION}/modules"])) == sorted(
+        f["key"] for f in upload["files"] if f["kind"] == "module")
+    assert annotations[f"{ANNOTATION}/gzip-bytes"] == str(bundle["gzip_bytes"])
+    assert annotations[f"{ANNOTATION}/brotli-bytes"] == str(bundle["brotli_bytes"])
+
+    # The same commit again skips the build; the manifest says which files the stored bundle needs.
+    again = run_pipeline(pipeline_dag, conf)
+    assert again.task_states["upload"] == "skipped"
+    assert again.xcom("publish")["artifact"]["files"] == upload["files"]
+
+    # A module gone from R2 is never published over: the skipped build's publish refuses.
+    s3_client.delete_object(Bucket=bucket, Key=wasm_key)
+    broken = run_pipeline(pipeline_dag, conf)
+    assert broken.task_states["publish"] == "failed"
+
+
+def test_without_source_maps_only_the_bundle_is_stored(pipeline_dag, git_server, connections, bucket, s3_server,
+                                                       s3_client, capfd) -> None:
+    from tests.conftest import REPO
+
+    repo = git_server.publish("no-maps", REPO / "examples" / "hello-worker")
+    with_maps = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+    assert with_maps.state == "success"
+    assert sorted(objects_in(s3_client, bucket)) == ["my-worker/build.js", "my-worker/build.js.files.json",
+                                                     "my-worker/build.js.map"]
+
+    without = run_pipeline(pipeline_dag, {**conf_for(repo.url, bucket, s3_server.endpoint_url, r2_object_key="plain/w.js"),
+                                          "upload-source-maps": "false"})
+    assert without.state == "success"
+    assert without.xcom("bundle")["files"] == [] and without.xcom("upload")["files"] == []
+    assert not any(key.startswith("plain/") and key != "plain/w.js" for key in objects_in(s3_client, bucket))
+    annotations = connections.get(NAMESPACE, "my-worker-artifact-metadata")["metadata"]["annotations"]
+    assert annotations[f"{ANNOTATION}/source-map"] == annotations[f"{ANNOTATION}/modules"] == "", "none now"
+    failure_output(capfd)
