@@ -59,8 +59,10 @@ TASK_DOCS = {
     "install": "Installs dependencies with the package manager the lockfile names, frozen. Returns "
                "`package_manager`. Retried once: registries have bad minutes.",
     "bundle": "Runs the project's own `wrangler deploy --dry-run --outdir dist`. Returns `bundle_path`, `sha256`, "
-              "`size_bytes`; over `max_bundle_bytes` fails here.",
-    "upload": "Puts the bundle to R2 with its SHA-256 (the server verifies it), then HEADs it to compare. "
+              "`size_bytes`, the gzip and brotli sizes, the `files` beside the bundle (modules, source map) and the "
+              "config's Durable Objects; over `bundle-size-limit-bytes` (or a file over `max_bundle_bytes`) fails here.",
+    "upload": "Puts the modules and source map beside the bundle, then the bundle, each with its SHA-256 (the server "
+              "verifies it), then HEADs each to compare. "
               "Returns the object's URL, key and hashes. Transient S3 errors are retried; refused ones are not.",
     "kustomize_build": "Renders each `overlays/<name>` with `kubectl kustomize`, without network. Returns `overlays`.",
     "publish": "Writes the manifests ConfigMap, then the artifact metadata ConfigMap, while the object is still "
