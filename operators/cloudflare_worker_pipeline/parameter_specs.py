@@ -112,6 +112,14 @@ SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("bundle-size-limit-applies-to", "raw", "Build", "Bundle size measure",
                   "`raw` compares the bytes as built, `gzip` their gzip size (what Cloudflare's compressed-size "
                   "limits count).", r"^(raw|gzip)$", 4),
+    ParameterSpec("wrangler-extra-args", "[]", "Build", "Extra Wrangler arguments",
+                  'JSON array of flags for `wrangler deploy --dry-run`, e.g. `["--minify", "--env", "staging"]`; '
+                  "only flags that shape the bundle (`--minify`, `--env`, `--define`, `--var`, `--alias`, "
+                  "`--compatibility-date`...).", r"^\[.*\]$", 4096),
+    ParameterSpec("build-command", "[]", "Build", "Build command",
+                  'JSON array: a command run in the project root before Wrangler, e.g. `["npm", "run", "codegen"]`, '
+                  "in the bundle stage's sandbox; each element one argument, never a shell string.",
+                  r"^\[.*\]$", 8192),
 )
 SPECS_BY_NAME: dict[str, ParameterSpec] = {spec.name: spec for spec in SPECS}
 PARAMETER_NAMES = tuple(SPECS_BY_NAME)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from cloudflare_worker_pipeline.parameter_commands import build_command, wrangler_extra_args
 from cloudflare_worker_pipeline.parameter_specs import (
     PARAMETER_NAMES,
     SPECS,
@@ -65,6 +66,8 @@ class PipelineParameters:
     upload_source_maps: bool = True
     bundle_size_limit_bytes: int = 10 * 1024 * 1024
     bundle_size_limit_applies_to: str = "raw"  # or "gzip"
+    wrangler_extra_args: tuple[str, ...] = ()
+    build_command: tuple[str, ...] = ()
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, Any], *, workspace: str,
@@ -107,6 +110,8 @@ class PipelineParameters:
             bundle_size_limit_bytes=_positive("bundle-size-limit-bytes", raw["bundle-size-limit-bytes"]),
             bundle_size_limit_applies_to=_choice("bundle-size-limit-applies-to", raw["bundle-size-limit-applies-to"],
                                                  ("raw", "gzip")),
+            wrangler_extra_args=wrangler_extra_args(raw["wrangler-extra-args"]),
+            build_command=build_command(raw["build-command"]),
         )
         for name, path in (("project-root", params.project_root), ("package-manager-directory", params.package_manager_directory)):
             if sparse and not _covered_by_sparse(path, sparse):
@@ -127,6 +132,8 @@ class PipelineParameters:
         label = fields.get("owner_label")
         fields["owner_label"] = tuple(label) if label else None
         fields.setdefault("force_rebuild", False)  # a run validated before the parameter existed
+        for listed in ("wrangler_extra_args", "build_command"):
+            fields[listed] = tuple(fields.get(listed) or ())
         return cls(**fields)
 
     def to_dict(self) -> dict[str, Any]:
@@ -134,6 +141,7 @@ class PipelineParameters:
         values = asdict(self)
         values["sparse_checkout_directories"] = list(self.sparse_checkout_directories)
         values["owner_label"] = list(self.owner_label) if self.owner_label else None
+        values["wrangler_extra_args"], values["build_command"] = list(self.wrangler_extra_args), list(self.build_command)
         return values
 
     @property

@@ -7,11 +7,11 @@ import hashlib
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
-
 from cloudflare_worker_pipeline.operators.bundle import check_worker_size, parse_durable_objects, parse_files
 from cloudflare_worker_pipeline.parameters import PipelineParameters
 from cloudflare_worker_pipeline.results import BuildFile, UploadedFile
 from cloudflare_worker_pipeline.worker_files import content_type, file_key, manifest_body, parse_manifest
+
 from tests.helpers import VALID
 
 SHA = "a" * 64
@@ -84,3 +84,36 @@ def test_the_new_build_parameters_are_validated_naming_them(conf: dict[str, str]
 
     with pytest.raises(InvalidParameterError, match=f"Invalid parameter '{parameter}'"):
         PipelineParameters.from_conf({**VALID, **conf}, workspace="/w")
+
+
+@pytest.mark.parametrize("value,expected", [
+    ('["--minify", "--env", "staging"]', ("--minify", "--env", "staging")),
+    ('["--env=staging", "--define", "VERSION:\\"1.0\\""]', ("--env", "staging", "--define", 'VERSION:"1.0"')),
+    ("[]", ()),
+])
+def test_wrangler_extra_args_become_one_argument_each(value: str, expected: tuple[str, ...]) -> None:
+    assert PipelineParameters.from_conf({**VALID, "wrangler-extra-args": value}, workspace="/w").wrangler_extra_args == expected
+
+
+@pytest.mark.parametrize("value", [
+    '["--outdir", "/tmp/x"]', '["--config=/etc/passwd"]', '["--routes", "example.com/*"]', '["--secrets-file", "s"]',
+    '["--env"]', '["--env", "--minify"]', '["--minify=yes"]', '["--tsconfig", "../../tsconfig.json"]',
+    '["--name", "a\\nb"]', '"--minify"', '[1]', "--minify",
+])
+def test_wrangler_extra_args_outside_the_allowlist_are_refused_naming_the_parameter(value: str) -> None:
+    from cloudflare_worker_pipeline.parameter_specs import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match="Invalid parameter 'wrangler-extra-args'"):
+        PipelineParameters.from_conf({**VALID, "wrangler-extra-args": value}, workspace="/w")
+
+
+def test_a_build_command_is_an_argument_list_starting_with_a_program_name() -> None:
+    from cloudflare_worker_pipeline.parameter_specs import InvalidParameterError
+
+    parsed = PipelineParameters.from_conf({**VALID, "build-command": '["npm", "run", "gen; rm -rf /"]'}, workspace="/w")
+    assert parsed.build_command == ("npm", "run", "gen; rm -rf /"), "text, one argument, never run by a shell"
+    for bad in ('["/bin/sh", "-c", "id"]', '["-rf"]', '["npm", "a\\u0000b"]', '"npm run build"'):
+        with pytest.raises(InvalidParameterError, match="Invalid parameter 'build-command'"):
+            PipelineParameters.from_conf({**VALID, "build-command": bad}, workspace="/w")
+    round_trip = PipelineParameters.from_dict(parsed.to_dict())
+    assert round_trip == parsed

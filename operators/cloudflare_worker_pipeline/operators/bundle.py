@@ -38,7 +38,9 @@ class BundleWorkerOperator(StageOperator):
 
     def script_env(self, p: PipelineParameters) -> dict[str, str]:
         return {**self.settings.install_env, "PROJECT_DIR": str(p.project_dir), "INSTALL_DIR": str(p.install_dir),
-                "SOURCE_MAPS": "true" if p.upload_source_maps else "false"}
+                "SOURCE_MAPS": "true" if p.upload_source_maps else "false",
+                # one argument per line: validation refused control characters in every one
+                "WRANGLER_EXTRA_ARGS": "\n".join(p.wrangler_extra_args), "BUILD_COMMAND": "\n".join(p.build_command)}
 
     def finish(self, results: dict[str, str], context: Any) -> BundleResult:
         path, size = results["bundle-path"], int(results["size-bytes"])

@@ -9,6 +9,8 @@
 #   PROJECT_DIR   the project root (holds the Wrangler config)
 #   INSTALL_DIR   where dependencies were installed (Wrangler runs from here)
 #   SOURCE_MAPS   "true" (default) has Wrangler write the source map beside the bundle
+#   WRANGLER_EXTRA_ARGS   optional: more Wrangler flags, one argument per line (validated)
+#   BUILD_COMMAND         optional: a command run in PROJECT_DIR first, one argument per line
 #   RESULTS_DIR   required
 
 : "${PROJECT_DIR:?PROJECT_DIR is required}" "${INSTALL_DIR:?INSTALL_DIR is required}"
@@ -46,10 +48,39 @@ else
   fail "wrangler is not installed in $INSTALL_DIR: add wrangler to the project's devDependencies"
 fi
 
+# Arguments arrive one per line and become positional parameters as they are: no splitting on
+# spaces, no globbing, never evaluated.
+with_lines() {
+  set -f
+  old_ifs=$IFS
+  IFS='
+'
+  # shellcheck disable=SC2086
+  set -- "$@" $ARG_LINES
+  IFS=$old_ifs
+  set +f
+  "$@"
+}
+
+if [ -n "${BUILD_COMMAND:-}" ]; then
+  echo "bundle: build command: $(printf '%s' "$BUILD_COMMAND" | tr '\n' ' ')"
+  program=$(printf '%s\n' "$BUILD_COMMAND" | head -n 1)
+  case "$program" in yarn|pnpm) runner="corepack" ;; *) runner="" ;; esac
+  (
+    cd "$PROJECT_DIR" || exit 1
+    PATH="$PROJECT_DIR/node_modules/.bin:$INSTALL_DIR/node_modules/.bin:$PATH"
+    export PATH
+    ARG_LINES=$BUILD_COMMAND
+    if [ -n "$runner" ]; then with_lines "$runner"; else with_lines; fi
+  ) || fail "build command failed: $(printf '%s' "$BUILD_COMMAND" | tr '\n' ' ')"
+fi
+
 cd "$INSTALL_DIR" || exit 1
 if [ "${SOURCE_MAPS:-true}" = true ]; then maps="--upload-source-maps"; else maps="--upload-source-maps=false"; fi
-echo "bundle: wrangler deploy --dry-run --config $config --outdir dist $maps"
-"$@" deploy --dry-run --config "$PROJECT_DIR/$config" --outdir "$dist" --metafile "$meta" "$maps"
+extra=$(printf '%s' "${WRANGLER_EXTRA_ARGS:-}" | tr '\n' ' ')
+echo "bundle: wrangler deploy --dry-run --config $config --outdir dist $maps${extra:+ $extra}"
+ARG_LINES=${WRANGLER_EXTRA_ARGS:-}
+with_lines "$@" deploy --dry-run --config "$PROJECT_DIR/$config" --outdir "$dist" --metafile "$meta" "$maps"
 
 # The config as Wrangler itself reads it (the project's own Wrangler package), for the Durable
 # Objects it declares; Yarn PnP resolves packages only through `yarn node`.
