@@ -97,3 +97,26 @@ def test_without_source_maps_only_the_bundle_is_stored(pipeline_dag, git_server,
     annotations = connections.get(NAMESPACE, "my-worker-artifact-metadata")["metadata"]["annotations"]
     assert annotations[f"{ANNOTATION}/source-map"] == annotations[f"{ANNOTATION}/modules"] == "", "none now"
     failure_output(capfd)
+
+
+def test_a_build_command_and_extra_wrangler_flags_shape_the_bundle_and_reach_no_shell(
+        pipeline_dag, git_server, connections, bucket, s3_server, s3_client, tmp_path) -> None:
+    project = hello_worker_variant(tmp_path, "generated", files={
+        "src/index.ts": 'import { built } from "./generated";\n'
+                        "declare const FLAVOUR: string;\n"
+                        "export default { fetch: () => new Response(built + FLAVOUR) };\n",
+    })
+    repo = git_server.publish("generated", project)
+    marker = "shell-ran-" + tmp_path.name
+    conf = {**conf_for(repo.url, bucket, s3_server.endpoint_url),
+            "build-command": json.dumps(["node", "-e", "require('fs').writeFileSync('src/generated.ts', "
+                                         "'export const built = ' + JSON.stringify('made by the build command ' "
+                                         "+ process.argv[1]) + ';')", f"$(touch {marker})"]),
+            "wrangler-extra-args": json.dumps(["--minify", "--define", 'FLAVOUR:"vanilla"'])}
+    run = run_pipeline(pipeline_dag, conf)
+    assert run.state == "success", run.task_states
+
+    code = objects_in(s3_client, bucket)["my-worker/build.js"].decode()
+    assert '"vanilla"' in code
+    assert "\n  " not in code, "minified: no indented lines"
+    assert f"made by the build command $(touch {marker})" in code, "the argument arrived as text, never run by a shell"
