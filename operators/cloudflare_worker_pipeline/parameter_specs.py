@@ -112,6 +112,10 @@ SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("bundle-size-limit-applies-to", "raw", "Build", "Bundle size measure",
                   "`raw` compares the bytes as built, `gzip` their gzip size (what Cloudflare's compressed-size "
                   "limits count).", r"^(raw|gzip)$", 4),
+    ParameterSpec("typescript-check", "auto", "Build", "TypeScript type check",
+                  "`auto` runs the project's own `tsc --noEmit` beside the bundle when the project root has a "
+                  "`tsconfig.json` and TypeScript is installed; `on` requires both; `off` skips it.",
+                  r"^(auto|on|off)$", 4),
     ParameterSpec("wrangler-extra-args", "[]", "Build", "Extra Wrangler arguments",
                   'JSON array of flags for `wrangler deploy --dry-run`, e.g. `["--minify", "--env", "staging"]`; '
                   "only flags that shape the bundle (`--minify`, `--env`, `--define`, `--var`, `--alias`, "

@@ -1,7 +1,8 @@
 """The pipeline's task graph, built once for the triggered DAG and for every scheduled service.
 
-    validate_parameters >> prepare_workspace >> checkout >> install >> bundle >> upload >> publish
-                                                checkout >> kustomize_build ────────────> publish
+    validate_parameters >> prepare_workspace >> checkout >> install >> bundle ────> upload >> publish
+                                                           install >> typecheck ─┘
+                                                checkout >> kustomize_build ────────────────> publish
     remove_workspace: the teardown of prepare_workspace, runs whatever happened
 
 ``publish`` writes both ConfigMaps (artifact metadata and manifests) once the upload and the
@@ -29,6 +30,7 @@ from cloudflare_worker_pipeline.operators.checkout import CheckoutOperator
 from cloudflare_worker_pipeline.operators.install import InstallDependenciesOperator
 from cloudflare_worker_pipeline.operators.kustomize import KustomizeBuildOperator
 from cloudflare_worker_pipeline.operators.publish import PublishReleaseOperator
+from cloudflare_worker_pipeline.operators.typecheck import TypeCheckOperator
 from cloudflare_worker_pipeline.operators.upload import UploadBundleOperator
 from cloudflare_worker_pipeline.operators.validate import ValidateParametersOperator
 from cloudflare_worker_pipeline.operators.workspace import PrepareWorkspaceOperator, RemoveWorkspaceOperator
@@ -41,7 +43,7 @@ DEFAULT_ARGS = {"retry_delay": timedelta(seconds=15), "max_retry_delay": timedel
                 "execution_timeout": timedelta(minutes=30)}
 # Retries where a retry can help: network steps and API writes. Settings and arguments override.
 STAGE_RETRIES = {"validate_parameters": 0, "prepare_workspace": 0, "checkout": 2, "install": 1, "bundle": 0,
-                 "upload": 3, "kustomize_build": 1, "publish": 3, "remove_workspace": 0}
+                 "typecheck": 0, "upload": 3, "kustomize_build": 1, "publish": 3, "remove_workspace": 0}
 
 
 def _imported(path: str) -> Any:
@@ -111,6 +113,7 @@ def pipeline_dag(
         checkout = stage(CheckoutOperator, "checkout", parameters=validated)
         install = stage(InstallDependenciesOperator, "install", parameters=validated)
         bundle = stage(BundleWorkerOperator, "bundle", parameters=validated)
+        typecheck = stage(TypeCheckOperator, "typecheck", parameters=validated)
         upload = stage(UploadBundleOperator, "upload", parameters=validated, bundle=bundle.output,
                        checkout=checkout.output, retry_exponential_backoff=True)
         kustomize = stage(KustomizeBuildOperator, "kustomize_build", parameters=validated)
@@ -119,6 +122,7 @@ def pipeline_dag(
         cleanup = stage(RemoveWorkspaceOperator, "remove_workspace", parameters=validated)
 
         parameters >> workspace >> checkout >> install >> bundle >> upload >> publish
+        install >> typecheck >> upload
         checkout >> kustomize >> publish
         publish >> cleanup.as_teardown(setups=workspace)
     return dag

@@ -64,6 +64,10 @@ class BundleResult(TypedDict):
     durable_objects: DurableObjects | None  # None when the project's Wrangler cannot say
 
 
+class TypeCheckResult(TypedDict):
+    typescript: str  # "checked" (no type errors), "off", "no-tsconfig" or "no-typescript"
+
+
 class UploadResult(TypedDict):
     artifact_url: str  # <endpoint>/<bucket>/<key>, as the spec's task printed it
     bucket: str

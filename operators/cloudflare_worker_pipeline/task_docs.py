@@ -16,7 +16,7 @@ ConfigMaps that deploys read. A port of the Tekton pipeline `build-and-upload-cl
 | 1 | `validate_parameters` | nothing (reads only) |
 | 2 | `prepare_workspace` (setup) | the run's workspace |
 | 3 | `checkout` | the clone |
-| 4 | `install` → `bundle` | `node_modules`, `dist/` |
+| 4 | `install` → `bundle`, `typecheck` | `node_modules`, `dist/` |
 | 5 | `kustomize_build` (beside 4-6) | rendered overlays |
 | 6 | `upload` | the R2 object |
 | 7 | `publish` | both ConfigMaps, the Asset event |
@@ -61,6 +61,9 @@ TASK_DOCS = {
     "bundle": "Runs the project's own `wrangler deploy --dry-run --outdir dist`. Returns `bundle_path`, `sha256`, "
               "`size_bytes`, the gzip and brotli sizes, the `files` beside the bundle (modules, source map) and the "
               "config's Durable Objects; over `bundle-size-limit-bytes` (or a file over `max_bundle_bytes`) fails here.",
+    "typecheck": "Runs the project's own `tsc --noEmit` beside the bundle when the project root has a `tsconfig.json` "
+                 "(`typescript-check`: auto, on, off). Type errors fail it with the compiler's messages; the upload "
+                 "waits for it. Returns `typescript`: checked, off, no-tsconfig or no-typescript.",
     "upload": "Puts the modules and source map beside the bundle, then the bundle, each with its SHA-256 (the server "
               "verifies it), then HEADs each to compare. "
               "Returns the object's URL, key and hashes. Transient S3 errors are retried; refused ones are not.",

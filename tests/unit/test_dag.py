@@ -13,10 +13,11 @@ def test_the_task_graph_is_the_pipeline_diagram(pipeline_dag) -> None:
     edges = {task.task_id: sorted(task.downstream_task_ids) for task in pipeline_dag.tasks}
     assert edges == {
         "validate_parameters": ["bundle", "checkout", "install", "kustomize_build", "prepare_workspace", "publish",
-                                "remove_workspace", "upload"],  # the validated parameters
+                                "remove_workspace", "typecheck", "upload"],  # the validated parameters
         "prepare_workspace": ["checkout", "remove_workspace"],
         "checkout": ["install", "kustomize_build", "publish", "upload"],  # commit, fingerprint, stored build
-        "install": ["bundle"],
+        "install": ["bundle", "typecheck"],
+        "typecheck": ["upload"],  # type errors stop the upload
         "bundle": ["upload"],
         "upload": ["publish"],
         "kustomize_build": ["publish"],
@@ -27,7 +28,8 @@ def test_the_task_graph_is_the_pipeline_diagram(pipeline_dag) -> None:
     assert pipeline_dag.get_task("prepare_workspace").is_setup
     # checkout may skip install (and so bundle and upload): publish still runs then, never after a failure
     assert pipeline_dag.get_task("publish").trigger_rule == "none_failed"
-    assert {pipeline_dag.get_task(task).trigger_rule for task in ("install", "bundle", "upload")} == {"all_success"}
+    assert {pipeline_dag.get_task(task).trigger_rule for task in ("install", "bundle", "typecheck", "upload")} == {
+        "all_success"}
 
 
 def test_parsing_the_dag_file_imports_no_provider_hook_or_client() -> None:

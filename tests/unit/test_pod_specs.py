@@ -11,6 +11,7 @@ from cloudflare_worker_pipeline.operators.bundle import BundleWorkerOperator
 from cloudflare_worker_pipeline.operators.checkout import CheckoutOperator
 from cloudflare_worker_pipeline.operators.install import InstallDependenciesOperator
 from cloudflare_worker_pipeline.operators.kustomize import KustomizeBuildOperator
+from cloudflare_worker_pipeline.operators.typecheck import TypeCheckOperator
 from kubernetes.client import ApiClient
 
 from tests.helpers import render_pod
@@ -21,6 +22,7 @@ STAGES = {
     CheckoutOperator: "alpine/git:v2.47.2",
     InstallDependenciesOperator: "node:20-alpine",
     BundleWorkerOperator: "node:20-alpine",
+    TypeCheckOperator: "node:20-alpine",
     KustomizeBuildOperator: "alpine/k8s:1.32.4",
 }
 
@@ -134,7 +136,7 @@ def test_the_pod_mutation_hook_mounts_a_shared_claim_at_workspace_root_and_leave
 
 
 EGRESS = {CheckoutOperator: "git", InstallDependenciesOperator: "registry", BundleWorkerOperator: "none",
-          KustomizeBuildOperator: "none"}
+          KustomizeBuildOperator: "none", TypeCheckOperator: "none"}
 
 
 def network_policies() -> list[dict]:
