@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,20 @@ from cloudflare_worker_pipeline.worker_files import (
     manifest_key,
 )
 from cloudflare_worker_pipeline.workspace import WorkspaceNotVisibleError, check_visible
+
+
+@contextmanager
+def failing_as_the_bundle(target: str, key: str) -> Iterator[None]:
+    """A file beside the bundle failed to store: say so in the spec's form for the bundle
+    (``upload: failed: s3://<bucket>/<r2-object-key> ...``), naming the file."""
+    from cloudflare_worker_pipeline.hooks.r2 import R2Error
+
+    try:
+        yield
+    except R2Error as error:
+        parts = str(error).split(" ", 3)
+        reason = parts[3] if len(parts) == 4 and parts[:2] == ["upload:", "failed:"] else str(error)
+        raise type(error)(f"upload: failed: {target} {reason} (storing {key} beside it)") from error
 
 
 class UploadBundleOperator(PipelineOperator):
@@ -69,10 +84,14 @@ class UploadBundleOperator(PipelineOperator):
             previous = self.r2.stored(p.r2_bucket_name, key)
             check_object_owner(previous.metadata.get("owner") if previous else None, p.owner)
             # The files first, the bundle last: a bundle is never stored before what it imports.
-            files = [self._put_file(file_key(key, file), file, data, metadata) for file, data in companions]
+            files = []
+            for file, data in companions:
+                with failing_as_the_bundle(target, file_key(key, file)):
+                    files.append(self._put_file(file_key(key, file), file, data, metadata))
             if files:
                 manifest = manifest_body(files)
-                self._put(manifest_key(key), manifest, metadata, "application/json")
+                with failing_as_the_bundle(target, manifest_key(key)):
+                    self._put(manifest_key(key), manifest, metadata, "application/json")
                 metadata = {**metadata, MANIFEST_METADATA: hashlib.sha256(manifest).hexdigest()}
             self.r2.put_verified(p.r2_bucket_name, key, body, metadata={**metadata, **sizes})
         except ObjectOwnedElsewhereError as error:
