@@ -54,6 +54,11 @@ class DurableObjects(TypedDict):
     migrations: list[dict[str, object]]  # tag, new_classes, new_sqlite_classes, renamed_classes, deleted_classes
 
 
+class ReportRow(TypedDict):
+    input: str  # a source file as esbuild saw it, e.g. node_modules/hono/dist/hono.js
+    bytes: int  # what it adds to the bundle
+
+
 class BundleResult(TypedDict):
     bundle_path: str  # relative to the project root, e.g. dist/index.js
     sha256: str  # hex
@@ -61,6 +66,7 @@ class BundleResult(TypedDict):
     gzip_bytes: int  # gzip size, as Cloudflare's compressed-size limits count
     brotli_bytes: int  # brotli size, as served to browsers that ask for it
     files: list[BuildFile]  # additional modules and the source map, uploaded beside the bundle
+    report: list[ReportRow]  # the inputs that weigh most in the bundle, largest first (why a bundle grew)
     durable_objects: DurableObjects | None  # None when the project's Wrangler cannot say
 
 

@@ -86,6 +86,9 @@ def test_without_source_maps_only_the_bundle_is_stored(pipeline_dag, git_server,
     repo = git_server.publish("no-maps", REPO / "examples" / "hello-worker")
     with_maps = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
     assert with_maps.state == "success"
+    report = with_maps.xcom("bundle")["report"]
+    assert "hono" in report[0]["input"], "the example's weight is its framework"
+    assert [row["bytes"] for row in report] == sorted((row["bytes"] for row in report), reverse=True)
     assert sorted(objects_in(s3_client, bucket)) == ["my-worker/build.js", "my-worker/build.js.files.json",
                                                      "my-worker/build.js.map"]
 

@@ -67,6 +67,14 @@ def test_the_run_limit_counts_the_bundle_and_its_modules_raw_or_gzipped_but_not_
         check_worker_size(gzip, "dist/index.js", 5_000, 201, modules)
 
 
+def test_the_report_keeps_only_well_formed_rows() -> None:
+    from cloudflare_worker_pipeline.operators.bundle import parse_report
+
+    assert parse_report('[{"input": "src/index.ts", "bytes": 120}, {"input": 5}, "x"]') == [
+        {"input": "src/index.ts", "bytes": 120}]
+    assert parse_report("not json") == [] and parse_report("{}") == []
+
+
 def test_durable_objects_are_taken_only_in_the_shape_the_stage_writes() -> None:
     assert parse_durable_objects("null") is None and parse_durable_objects("not json") is None
     assert parse_durable_objects('{"bindings": {}, "migrations": []}') is None

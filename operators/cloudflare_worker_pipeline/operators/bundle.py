@@ -11,7 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from cloudflare_worker_pipeline import metrics
 from cloudflare_worker_pipeline.operators.stage import StageOperator
 from cloudflare_worker_pipeline.parameters import PipelineParameters
-from cloudflare_worker_pipeline.results import BuildFile, BundleResult, DurableObjects
+from cloudflare_worker_pipeline.results import BuildFile, BundleResult, DurableObjects, ReportRow
 
 _BUNDLE_PATH = re.compile(r"^dist/[A-Za-z0-9._-]+\.m?js$")
 # A file beside the bundle: Wrangler names modules "<sha1>-<source name>"; one path segment.
@@ -31,7 +31,7 @@ class BundleWorkerOperator(StageOperator):
     """
 
     script = "bundle.sh"
-    results = ("bundle-path", "content-hash", "size-bytes", "compressed-sizes", "files", "durable-objects")
+    results = ("bundle-path", "content-hash", "size-bytes", "compressed-sizes", "files", "report", "durable-objects")
 
     def confined_directories(self, p: PipelineParameters) -> dict[str, str]:
         return {"project-root": p.project_root, "package-manager-directory": p.package_manager_directory}
@@ -56,9 +56,13 @@ class BundleWorkerOperator(StageOperator):
                                            f"{ceiling} bytes (setting max_bundle_bytes)")
         check_worker_size(self.pipeline, path, size, gzip_bytes, files)
         metrics.bundle_size(self.dag_id, size)
+        report = parse_report(results["report"])
         result = BundleResult(bundle_path=path, sha256=results["content-hash"], size_bytes=size, gzip_bytes=gzip_bytes,
-                              brotli_bytes=brotli_bytes, files=files,
+                              brotli_bytes=brotli_bytes, files=files, report=report,
                               durable_objects=parse_durable_objects(results["durable-objects"]))
+        if report:
+            self.log.info("Largest inputs in the bundle: %s", ", ".join(f"{row['input']} {row['bytes']} B"
+                                                                        for row in report[:10]))
         self.log.info("Bundle %s: %d bytes, gzip %d, brotli %d; beside it: %s", path, size, gzip_bytes, brotli_bytes,
                       ", ".join(f"{f['name']} ({f['kind']}, {f['size_bytes']} bytes)" for f in files) or "nothing")
         return result
@@ -94,6 +98,18 @@ def check_worker_size(p: PipelineParameters, path: str, size: int, gzip_bytes: i
             f"ERROR: Bundle too large: {what} {'are' if modules else 'is'} {total} bytes{' gzipped' if measure == 'gzip' else ''}, "
             f"over the limit of {p.bundle_size_limit_bytes} bytes (parameter bundle-size-limit-bytes, measured "
             f"{measure}: bundle-size-limit-applies-to)")
+
+
+def parse_report(raw: str) -> list[ReportRow]:
+    """The bundle stage's report: esbuild's bytes per input, largest first (at most 25)."""
+    try:
+        rows = json.loads(raw)
+    except ValueError:
+        return []
+    if not isinstance(rows, list):
+        return []
+    return [ReportRow(input=str(row["input"])[:500], bytes=int(row["bytes"])) for row in rows[:25]
+            if isinstance(row, dict) and isinstance(row.get("input"), str) and isinstance(row.get("bytes"), int)]
 
 
 def parse_durable_objects(raw: str) -> DurableObjects | None:

@@ -4,7 +4,8 @@
 # size-bytes). Wrangler's telemetry and banner are off so the build makes no outside call.
 # Also recorded: compressed-sizes ("<gzip> <brotli>" bytes of the bundle), files (each other file
 # Wrangler wrote beside it: "<sha256> <size> <gzip size> <name>" per line: additional modules and
-# the source map) and durable-objects (the config's Durable Object bindings and migrations, JSON,
+# the source map), report (the inputs that weigh most in the bundle, from esbuild's metafile, JSON)
+# and durable-objects (the config's Durable Object bindings and migrations, JSON,
 # or null when the project's Wrangler cannot say).
 #   PROJECT_DIR   the project root (holds the Wrangler config)
 #   INSTALL_DIR   where dependencies were installed (Wrangler runs from here)
@@ -118,6 +119,21 @@ if [ -z "$bundle" ]; then
 fi
 if [ -z "$bundle" ] || [ ! -f "$dist/$bundle" ]; then
   fail "Bundle not created at dist/${bundle:-index.js}"
+fi
+
+# What weighs most in the bundle: esbuild's bytes per input in this output, largest first.
+if [ -f "$meta" ]; then
+  node -e '
+    const outputs = require(process.argv[1]).outputs || {};
+    const name = process.argv[2];
+    const output = Object.keys(outputs).find((o) => o === name || o.endsWith("/" + name));
+    const inputs = output ? outputs[output].inputs || {} : {};
+    const rows = Object.entries(inputs).map(([input, facts]) => ({ input, bytes: facts.bytesInOutput || 0 }));
+    rows.sort((a, b) => b.bytes - a.bytes || (a.input < b.input ? -1 : 1));
+    process.stdout.write(JSON.stringify(rows.slice(0, 25)));
+  ' "$meta" "$bundle" > "$RESULTS_DIR/report"
+else
+  printf '[]' > "$RESULTS_DIR/report"  # no_bundle: Wrangler did not run esbuild
 fi
 
 # Sizes as Cloudflare counts them (gzip, as Wrangler's "Total Upload") and as served (brotli).
