@@ -120,7 +120,8 @@ def hostile_project(tmp_path: Path, targets: list[Path], port: int, marker: str)
 RENDERED_RUN = "manual__2026-11-30T00:00:00+00:00"
 
 
-def render_pod(operator_class: type, monkeypatch: pytest.MonkeyPatch, **settings: str) -> dict[str, Any]:
+def render_pod(operator_class: type, monkeypatch: pytest.MonkeyPatch, *, checkout: dict[str, Any] | None = None,
+               **settings: str) -> dict[str, Any]:
     """The pod ``operator_class`` would run in the kubernetes mode, as the API would receive it."""
     from cloudflare_worker_pipeline.parameters import PipelineParameters
     from cloudflare_worker_pipeline.settings import PipelineSettings
@@ -136,7 +137,8 @@ def render_pod(operator_class: type, monkeypatch: pytest.MonkeyPatch, **settings
         "worker-script-artifact-config-map-name": "w-artifact", "kustomize-manifests-config-map-name": "w-manifests",
         "owner-identifier-label-key": "planton.cloud/service-id", "owner-identifier-label-value": "svc-1",
     }, workspace=str(run_workspace(PipelineSettings.from_airflow_config(), "adhoc_airflow", RENDERED_RUN).path))
-    operator = operator_class(task_id=operator_class.__name__.lower(), parameters=params.to_dict())
+    upstream = {"checkout": checkout} if checkout is not None else {}
+    operator = operator_class(task_id=operator_class.__name__.lower(), parameters=params.to_dict(), **upstream)
     runner = operator.make_runner({"run_id": RENDERED_RUN})
     seen = operator.script_parameters(runner)
     pod = runner.build_pod(operator.script, operator.script_env(seen), results_dir=operator.results_dir(seen),

@@ -18,7 +18,9 @@ from importlib import resources
 
 from cloudflare_worker_pipeline.get_provider_info import VERSION
 from cloudflare_worker_pipeline.modes import ExecutionMode
+from cloudflare_worker_pipeline.node_version import image_for
 from cloudflare_worker_pipeline.parameters import PipelineParameters
+from cloudflare_worker_pipeline.results import NodeVersion
 from cloudflare_worker_pipeline.settings import PipelineSettings
 
 FINGERPRINT_METADATA = "fingerprint"  # the object's metadata key
@@ -33,19 +35,22 @@ def _local_node_version(node: str) -> str:
 def _scripts_digest() -> str:
     scripts = resources.files("cloudflare_worker_pipeline") / "scripts"
     digest = hashlib.sha256()
-    for name in ("prelude.sh", "install.sh", "bundle.sh"):
+    for name in ("prelude.sh", "install.sh", "bundle.sh", "typecheck.sh"):
         digest.update((scripts / name).read_bytes())
     return digest.hexdigest()
 
 
-def node_identity(settings: PipelineSettings) -> str:
+def local_node_version() -> str:
+    """``node --version`` of the worker's own Node (``v20.19.1``), or "" without one."""
+    node = shutil.which("node")
+    return _local_node_version(node) if node else ""
+
+
+def node_identity(settings: PipelineSettings, wanted: NodeVersion | None = None) -> str:
     """The Node the install and bundle stages run: the image in pods, the worker's node locally."""
     if settings.execution_mode is ExecutionMode.KUBERNETES:
-        return settings.pods.node_image
-    node = shutil.which("node")
-    if node is None:
-        return "no node"
-    return _local_node_version(node)
+        return image_for(settings.pods.node_image_template, settings.pods.node_image, wanted)
+    return local_node_version() or "no node"
 
 
 def input_directories(p: PipelineParameters) -> list[str]:
@@ -53,10 +58,11 @@ def input_directories(p: PipelineParameters) -> list[str]:
     return sorted({p.project_root or ".", p.package_manager_directory or "."})
 
 
-def bundle_fingerprint(p: PipelineParameters, settings: PipelineSettings, input_trees: str) -> str:
+def bundle_fingerprint(p: PipelineParameters, settings: PipelineSettings, input_trees: str,
+                       node: NodeVersion | None = None) -> str:
     """SHA-256 (hex) of everything that decides the bundle's bytes."""
     inputs = {
-        "pipeline": VERSION, "scripts": _scripts_digest(), "node": node_identity(settings),
+        "pipeline": VERSION, "scripts": _scripts_digest(), "node": node_identity(settings, node),
         "trees": sorted(line for line in input_trees.splitlines() if line),
         "project-root": p.project_root, "package-manager-directory": p.package_manager_directory,
         "install-env": settings.install_env,

@@ -85,6 +85,9 @@ _OPTIONS: dict[str, tuple[str, str, str | None, str]] = {
                           "The same for git-url hosts: any host with a public address by default."),
     "node_image": ("string", "node:20-alpine", "node:20-alpine@sha256:<digest>",
                    "Kubernetes mode: the image of install and bundle; pin it by digest."),
+    "node_image_template": ("string", "node:{version}-alpine", "registry.example.com/node:{version}-alpine",
+                            "Kubernetes mode: the Node image for a project naming its Node version (node-version, "
+                            ".nvmrc or .node-version); {version} is that version."),
     "git_image": ("string", "alpine/git:v2.47.2", None, "Kubernetes mode: the checkout image (git, sh)."),
     "kubectl_image": ("string", "alpine/k8s:1.32.4", None, "Kubernetes mode: the kustomize_build image (kubectl, sh)."),
     "pod_service_account": ("string", "", "cloudflare-worker-builds",

@@ -112,6 +112,9 @@ SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("bundle-size-limit-applies-to", "raw", "Build", "Bundle size measure",
                   "`raw` compares the bytes as built, `gzip` their gzip size (what Cloudflare's compressed-size "
                   "limits count).", r"^(raw|gzip)$", 4),
+    ParameterSpec("node-version", "", "Build", "Node version",
+                  "Node for install, bundle and typecheck, e.g. `20` or `22.11.0`; empty reads the project's "
+                  "`.nvmrc` or `.node-version`, else the deployment's default.", r"^(\d{1,3}(\.\d{1,4}){0,2})?$", 14),
     ParameterSpec("typescript-check", "auto", "Build", "TypeScript type check",
                   "`auto` runs the project's own `tsc --noEmit` beside the bundle when the project root has a "
                   "`tsconfig.json` and TypeScript is installed; `on` requires both; `off` skips it.",

@@ -111,9 +111,10 @@ def pipeline_dag(
 
         workspace = stage(PrepareWorkspaceOperator, "prepare_workspace", parameters=validated)
         checkout = stage(CheckoutOperator, "checkout", parameters=validated)
-        install = stage(InstallDependenciesOperator, "install", parameters=validated)
-        bundle = stage(BundleWorkerOperator, "bundle", parameters=validated)
-        typecheck = stage(TypeCheckOperator, "typecheck", parameters=validated)
+        node = {"parameters": validated, "checkout": checkout.output}  # the stages running the project's Node
+        install = stage(InstallDependenciesOperator, "install", **node)
+        bundle = stage(BundleWorkerOperator, "bundle", **node)
+        typecheck = stage(TypeCheckOperator, "typecheck", **node)
         upload = stage(UploadBundleOperator, "upload", parameters=validated, bundle=bundle.output,
                        checkout=checkout.output, retry_exponential_backoff=True)
         kustomize = stage(KustomizeBuildOperator, "kustomize_build", parameters=validated)

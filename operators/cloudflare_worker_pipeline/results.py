@@ -27,8 +27,14 @@ class StoredBuild(TypedDict):
     brotli_bytes: int | None
 
 
+class NodeVersion(TypedDict):
+    version: str  # "20", "20.11" or "20.11.1"
+    source: str  # "parameter node-version", or the version file's path in the repository (.nvmrc, .node-version)
+
+
 class CheckoutResult(TypedDict):
     commit_sha: str  # the full SHA of the checked-out commit
+    node_version: NodeVersion | None  # the Node the project asks for (parameter, .nvmrc, .node-version), or None
     fingerprint: str  # SHA-256 of what decides the bundle (cloudflare_worker_pipeline.fingerprint)
     stored_build: StoredBuild | None  # set when the object already holds this build: install, bundle and upload skipped
 

@@ -32,6 +32,8 @@ class PodSettings:
     """How stage pods look in the ``kubernetes`` execution mode.
 
     :param node_image: install and bundle (the spec's image; Wrangler 4.87+ needs Node 22).
+    :param node_image_template: the Node image when a project names its version (``node-version``,
+        ``.nvmrc``, ``.node-version``): ``{version}`` is replaced by it.
     :param git_image: checkout; needs ``git`` and ``sh``.
     :param kubectl_image: kustomize_build; needs ``kubectl`` and ``sh``.
     :param service_account: the pods' service account ("" = the namespace's default). Stage pods
@@ -44,6 +46,7 @@ class PodSettings:
     """
 
     node_image: str
+    node_image_template: str
     git_image: str
     kubectl_image: str
     service_account: str
@@ -167,6 +170,7 @@ class PipelineSettings:
             max_bundle_bytes=read.positive("max_bundle_bytes"),
             pods=PodSettings(
                 node_image=read.string("node_image"),
+                node_image_template=read.template("node_image_template", "version"),
                 git_image=read.string("git_image"),
                 kubectl_image=read.string("kubectl_image"),
                 service_account=read.string("pod_service_account"),
@@ -240,6 +244,16 @@ class _Reader:
             raise SettingsError(f"[{SECTION}] {key}: expected a whole number, got {self.string(key)!r}") from None
         if value <= 0:
             raise SettingsError(f"[{SECTION}] {key}: expected a positive number, got {value}")
+        return value
+
+    def template(self, key: str, field: str) -> str:
+        value = self.string(key)
+        if "{" + field + "}" not in value:
+            raise SettingsError(f"[{SECTION}] {key}: expected a value holding {{{field}}}, got {value!r}")
+        try:
+            value.format(**{field: "20"})
+        except (KeyError, IndexError, ValueError):
+            raise SettingsError(f"[{SECTION}] {key}: only {{{field}}} may be in braces, got {value!r}") from None
         return value
 
     def json(self, key: str, kind: type) -> Any:

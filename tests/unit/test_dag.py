@@ -15,7 +15,7 @@ def test_the_task_graph_is_the_pipeline_diagram(pipeline_dag) -> None:
         "validate_parameters": ["bundle", "checkout", "install", "kustomize_build", "prepare_workspace", "publish",
                                 "remove_workspace", "typecheck", "upload"],  # the validated parameters
         "prepare_workspace": ["checkout", "remove_workspace"],
-        "checkout": ["install", "kustomize_build", "publish", "upload"],  # commit, fingerprint, stored build
+        "checkout": ["bundle", "install", "kustomize_build", "publish", "typecheck", "upload"],  # commit, Node, stored build
         "install": ["bundle", "typecheck"],
         "typecheck": ["upload"],  # type errors stop the upload
         "bundle": ["upload"],

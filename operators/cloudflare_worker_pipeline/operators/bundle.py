@@ -9,7 +9,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from cloudflare_worker_pipeline import metrics
-from cloudflare_worker_pipeline.operators.stage import StageOperator
+from cloudflare_worker_pipeline.operators.node_stage import NodeStage
 from cloudflare_worker_pipeline.parameters import PipelineParameters
 from cloudflare_worker_pipeline.results import BuildFile, BundleResult, DurableObjects, ReportRow
 
@@ -20,7 +20,7 @@ _FILE_LINE = re.compile(r"^(?P<sha256>[0-9a-f]{64}) (?P<size>\d+) (?P<gzip>\d+) 
 MAX_FILES = 100
 
 
-class BundleWorkerOperator(StageOperator):
+class BundleWorkerOperator(NodeStage):
     """Run the project's own ``wrangler deploy --dry-run`` and return the bundle's facts.
 
     Returns ``bundle_path`` (relative to the project root), ``sha256`` (hex) and ``size_bytes``,

@@ -11,11 +11,18 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from cloudflare_worker_pipeline.clone_paths import PathEscapesCloneError, check_no_escaping_symlinks
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
-from cloudflare_worker_pipeline.fingerprint import FINGERPRINT_METADATA, bundle_fingerprint, input_directories
+from cloudflare_worker_pipeline.fingerprint import (
+    FINGERPRINT_METADATA,
+    bundle_fingerprint,
+    input_directories,
+    local_node_version,
+)
 from cloudflare_worker_pipeline.links import CommitLink
+from cloudflare_worker_pipeline.modes import ExecutionMode
+from cloudflare_worker_pipeline.node_version import NodeVersionError, project_node_version, satisfies
 from cloudflare_worker_pipeline.operators.stage import StageOperator
 from cloudflare_worker_pipeline.parameters import PipelineParameters, object_key_for_commit
-from cloudflare_worker_pipeline.results import CheckoutResult, StoredBuild, UploadedFile
+from cloudflare_worker_pipeline.results import CheckoutResult, NodeVersion, StoredBuild, UploadedFile
 from cloudflare_worker_pipeline.worker_files import MANIFEST_METADATA, MAX_MANIFEST_BYTES, manifest_key, parse_manifest
 
 
@@ -99,12 +106,36 @@ class CheckoutOperator(StageOperator, SkipMixin):
     def finish(self, results: dict[str, str], context: Any) -> CheckoutResult:
         try:
             check_no_escaping_symlinks(self.pipeline.checkout_dir)
-        except PathEscapesCloneError as error:
+            node = self._node_version()
+        except (PathEscapesCloneError, NodeVersionError) as error:
             raise AirflowFailException(f"ERROR: {error}") from None
         commit = results["commit"]
-        fingerprint = bundle_fingerprint(self.pipeline, self.settings, results["input-trees"])
-        return CheckoutResult(commit_sha=commit, fingerprint=fingerprint,
+        fingerprint = bundle_fingerprint(self.pipeline, self.settings, results["input-trees"], node)
+        return CheckoutResult(commit_sha=commit, node_version=node, fingerprint=fingerprint,
                               stored_build=self._stored_build(commit, fingerprint))
+
+    def _node_version(self) -> NodeVersion | None:
+        """The Node the project asks for; in the local mode the worker's ``node`` must satisfy it."""
+        p = self.pipeline
+        if p.node_version:
+            wanted: NodeVersion | None = NodeVersion(version=p.node_version, source="parameter node-version")
+        else:
+            wanted = project_node_version(p.checkout_dir, list(dict.fromkeys([p.project_root, p.package_manager_directory])))
+        if wanted is None:
+            return None
+        if self.settings.execution_mode is ExecutionMode.KUBERNETES:
+            self.log.info("Node %s (%s): image %s", wanted["version"], wanted["source"],
+                          self.settings.pods.node_image_template.format(version=wanted["version"]))
+            return wanted
+        actual = local_node_version()
+        if not satisfies(actual, wanted["version"]):
+            raise NodeVersionError(
+                f"the project asks for Node {wanted['version']} ({wanted['source']}), but this worker's node is "
+                f"{actual or 'missing'}; run it on a worker with that Node, in the kubernetes mode (image "
+                f"{self.settings.pods.node_image_template.format(version=wanted['version'])}), or set the node-version "
+                "parameter")
+        self.log.info("Node %s (%s): this worker's node %s satisfies it", wanted["version"], wanted["source"], actual)
+        return wanted
 
     def _stored_build(self, commit: str, fingerprint: str) -> StoredBuild | None:
         """The object at the key, when it already holds this build and ``force-rebuild`` is off."""

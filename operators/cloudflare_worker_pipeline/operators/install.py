@@ -10,12 +10,12 @@ from typing import Any
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
 from cloudflare_worker_pipeline.fingerprint import node_identity
 from cloudflare_worker_pipeline.modes import ExecutionMode
-from cloudflare_worker_pipeline.operators.stage import StageOperator
+from cloudflare_worker_pipeline.operators.node_stage import NodeStage
 from cloudflare_worker_pipeline.parameters import PipelineParameters
 from cloudflare_worker_pipeline.results import InstallResult
 
 
-class InstallDependenciesOperator(StageOperator):
+class InstallDependenciesOperator(NodeStage):
     """Install dependencies with the package manager the lockfile names, frozen.
 
     Runs in ``package-manager-directory`` (the project root unless set; ``.`` for a monorepo's
@@ -39,7 +39,7 @@ class InstallDependenciesOperator(StageOperator):
         """Where the script sees the shared cache: a partition per platform and Node, or None."""
         settings = self.settings
         partition = re.sub(r"[^a-z0-9._-]+", "_", f"{platform.system()}-{platform.machine()}-"
-                           f"{node_identity(settings)}".lower())
+                           f"{node_identity(settings, self.node_version)}".lower())
         if settings.execution_mode is ExecutionMode.KUBERNETES:
             return PurePosixPath(settings.pods.cache_mount_path, partition) if settings.dependency_cache_claim else None
         return PurePosixPath(settings.dependency_cache_dir, partition) if settings.dependency_cache_dir else None

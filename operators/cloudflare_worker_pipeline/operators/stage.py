@@ -170,6 +170,10 @@ class StageOperator(PipelineOperator):
         finally:
             self._runner = None
 
+    def stage_image(self) -> str:
+        """The image of this stage's pod (the kubernetes mode)."""
+        return str(getattr(self.settings.pods, self.image_setting))
+
     def make_runner(self, context: Any) -> ScriptRunner:
         """The one place the execution mode becomes a runner."""
         settings = self.settings
@@ -187,7 +191,7 @@ class StageOperator(PipelineOperator):
         task_labels = {"dag_id": self.dag_id, "task_id": self.task_id, "run_id": str(context["run_id"]),
                        "try_number": str(getattr(context.get("ti"), "try_number", 1))}
         stage = StagePod(
-            stage=self.task_id.replace("_", "-"), script=self.script, image=getattr(pods, self.image_setting), env={},
+            stage=self.task_id.replace("_", "-"), script=self.script, image=self.stage_image(), env={},
             namespace=settings.namespace, egress=self.egress, workspace=mount, timeout_seconds=settings.stage_timeout_seconds,
             labels={**{k: make_safe_label_value(v) for k, v in task_labels.items()}, **self.pipeline.owner_labels},
             secret_refs=self.secret_refs(), cache_claim=settings.dependency_cache_claim if self.uses_dependency_cache else "",

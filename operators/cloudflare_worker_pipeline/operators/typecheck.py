@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
-from cloudflare_worker_pipeline.operators.stage import StageOperator
+from cloudflare_worker_pipeline.operators.node_stage import NodeStage
 from cloudflare_worker_pipeline.parameters import PipelineParameters
 from cloudflare_worker_pipeline.results import TypeCheckResult
 
 
-class TypeCheckOperator(StageOperator):
+class TypeCheckOperator(NodeStage):
     """Run the project's own ``tsc --noEmit`` when it has a ``tsconfig.json`` (``typescript-check``:
     ``auto``, ``on`` or ``off``); type errors fail the task with the compiler's messages, and the
     upload waits for it. Without TypeScript installed ``auto`` checks nothing and says so.
