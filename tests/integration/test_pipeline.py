@@ -53,8 +53,13 @@ def test_npm_worker_is_bundled_uploaded_and_recorded(pipeline_dag, git_server, c
                     "cloudflare-worker-pipeline.planton.cloud/repository": repo.url,
                     "cloudflare-worker-pipeline.planton.cloud/dag-run": f"build_and_upload_cloudflare_worker/{run.run_id}",
                     "cloudflare-worker-pipeline.planton.cloud/owner": f"{OWNER[0]}={OWNER[1]}"}
-    for name in ("my-worker-artifact-metadata", "my-worker-manifests"):
-        assert connections.get(NAMESPACE, name)["metadata"]["annotations"] == traceability
+    assert connections.get(NAMESPACE, "my-worker-manifests")["metadata"]["annotations"] == traceability
+    bundle = run.xcom("bundle")
+    assert connections.get(NAMESPACE, "my-worker-artifact-metadata")["metadata"]["annotations"] == {
+        **traceability, "cloudflare-worker-pipeline.planton.cloud/gzip-bytes": str(bundle["gzip_bytes"]),
+        "cloudflare-worker-pipeline.planton.cloud/brotli-bytes": str(bundle["brotli_bytes"]),
+        "cloudflare-worker-pipeline.planton.cloud/source-map": "my-worker/build.js.map",
+        "cloudflare-worker-pipeline.planton.cloud/modules": ""}
     assert all(ctype == "application/apply-patch+yaml" for method, _, ctype in connections.requests if method == "PATCH")
 
     kubeconfig = connections.write_kubeconfig(tmp_path / "kubeconfig")
@@ -75,8 +80,10 @@ def test_the_same_build_again_skips_install_bundle_and_upload_and_applies_the_co
     second_cm = connections.get(NAMESPACE, "my-worker-artifact-metadata")
 
     assert first.state == second.state == "success"
-    assert second.xcom("checkout")["stored_build"] == {"key": "my-worker/build.js", "sha256": first.xcom("upload")["sha256"],
-                                                      "size_bytes": first.xcom("upload")["size_bytes"]}
+    uploaded = first.xcom("upload")
+    assert second.xcom("checkout")["stored_build"] == {
+        "key": "my-worker/build.js", "sha256": uploaded["sha256"], "size_bytes": uploaded["size_bytes"],
+        "files": uploaded["files"], "gzip_bytes": uploaded["gzip_bytes"], "brotli_bytes": uploaded["brotli_bytes"]}
     assert {task: second.task_states[task] for task in ("install", "bundle", "upload")} == dict.fromkeys(
         ("install", "bundle", "upload"), "skipped"), "Airflow shows the build as skipped"
     assert second.xcom("publish")["artifact"] == {**first.xcom("upload"), "replaced_sha256": None, "skipped": True}
@@ -181,7 +188,12 @@ def test_without_a_kubernetes_connection_config_maps_are_written_as_manifest_fil
                                      "cloudflare-worker-pipeline.planton.cloud/repository": repo.url,
                                      "cloudflare-worker-pipeline.planton.cloud/dag-run":
                                          f"build_and_upload_cloudflare_worker/{run.run_id}",
-                                     "cloudflare-worker-pipeline.planton.cloud/owner": f"{OWNER[0]}={OWNER[1]}"}},
+                                     "cloudflare-worker-pipeline.planton.cloud/owner": f"{OWNER[0]}={OWNER[1]}",
+                                     "cloudflare-worker-pipeline.planton.cloud/gzip-bytes": str(run.xcom("bundle")["gzip_bytes"]),
+                                     "cloudflare-worker-pipeline.planton.cloud/brotli-bytes":
+                                         str(run.xcom("bundle")["brotli_bytes"]),
+                                     "cloudflare-worker-pipeline.planton.cloud/source-map": "my-worker/build.js.map",
+                                     "cloudflare-worker-pipeline.planton.cloud/modules": ""}},
         "data": {"bucket": bucket, "path": "my-worker/build.js", "content-hash": hashlib.sha256(body).hexdigest(),
                  "size-bytes": str(len(body))},
     }
@@ -236,4 +248,7 @@ def test_the_publish_emits_an_asset_event_describing_the_object(pipeline_dag, gi
     body = objects_in(s3_client, bucket)[f"w/{commit}.js"]
     assert extra == {"artifact_url": f"{s3_server.endpoint_url}/{bucket}/w/{commit}.js", "bucket": bucket,
                      "key": f"w/{commit}.js", "sha256": hashlib.sha256(body).hexdigest(), "size_bytes": len(body),
-                     "commit_sha": commit, "replaced_sha256": None, "skipped": False, "git_url": repo.url}
+                     "commit_sha": commit, "replaced_sha256": None, "skipped": False, "git_url": repo.url,
+                     "files": run.xcom("upload")["files"], "gzip_bytes": run.xcom("bundle")["gzip_bytes"],
+                     "brotli_bytes": run.xcom("bundle")["brotli_bytes"]}
+    assert [f["key"] for f in extra["files"]] == [f"w/{commit}.js.map"]
