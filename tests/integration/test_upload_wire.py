@@ -38,11 +38,15 @@ def test_upload_over_https_sends_a_plain_body_with_a_sha256_header(pipeline_dag,
 
     assert run.state == "success", run.task_states
     assert run.xcom("upload")["artifact_url"].startswith("https://127.0.0.1:")
-    puts = [r for r in tls_front.requests if r.method == "PUT"]
-    assert len(puts) == 1
-    headers = {key.lower(): value for key, value in puts[0].headers.items()}
+    puts = {r.path.split("?")[0]: r for r in tls_front.requests if r.method == "PUT"}
+    assert sorted(puts) == [f"/{bucket}/my-worker/build.js", f"/{bucket}/my-worker/build.js.files.json",
+                            f"/{bucket}/my-worker/build.js.map"], "the bundle, its source map and their manifest"
+    put = puts[f"/{bucket}/my-worker/build.js"]
+    assert tls_front.requests.index(put) > max(tls_front.requests.index(r) for r in puts.values() if r is not put), \
+        "the bundle goes last, after what it needs"
+    headers = {key.lower(): value for key, value in put.headers.items()}
     body = objects_in(s3_client, bucket)["my-worker/build.js"]
-    assert puts[0].body == body, "the body on the wire is the bundle itself, not aws-chunked frames"
+    assert put.body == body, "the body on the wire is the bundle itself, not aws-chunked frames"
     assert headers["x-amz-checksum-sha256"] == base64.b64encode(hashlib.sha256(body).digest()).decode()
     assert "aws-chunked" not in headers.get("content-encoding", "")
     assert "x-amz-trailer" not in headers
