@@ -63,7 +63,8 @@ def build_annotations(*, commit: str, git_url: str, dag_id: str, run_id: str, ow
 
 def artifact_annotations(artifact: UploadResult) -> dict[str, str]:
     """What the artifact ConfigMap adds to the spec's four keys, as annotations existing readers
-    ignore: the bundle's compressed sizes, its source map, and the modules stored beside it.
+    ignore: the bundle's compressed sizes, its source map, the modules stored beside it, and its
+    provenance statement.
 
     Every one is always written, empty when it does not apply: a ConfigMap first created with a
     value must not keep it once a build has none (an applier cannot remove what a create set).
@@ -73,11 +74,14 @@ def artifact_annotations(artifact: UploadResult) -> dict[str, str]:
     modules = [{"key": f["key"], "sha256": f["sha256"], "size-bytes": f["size_bytes"]} for f in files
                if f["kind"] == "module"]
     gzip_bytes, brotli_bytes = artifact.get("gzip_bytes"), artifact.get("brotli_bytes")
+    provenance = artifact.get("provenance")
     return {
         f"{ANNOTATION_PREFIX}/gzip-bytes": "" if gzip_bytes is None else str(gzip_bytes),
         f"{ANNOTATION_PREFIX}/brotli-bytes": "" if brotli_bytes is None else str(brotli_bytes),
         f"{ANNOTATION_PREFIX}/source-map": maps[0] if maps else "",
         f"{ANNOTATION_PREFIX}/modules": json.dumps(modules, separators=(",", ":")) if modules else "",
+        f"{ANNOTATION_PREFIX}/provenance": provenance["key"] if provenance else "",
+        f"{ANNOTATION_PREFIX}/provenance-sha256": provenance["sha256"] if provenance else "",
     }
 
 

@@ -116,7 +116,7 @@ def pipeline_dag(
         bundle = stage(BundleWorkerOperator, "bundle", **node)
         typecheck = stage(TypeCheckOperator, "typecheck", **node)
         upload = stage(UploadBundleOperator, "upload", parameters=validated, bundle=bundle.output,
-                       checkout=checkout.output, retry_exponential_backoff=True)
+                       checkout=checkout.output, install=install.output, retry_exponential_backoff=True)
         kustomize = stage(KustomizeBuildOperator, "kustomize_build", parameters=validated)
         publish = stage(PublishReleaseOperator, "publish", parameters=validated, checkout=checkout.output,
                         upload_task_id=upload.task_id, outlets=[asset])

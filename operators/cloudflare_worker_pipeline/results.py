@@ -23,6 +23,7 @@ class StoredBuild(TypedDict):
     sha256: str
     size_bytes: int
     files: list[UploadedFile]  # the modules and source map its manifest lists
+    provenance: UploadedFile | None  # its in-toto statement, when the metadata names one
     gzip_bytes: int | None  # from the object's metadata; None for objects stored before it was recorded
     brotli_bytes: int | None
 
@@ -40,7 +41,8 @@ class CheckoutResult(TypedDict):
 
 
 class InstallResult(TypedDict):
-    package_manager: str  # npm, yarn or pnpm, as the lockfile named it
+    package_manager: str  # npm, yarn-classic, yarn-berry, pnpm, or none, as the lockfile named it
+    toolchain: dict[str, str]  # package-manager-version, node-version, lockfile, lockfile-sha256
 
 
 class BuildFile(TypedDict):
@@ -69,6 +71,7 @@ class BundleResult(TypedDict):
     bundle_path: str  # relative to the project root, e.g. dist/index.js
     sha256: str  # hex
     size_bytes: int
+    wrangler_version: str
     gzip_bytes: int  # gzip size, as Cloudflare's compressed-size limits count
     brotli_bytes: int  # brotli size, as served to browsers that ask for it
     files: list[BuildFile]  # additional modules and the source map, uploaded beside the bundle
@@ -89,6 +92,7 @@ class UploadResult(TypedDict):
     commit_sha: str
     replaced_sha256: str | None  # what the key held before this upload (a fixed key), or None
     files: list[UploadedFile]  # the modules and source map, stored before the bundle
+    provenance: UploadedFile | None  # the in-toto statement (kind "provenance"), stored before the bundle
     gzip_bytes: int | None
     brotli_bytes: int | None
     skipped: bool  # the object already held this build: the upload was skipped, publish verified it

@@ -30,7 +30,7 @@ def test_the_pipeline_runs_its_stages_in_pods_with_the_same_results(pipeline_dag
     body = assert_published(run, s3_client, kubernetes_mode, bucket, "my-worker/build.js")
     assert b"Hello from a Worker built by Airflow" in body
     assert run.xcom("checkout")["commit_sha"] == repo.head()
-    assert run.xcom("install") == {"package_manager": "npm"}
+    assert run.xcom("install")["package_manager"] == "npm"
     assert set(kubernetes_mode.get(NAMESPACE, "my-worker-manifests")["data"]) == {"dev", "prod"}
 
     pods = stage_pods(kubernetes_mode)
@@ -123,7 +123,7 @@ def test_deferrable_pods_free_the_worker_and_give_the_same_results(pipeline_dag,
     run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
 
     assert_published(run, s3_client, kubernetes_mode, bucket, "my-worker/build.js")
-    assert run.xcom("install") == {"package_manager": "npm"}
+    assert run.xcom("install")["package_manager"] == "npm"
     assert set(stage_pods(kubernetes_mode)) == STAGE_PODS
     deferred = [line for line in failure_output(capfd).splitlines() if "Pausing task as DEFERRED" in line]
     assert {task for line in deferred for task in STAGE_TASKS if f"task_id={task}" in line} == STAGE_TASKS,\

@@ -36,7 +36,12 @@ def test_npm_worker_is_bundled_uploaded_and_recorded(pipeline_dag, git_server, c
     body = assert_published(run, s3_client, connections, bucket, "my-worker/build.js")
     assert b"Hello from a Worker built by Airflow" in body
     assert run.xcom("checkout")["commit_sha"] == repo.head()
-    assert run.xcom("install") == {"package_manager": "npm"}
+    assert run.xcom("install")["package_manager"] == "npm"
+    lockfile = (REPO / "examples" / "hello-worker" / "package-lock.json").read_bytes()
+    assert run.xcom("install")["toolchain"] == {"package-manager-version": run.xcom("install")["toolchain"][
+        "package-manager-version"], "node-version": subprocess.run(["node", "--version"], capture_output=True, text=True
+                                                                   ).stdout.strip(),
+        "lockfile": "package-lock.json", "lockfile-sha256": hashlib.sha256(lockfile).hexdigest()}
     assert run.xcom("bundle")["bundle_path"] == "dist/index.js"
     assert run.xcom("upload")["artifact_url"] == f"{s3_server.endpoint_url}/{bucket}/my-worker/build.js"
     assert run.links["upload/R2ObjectLink"] == run.xcom("upload")["artifact_url"]
@@ -59,7 +64,9 @@ def test_npm_worker_is_bundled_uploaded_and_recorded(pipeline_dag, git_server, c
         **traceability, "cloudflare-worker-pipeline.planton.cloud/gzip-bytes": str(bundle["gzip_bytes"]),
         "cloudflare-worker-pipeline.planton.cloud/brotli-bytes": str(bundle["brotli_bytes"]),
         "cloudflare-worker-pipeline.planton.cloud/source-map": "my-worker/build.js.map",
-        "cloudflare-worker-pipeline.planton.cloud/modules": ""}
+        "cloudflare-worker-pipeline.planton.cloud/modules": "",
+        "cloudflare-worker-pipeline.planton.cloud/provenance": "my-worker/build.js.intoto.json",
+        "cloudflare-worker-pipeline.planton.cloud/provenance-sha256": run.xcom("upload")["provenance"]["sha256"]}
     assert all(ctype == "application/apply-patch+yaml" for method, _, ctype in connections.requests if method == "PATCH")
 
     kubeconfig = connections.write_kubeconfig(tmp_path / "kubeconfig")
@@ -83,7 +90,8 @@ def test_the_same_build_again_skips_install_bundle_and_upload_and_applies_the_co
     uploaded = first.xcom("upload")
     assert second.xcom("checkout")["stored_build"] == {
         "key": "my-worker/build.js", "sha256": uploaded["sha256"], "size_bytes": uploaded["size_bytes"],
-        "files": uploaded["files"], "gzip_bytes": uploaded["gzip_bytes"], "brotli_bytes": uploaded["brotli_bytes"]}
+        "files": uploaded["files"], "provenance": uploaded["provenance"], "gzip_bytes": uploaded["gzip_bytes"],
+        "brotli_bytes": uploaded["brotli_bytes"]}
     assert {task: second.task_states[task] for task in ("install", "bundle", "upload")} == dict.fromkeys(
         ("install", "bundle", "upload"), "skipped"), "Airflow shows the build as skipped"
     assert second.xcom("publish")["artifact"] == {**first.xcom("upload"), "replaced_sha256": None, "skipped": True}
@@ -96,7 +104,7 @@ def test_the_same_build_again_skips_install_bundle_and_upload_and_applies_the_co
 
     forced = run_pipeline(pipeline_dag, {**conf, "force-rebuild": "true"})
     assert forced.state == "success" and not forced.xcom("upload")["skipped"]
-    assert forced.xcom("install") == {"package_manager": "npm"}
+    assert forced.xcom("install")["package_manager"] == "npm"
     assert s3_client.head_object(Bucket=bucket, Key="my-worker/build.js")["LastModified"] >= stored["LastModified"]
     assert forced.xcom("upload")["sha256"] == first.xcom("upload")["sha256"], "the same inputs, the same bytes"
 
@@ -135,7 +143,7 @@ def test_each_package_manager_builds_the_worker_and_leaves_nothing_on_the_worker
     repo = git_server.publish(fixture, FIXTURES / "projects" / fixture)
     run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
     body = assert_published(run, s3_client, connections, bucket, "my-worker/build.js")
-    assert run.xcom("install") == {"package_manager": manager}
+    assert run.xcom("install")["package_manager"] == manager
     assert b"Hello from a Worker built by Airflow" in body
     assert worker_leftovers() == before, "tool caches, shims and logs stay in the run's workspace"
 
@@ -164,7 +172,7 @@ def test_monorepo_workspace_with_sparse_checkout_jsonc_and_a_pinned_commit(pipel
     ))
     body = assert_published(run, s3_client, connections, bucket, f"api-worker/{pinned[:12]}/{pinned}.js")
     assert run.xcom("checkout")["commit_sha"] == pinned
-    assert run.xcom("install") == {"package_manager": "pnpm"}
+    assert run.xcom("install")["package_manager"] == "pnpm"
     assert b"from the monorepo" in body, "the workspace:* dependency is bundled in"
     assert set(connections.get(NAMESPACE, "my-worker-manifests")["data"]) == {"staging"}
 
@@ -193,7 +201,10 @@ def test_without_a_kubernetes_connection_config_maps_are_written_as_manifest_fil
                                      "cloudflare-worker-pipeline.planton.cloud/brotli-bytes":
                                          str(run.xcom("bundle")["brotli_bytes"]),
                                      "cloudflare-worker-pipeline.planton.cloud/source-map": "my-worker/build.js.map",
-                                     "cloudflare-worker-pipeline.planton.cloud/modules": ""}},
+                                     "cloudflare-worker-pipeline.planton.cloud/modules": "",
+                                     "cloudflare-worker-pipeline.planton.cloud/provenance": "my-worker/build.js.intoto.json",
+                                     "cloudflare-worker-pipeline.planton.cloud/provenance-sha256":
+                                         run.xcom("upload")["provenance"]["sha256"]}},
         "data": {"bucket": bucket, "path": "my-worker/build.js", "content-hash": hashlib.sha256(body).hexdigest(),
                  "size-bytes": str(len(body))},
     }
@@ -249,6 +260,7 @@ def test_the_publish_emits_an_asset_event_describing_the_object(pipeline_dag, gi
     assert extra == {"artifact_url": f"{s3_server.endpoint_url}/{bucket}/w/{commit}.js", "bucket": bucket,
                      "key": f"w/{commit}.js", "sha256": hashlib.sha256(body).hexdigest(), "size_bytes": len(body),
                      "commit_sha": commit, "replaced_sha256": None, "skipped": False, "git_url": repo.url,
-                     "files": run.xcom("upload")["files"], "gzip_bytes": run.xcom("bundle")["gzip_bytes"],
+                     "files": run.xcom("upload")["files"], "provenance": run.xcom("upload")["provenance"],
+                     "gzip_bytes": run.xcom("bundle")["gzip_bytes"],
                      "brotli_bytes": run.xcom("bundle")["brotli_bytes"]}
     assert [f["key"] for f in extra["files"]] == [f"w/{commit}.js.map"]

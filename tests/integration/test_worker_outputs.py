@@ -54,7 +54,23 @@ def test_a_durable_object_worker_with_modules_ships_every_file_beside_its_bundle
     assert stored["durable/" + next(f["name"] for f in bundle["files"] if f["name"].endswith("add.wasm"))] == WASM.encode()
     assert json.loads(stored["durable/worker.js.map"])["version"] == 3
     assert sorted(f["key"] for f in upload["files"]) == sorted(k for k in stored if k not in (
-        "durable/worker.js", "durable/worker.js.files.json"))
+        "durable/worker.js", "durable/worker.js.files.json", "durable/worker.js.intoto.json"))
+
+    # The provenance statement names every stored file, the commit and the lockfile.
+    statement = json.loads(stored["durable/worker.js.intoto.json"])
+    assert upload["provenance"] == {"key": "durable/worker.js.intoto.json", "kind": "provenance", "size_bytes": len(
+        stored["durable/worker.js.intoto.json"]), "sha256": hashlib.sha256(stored["durable/worker.js.intoto.json"]).hexdigest()}
+    assert statement["_type"] == "https://in-toto.io/Statement/v1"
+    assert statement["predicateType"] == "https://slsa.dev/provenance/v1"
+    assert {s["name"]: s["digest"]["sha256"] for s in statement["subject"]} == {
+        "durable/worker.js": bundle["sha256"], **{f["key"]: f["sha256"] for f in upload["files"]}}
+    definition, details = statement["predicate"]["buildDefinition"], statement["predicate"]["runDetails"]
+    assert definition["resolvedDependencies"] == [
+        {"uri": f"git+{repo.url}", "digest": {"gitCommit": repo.head()}},
+        {"name": "package-lock.json", "digest": {"sha256": run.xcom("install")["toolchain"]["lockfile-sha256"]}}]
+    assert definition["externalParameters"]["r2_object_key"] == "durable/worker.js"
+    assert details["builder"]["version"]["wrangler"] == "4.86.0"
+    assert details["metadata"]["invocationId"] == f"build_and_upload_cloudflare_worker/{run.run_id}"
     assert s3_client.head_object(Bucket=bucket, Key="durable/worker.js")["ContentType"] == "application/javascript"
     wasm_key = next(f["key"] for f in upload["files"] if f["key"].endswith("add.wasm"))
     assert s3_client.head_object(Bucket=bucket, Key=wasm_key)["ContentType"] == "application/wasm"
@@ -67,11 +83,13 @@ def test_a_durable_object_worker_with_modules_ships_every_file_beside_its_bundle
         f["key"] for f in upload["files"] if f["kind"] == "module")
     assert annotations[f"{ANNOTATION}/gzip-bytes"] == str(bundle["gzip_bytes"])
     assert annotations[f"{ANNOTATION}/brotli-bytes"] == str(bundle["brotli_bytes"])
+    assert annotations[f"{ANNOTATION}/provenance-sha256"] == upload["provenance"]["sha256"]
 
     # The same commit again skips the build; the manifest says which files the stored bundle needs.
     again = run_pipeline(pipeline_dag, conf)
     assert again.task_states["upload"] == "skipped"
     assert again.xcom("publish")["artifact"]["files"] == upload["files"]
+    assert again.xcom("publish")["artifact"]["provenance"] == upload["provenance"]
 
     # A module gone from R2 is never published over: the skipped build's publish refuses.
     s3_client.delete_object(Bucket=bucket, Key=wasm_key)
@@ -90,13 +108,14 @@ def test_without_source_maps_only_the_bundle_is_stored(pipeline_dag, git_server,
     assert "hono" in report[0]["input"], "the example's weight is its framework"
     assert [row["bytes"] for row in report] == sorted((row["bytes"] for row in report), reverse=True)
     assert sorted(objects_in(s3_client, bucket)) == ["my-worker/build.js", "my-worker/build.js.files.json",
-                                                     "my-worker/build.js.map"]
+                                                     "my-worker/build.js.intoto.json", "my-worker/build.js.map"]
 
     without = run_pipeline(pipeline_dag, {**conf_for(repo.url, bucket, s3_server.endpoint_url, r2_object_key="plain/w.js"),
                                           "upload-source-maps": "false"})
     assert without.state == "success"
     assert without.xcom("bundle")["files"] == [] and without.xcom("upload")["files"] == []
-    assert not any(key.startswith("plain/") and key != "plain/w.js" for key in objects_in(s3_client, bucket))
+    assert sorted(key for key in objects_in(s3_client, bucket) if key.startswith("plain/")) == [
+        "plain/w.js", "plain/w.js.intoto.json"]
     annotations = connections.get(NAMESPACE, "my-worker-artifact-metadata")["metadata"]["annotations"]
     assert annotations[f"{ANNOTATION}/source-map"] == annotations[f"{ANNOTATION}/modules"] == "", "none now"
     failure_output(capfd)

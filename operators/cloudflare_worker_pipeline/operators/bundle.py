@@ -31,7 +31,8 @@ class BundleWorkerOperator(NodeStage):
     """
 
     script = "bundle.sh"
-    results = ("bundle-path", "content-hash", "size-bytes", "compressed-sizes", "files", "report", "durable-objects")
+    results = ("bundle-path", "content-hash", "size-bytes", "wrangler-version", "compressed-sizes", "files", "report",
+               "durable-objects")
 
     def confined_directories(self, p: PipelineParameters) -> dict[str, str]:
         return {"project-root": p.project_root, "package-manager-directory": p.package_manager_directory}
@@ -57,7 +58,8 @@ class BundleWorkerOperator(NodeStage):
         check_worker_size(self.pipeline, path, size, gzip_bytes, files)
         metrics.bundle_size(self.dag_id, size)
         report = parse_report(results["report"])
-        result = BundleResult(bundle_path=path, sha256=results["content-hash"], size_bytes=size, gzip_bytes=gzip_bytes,
+        result = BundleResult(bundle_path=path, sha256=results["content-hash"], size_bytes=size,
+                              wrangler_version=results["wrangler-version"].strip()[:100], gzip_bytes=gzip_bytes,
                               brotli_bytes=brotli_bytes, files=files, report=report,
                               durable_objects=parse_durable_objects(results["durable-objects"]))
         if report:

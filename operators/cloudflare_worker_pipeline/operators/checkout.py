@@ -22,6 +22,7 @@ from cloudflare_worker_pipeline.modes import ExecutionMode
 from cloudflare_worker_pipeline.node_version import NodeVersionError, project_node_version, satisfies
 from cloudflare_worker_pipeline.operators.stage import StageOperator
 from cloudflare_worker_pipeline.parameters import PipelineParameters, object_key_for_commit
+from cloudflare_worker_pipeline.provenance import PROVENANCE_METADATA, provenance_key
 from cloudflare_worker_pipeline.results import CheckoutResult, NodeVersion, StoredBuild, UploadedFile
 from cloudflare_worker_pipeline.worker_files import MANIFEST_METADATA, MAX_MANIFEST_BYTES, manifest_key, parse_manifest
 
@@ -162,8 +163,23 @@ class CheckoutOperator(StageOperator, SkipMixin):
                       "(force-rebuild=true builds anyway)", p.r2_bucket_name, key, stored.metadata.get("commit"),
                       fingerprint[:12], stored.sha256, self.build_task_id)
         return StoredBuild(key=key, sha256=stored.sha256, size_bytes=stored.size_bytes, files=files,
+                           provenance=self._stored_provenance(key, stored.metadata.get(PROVENANCE_METADATA)),
                            gzip_bytes=_number(stored.metadata.get("gzip-bytes")),
                            brotli_bytes=_number(stored.metadata.get("brotli-bytes")))
+
+    def _stored_provenance(self, key: str, sha256: str | None) -> UploadedFile | None:
+        """The stored build's statement, when its metadata names one and it still holds that digest."""
+        from cloudflare_worker_pipeline.hooks.r2 import R2Error
+
+        if not sha256:
+            return None
+        try:
+            found = self.r2.stored(self.pipeline.r2_bucket_name, provenance_key(key))
+        except R2Error:
+            return None
+        if found is None or found.sha256 != sha256:
+            return None
+        return UploadedFile(key=provenance_key(key), kind="provenance", sha256=sha256, size_bytes=found.size_bytes)
 
     def _stored_files(self, key: str, manifest_sha256: str | None) -> list[UploadedFile] | None:
         """The files stored beside the bundle, from the manifest it names; None: build again."""

@@ -12,6 +12,7 @@ from cloudflare_worker_pipeline.fingerprint import node_identity
 from cloudflare_worker_pipeline.modes import ExecutionMode
 from cloudflare_worker_pipeline.operators.node_stage import NodeStage
 from cloudflare_worker_pipeline.parameters import PipelineParameters
+from cloudflare_worker_pipeline.provenance import parse_toolchain
 from cloudflare_worker_pipeline.results import InstallResult
 
 
@@ -25,7 +26,7 @@ class InstallDependenciesOperator(NodeStage):
     script = "install.sh"
     egress = "registry"
     uses_dependency_cache = True
-    results = ("package-manager",)
+    results = ("package-manager", "toolchain")
 
     def confined_directories(self, p: PipelineParameters) -> dict[str, str]:
         return {"package-manager-directory": p.package_manager_directory}
@@ -54,4 +55,4 @@ class InstallDependenciesOperator(NodeStage):
                              network=policy.network)
 
     def finish(self, results: dict[str, str], context: Any) -> InstallResult:
-        return InstallResult(package_manager=results["package-manager"])
+        return InstallResult(package_manager=results["package-manager"], toolchain=parse_toolchain(results["toolchain"]))

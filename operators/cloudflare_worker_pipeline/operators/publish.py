@@ -88,7 +88,8 @@ class PublishReleaseOperator(PipelineOperator):
 
     def _check_files(self, artifact: UploadResult) -> None:
         """Never publish a bundle missing what it imports: each file beside it must hold its bytes."""
-        for file in artifact["files"]:
+        statement = artifact.get("provenance")
+        for file in [*artifact["files"], *([statement] if statement else [])]:
             if not self.r2.holds(artifact["bucket"], file["key"], file["sha256"], file["size_bytes"]):
                 raise AirflowFailException(
                     f"ERROR: s3://{artifact['bucket']}/{file['key']} ({file['kind']} of {artifact['key']}) is missing or "
@@ -109,7 +110,8 @@ class PublishReleaseOperator(PipelineOperator):
         return UploadResult(artifact_url=f"{p.r2_endpoint_url}/{p.r2_bucket_name}/{stored['key']}",
                             bucket=p.r2_bucket_name, key=stored["key"], sha256=stored["sha256"],
                             size_bytes=stored["size_bytes"], commit_sha=commit, replaced_sha256=None, skipped=True,
-                            files=stored["files"], gzip_bytes=stored["gzip_bytes"], brotli_bytes=stored["brotli_bytes"])
+                            files=stored["files"], provenance=stored["provenance"], gzip_bytes=stored["gzip_bytes"],
+                            brotli_bytes=stored["brotli_bytes"])
 
     def _manifests(self, context: Any, artifact: UploadResult) -> tuple[dict[str, Any], dict[str, Any]]:
         """(manifests ConfigMap, artifact metadata ConfigMap), both annotated with this run."""

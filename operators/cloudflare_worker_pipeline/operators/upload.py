@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,15 @@ from cloudflare_worker_pipeline.links import R2ObjectLink
 from cloudflare_worker_pipeline.operators.stage import PipelineOperator
 from cloudflare_worker_pipeline.ownership import ObjectOwnedElsewhereError, check_object_owner
 from cloudflare_worker_pipeline.parameters import object_key_for_commit
-from cloudflare_worker_pipeline.results import BuildFile, BundleResult, CheckoutResult, UploadedFile, UploadResult
+from cloudflare_worker_pipeline.provenance import PROVENANCE_METADATA, provenance_key, statement, statement_bytes
+from cloudflare_worker_pipeline.results import (
+    BuildFile,
+    BundleResult,
+    CheckoutResult,
+    InstallResult,
+    UploadedFile,
+    UploadResult,
+)
 from cloudflare_worker_pipeline.worker_files import (
     MANIFEST_METADATA,
     content_type,
@@ -53,13 +62,14 @@ class UploadBundleOperator(PipelineOperator):
         ``{short_sha}`` in ``r2-object-key``.
     """
 
-    template_fields: Sequence[str] = (*PipelineOperator.template_fields, "bundle", "checkout")
+    template_fields: Sequence[str] = (*PipelineOperator.template_fields, "bundle", "checkout", "install")
     operator_extra_links = (R2ObjectLink(),)
 
-    def __init__(self, *, bundle: Any, checkout: Any, **kwargs: Any) -> None:
+    def __init__(self, *, bundle: Any, checkout: Any, install: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.bundle: BundleResult = bundle
         self.checkout: CheckoutResult = checkout
+        self.install: InstallResult | None = install
 
     def execute(self, context: Any) -> UploadResult:
         from cloudflare_worker_pipeline.hooks.r2 import PermanentR2Error, R2Error
@@ -93,6 +103,12 @@ class UploadBundleOperator(PipelineOperator):
                 with failing_as_the_bundle(target, manifest_key(key)):
                     self._put(manifest_key(key), manifest, metadata, "application/json")
                 metadata = {**metadata, MANIFEST_METADATA: hashlib.sha256(manifest).hexdigest()}
+            provenance = self._provenance(context, key, files)
+            with failing_as_the_bundle(target, provenance_key(key)):
+                self._put(provenance_key(key), provenance, metadata, "application/json")
+            statement_file = UploadedFile(key=provenance_key(key), kind="provenance",
+                                          sha256=hashlib.sha256(provenance).hexdigest(), size_bytes=len(provenance))
+            metadata = {**metadata, PROVENANCE_METADATA: statement_file["sha256"]}
             self.r2.put_verified(p.r2_bucket_name, key, body, metadata={**metadata, **sizes})
         except ObjectOwnedElsewhereError as error:
             raise AirflowFailException(f"upload: failed: {target} {error}") from None
@@ -105,7 +121,20 @@ class UploadBundleOperator(PipelineOperator):
         return UploadResult(artifact_url=artifact_url, bucket=p.r2_bucket_name, key=key, sha256=bundle["sha256"],
                             size_bytes=bundle["size_bytes"], commit_sha=commit,
                             replaced_sha256=(previous.sha256 or "unknown") if previous else None, skipped=False,
-                            files=files, gzip_bytes=bundle["gzip_bytes"], brotli_bytes=bundle["brotli_bytes"])
+                            files=files, provenance=statement_file, gzip_bytes=bundle["gzip_bytes"],
+                            brotli_bytes=bundle["brotli_bytes"])
+
+    def _provenance(self, context: Any, key: str, files: list[UploadedFile]) -> bytes:
+        """The in-toto statement for the bundle and every file beside it."""
+        dag_run = context.get("dag_run")
+        started = getattr(dag_run, "start_date", None) or datetime.now(UTC)
+        document = statement(
+            p=self.pipeline, subjects={key: self.bundle["sha256"], **{f["key"]: f["sha256"] for f in files}},
+            commit=self.checkout["commit_sha"], toolchain=self.install["toolchain"] if self.install else {},
+            wrangler_version=self.bundle["wrangler_version"], dag_id=self.dag_id, run_id=str(context["run_id"]),
+            execution_mode=self.settings.execution_mode.value, started=started.isoformat(),
+            finished=datetime.now(UTC).isoformat())
+        return statement_bytes(document)
 
     def _put_file(self, key: str, file: BuildFile, body: bytes, metadata: dict[str, str]) -> UploadedFile:
         """Store one module or source map; a module already stored with these bytes is left as it is."""

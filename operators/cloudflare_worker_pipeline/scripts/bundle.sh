@@ -2,7 +2,7 @@
 # Stage 3: bundle the worker with the project's own Wrangler, `wrangler deploy --dry-run`,
 # and record the bundle's path, SHA-256 and size in RESULTS_DIR (bundle-path, content-hash,
 # size-bytes). Wrangler's telemetry and banner are off so the build makes no outside call.
-# Also recorded: compressed-sizes ("<gzip> <brotli>" bytes of the bundle), files (each other file
+# Also recorded: wrangler-version, compressed-sizes ("<gzip> <brotli>" bytes of the bundle), files (each other file
 # Wrangler wrote beside it: "<sha256> <size> <gzip size> <name>" per line: additional modules and
 # the source map), report (the inputs that weigh most in the bundle, from esbuild's metafile, JSON)
 # and durable-objects (the config's Durable Object bindings and migrations, JSON,
@@ -77,6 +77,7 @@ if [ -n "${BUILD_COMMAND:-}" ]; then
 fi
 
 cd "$INSTALL_DIR" || exit 1
+"$@" --version | tail -n 1 | tr -d '\n' > "$RESULTS_DIR/wrangler-version"
 if [ "${SOURCE_MAPS:-true}" = true ]; then maps="--upload-source-maps"; else maps="--upload-source-maps=false"; fi
 extra=$(printf '%s' "${WRANGLER_EXTRA_ARGS:-}" | tr '\n' ' ')
 echo "bundle: wrangler deploy --dry-run --config $config --outdir dist $maps${extra:+ $extra}"

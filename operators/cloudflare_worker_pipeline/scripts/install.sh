@@ -1,6 +1,8 @@
 # Runs after prelude.sh (set -eu, fail, results).
 # Stage 2: install dependencies in INSTALL_DIR with the package manager its lockfile names,
-# frozen so the lockfile is the truth. Writes the manager's name to RESULTS_DIR/package-manager.
+# frozen so the lockfile is the truth. Writes the manager's name to RESULTS_DIR/package-manager,
+# and to RESULTS_DIR/toolchain "key=value" lines: package-manager-version, node-version, lockfile
+# (its name in INSTALL_DIR) and lockfile-sha256.
 #   INSTALL_DIR, RESULTS_DIR   required
 #   DEPENDENCY_CACHE           optional: a directory shared between builds. Only stores the package
 #                              manager verifies against the lockfile's integrity hashes go there:
@@ -56,6 +58,7 @@ elif [ -f package.json ]; then
 else
   echo "install: no package.json in $INSTALL_DIR: nothing to install, skipping"
   printf 'none' > "$RESULTS_DIR/package-manager"
+  echo "node-version=$(node --version)" > "$RESULTS_DIR/toolchain"
   exit 0
 fi
 
@@ -73,3 +76,16 @@ fi
 "$@"
 printf '%s' "$manager" > "$RESULTS_DIR/package-manager"
 echo "install: dependencies installed with $manager"
+
+# The toolchain, for the build's provenance: the manager's version, the lockfile and its digest.
+if [ "$1" = corepack ]; then manager_version=$(corepack "$2" --version); else manager_version=$(npm --version); fi
+lockfile=""
+for candidate in yarn.lock pnpm-lock.yaml package-lock.json; do
+  if [ -f "$candidate" ]; then lockfile=$candidate; break; fi
+done
+{
+  echo "package-manager-version=$manager_version"
+  echo "node-version=$(node --version)"
+  echo "lockfile=$lockfile"
+  if [ -n "$lockfile" ]; then echo "lockfile-sha256=$(sha256sum < "$lockfile" | cut -d' ' -f1)"; fi
+} > "$RESULTS_DIR/toolchain"
