@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cloudflare_worker_pipeline.parameters import PipelineParameters
 from cloudflare_worker_pipeline.provenance import parse_toolchain, provenance_key, statement
+
 from tests.helpers import VALID
 
 TOOLCHAIN = "package-manager-version=9.15.0\nnode-version=v20.19.1\nlockfile=pnpm-lock.yaml\nlockfile-sha256=" + "b" * 64
