@@ -70,6 +70,6 @@ def bundle_fingerprint(p: PipelineParameters, settings: PipelineSettings, input_
         "source-maps": p.upload_source_maps, "size-limit": [p.bundle_size_limit_bytes, p.bundle_size_limit_applies_to],
         "max-bundle-bytes": settings.max_bundle_bytes,
         "wrangler-extra-args": list(p.wrangler_extra_args), "build-command": list(p.build_command),
-        "typescript-check": p.typescript_check,
+        "typescript-check": p.typescript_check, "reproducibility-check": p.reproducibility_check,
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()

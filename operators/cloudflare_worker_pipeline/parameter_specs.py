@@ -119,6 +119,9 @@ SPECS: tuple[ParameterSpec, ...] = (
                   "`auto` runs the project's own `tsc --noEmit` beside the bundle when the project root has a "
                   "`tsconfig.json` and TypeScript is installed; `on` requires both; `off` skips it.",
                   r"^(auto|on|off)$", 4),
+    ParameterSpec("reproducibility-check", "false", "Build", "Reproducibility check",
+                  "`true` bundles the same checkout a second time in a fresh directory and reports whether every "
+                  "file Wrangler wrote is byte for byte the same, and if not which.", r"^(true|false)$", 5),
     ParameterSpec("wrangler-extra-args", "[]", "Build", "Extra Wrangler arguments",
                   'JSON array of flags for `wrangler deploy --dry-run`, e.g. `["--minify", "--env", "staging"]`; '
                   "only flags that shape the bundle (`--minify`, `--env`, `--define`, `--var`, `--alias`, "

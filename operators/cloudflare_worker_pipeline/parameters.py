@@ -67,6 +67,7 @@ class PipelineParameters:
     bundle_size_limit_bytes: int = 10 * 1024 * 1024
     bundle_size_limit_applies_to: str = "raw"  # or "gzip"
     typescript_check: str = "auto"  # or "on", "off"
+    reproducibility_check: bool = False
     node_version: str = ""  # "" = the project's .nvmrc / .node-version, else the deployment's default
     wrangler_extra_args: tuple[str, ...] = ()
     build_command: tuple[str, ...] = ()
@@ -112,6 +113,7 @@ class PipelineParameters:
             bundle_size_limit_bytes=_positive("bundle-size-limit-bytes", raw["bundle-size-limit-bytes"]),
             bundle_size_limit_applies_to=_choice("bundle-size-limit-applies-to", raw["bundle-size-limit-applies-to"],
                                                  ("raw", "gzip")),
+            reproducibility_check=_flag("reproducibility-check", raw["reproducibility-check"]),
             node_version=raw["node-version"],  # its pattern (a version number or empty) is checked below
             typescript_check=_choice("typescript-check", raw["typescript-check"], ("auto", "on", "off")),
             wrangler_extra_args=wrangler_extra_args(raw["wrangler-extra-args"]),

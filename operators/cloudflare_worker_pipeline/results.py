@@ -67,6 +67,12 @@ class ReportRow(TypedDict):
     bytes: int  # what it adds to the bundle
 
 
+class Reproducibility(TypedDict):
+    checked: bool  # the reproducibility-check parameter
+    identical: bool | None  # a second build in a fresh directory wrote the same bytes; None when not checked
+    differing: list[str]  # the files in dist/ that differed (or "(the second build failed)")
+
+
 class BundleResult(TypedDict):
     bundle_path: str  # relative to the project root, e.g. dist/index.js
     sha256: str  # hex
@@ -75,6 +81,7 @@ class BundleResult(TypedDict):
     gzip_bytes: int  # gzip size, as Cloudflare's compressed-size limits count
     brotli_bytes: int  # brotli size, as served to browsers that ask for it
     files: list[BuildFile]  # additional modules and the source map, uploaded beside the bundle
+    reproducibility: Reproducibility
     report: list[ReportRow]  # the inputs that weigh most in the bundle, largest first (why a bundle grew)
     durable_objects: DurableObjects | None  # None when the project's Wrangler cannot say
 

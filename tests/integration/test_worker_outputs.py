@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
+
 from examples.local_stack.dag_run import run_pipeline
 from tests.helpers import NAMESPACE, conf_for, failure_output, hello_worker_variant, objects_in
 
@@ -104,6 +106,8 @@ def test_without_source_maps_only_the_bundle_is_stored(pipeline_dag, git_server,
     repo = git_server.publish("no-maps", REPO / "examples" / "hello-worker")
     with_maps = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
     assert with_maps.state == "success"
+    source_map = json.loads(objects_in(s3_client, bucket)["my-worker/build.js.map"])
+    assert source_map["sourceRoot"] == "dist", "no path of the worker's in what is uploaded"
     report = with_maps.xcom("bundle")["report"]
     assert "hono" in report[0]["input"], "the example's weight is its framework"
     assert [row["bytes"] for row in report] == sorted((row["bytes"] for row in report), reverse=True)
@@ -142,3 +146,33 @@ def test_a_build_command_and_extra_wrangler_flags_shape_the_bundle_and_reach_no_
     assert '"vanilla"' in code
     assert "\n  " not in code, "minified: no indented lines"
     assert f"made by the build command $(touch {marker})" in code, "the argument arrived as text, never run by a shell"
+
+
+@pytest.mark.parametrize("fixture,manager", [("hello-worker", "npm"), ("yarn-berry-pnp", "yarn-berry")])
+def test_the_reproducibility_check_bundles_again_elsewhere_and_finds_the_same_bytes(
+        pipeline_dag, git_server, connections, bucket, s3_server, fixture, manager) -> None:
+    """Yarn PnP keeps its cache inside the project, so the bundle names it by a relative path."""
+    from tests.conftest import REPO
+
+    source = REPO / "examples" / "hello-worker" if fixture == "hello-worker" else REPO / "tests" / "fixtures" / "projects" / fixture
+    repo = git_server.publish(f"reproducible-{fixture}", source)
+    run = run_pipeline(pipeline_dag, {**conf_for(repo.url, bucket, s3_server.endpoint_url),
+                                      "reproducibility-check": "true"})
+    assert run.state == "success", run.task_states
+    assert run.xcom("install")["package_manager"] == manager
+    assert run.xcom("bundle")["reproducibility"] == {"checked": True, "identical": True, "differing": []}
+
+
+def test_a_build_that_differs_between_directories_is_reported_with_the_files_that_differ(
+        pipeline_dag, git_server, connections, bucket, s3_server, tmp_path) -> None:
+    project = hello_worker_variant(tmp_path, "path-dependent", files={
+        "src/index.ts": 'import { where } from "./where";\nexport default { fetch: () => new Response(where) };\n'})
+    repo = git_server.publish("path-dependent", project)
+    command = ["node", "-e", "require('fs').writeFileSync('src/where.ts', 'export const where = ' + "
+                             "JSON.stringify(process.cwd()) + ';')"]
+    run = run_pipeline(pipeline_dag, {**conf_for(repo.url, bucket, s3_server.endpoint_url),
+                                      "reproducibility-check": "true", "build-command": json.dumps(command)})
+    assert run.state == "success", "a difference is reported, not a failure"
+    reproducibility = run.xcom("bundle")["reproducibility"]
+    assert reproducibility["checked"] and reproducibility["identical"] is False
+    assert reproducibility["differing"] == ["index.js", "index.js.map"]

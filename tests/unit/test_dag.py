@@ -16,7 +16,7 @@ def test_the_task_graph_is_the_pipeline_diagram(pipeline_dag) -> None:
                                 "remove_workspace", "typecheck", "upload"],  # the validated parameters
         "prepare_workspace": ["checkout", "remove_workspace"],
         "checkout": ["bundle", "install", "kustomize_build", "publish", "typecheck", "upload"],  # commit, Node, stored build
-        "install": ["bundle", "typecheck"],
+        "install": ["bundle", "typecheck", "upload"],  # the toolchain, for the provenance
         "typecheck": ["upload"],  # type errors stop the upload
         "bundle": ["upload"],
         "upload": ["publish"],

@@ -11,7 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from cloudflare_worker_pipeline import metrics
 from cloudflare_worker_pipeline.operators.node_stage import NodeStage
 from cloudflare_worker_pipeline.parameters import PipelineParameters
-from cloudflare_worker_pipeline.results import BuildFile, BundleResult, DurableObjects, ReportRow
+from cloudflare_worker_pipeline.results import BuildFile, BundleResult, DurableObjects, ReportRow, Reproducibility
 
 _BUNDLE_PATH = re.compile(r"^dist/[A-Za-z0-9._-]+\.m?js$")
 # A file beside the bundle: Wrangler names modules "<sha1>-<source name>"; one path segment.
@@ -32,7 +32,7 @@ class BundleWorkerOperator(NodeStage):
 
     script = "bundle.sh"
     results = ("bundle-path", "content-hash", "size-bytes", "wrangler-version", "compressed-sizes", "files", "report",
-               "durable-objects")
+               "durable-objects", "reproducibility")
 
     def confined_directories(self, p: PipelineParameters) -> dict[str, str]:
         return {"project-root": p.project_root, "package-manager-directory": p.package_manager_directory}
@@ -41,7 +41,8 @@ class BundleWorkerOperator(NodeStage):
         return {**self.settings.install_env, "PROJECT_DIR": str(p.project_dir), "INSTALL_DIR": str(p.install_dir),
                 "SOURCE_MAPS": "true" if p.upload_source_maps else "false",
                 # one argument per line: validation refused control characters in every one
-                "WRANGLER_EXTRA_ARGS": "\n".join(p.wrangler_extra_args), "BUILD_COMMAND": "\n".join(p.build_command)}
+                "WRANGLER_EXTRA_ARGS": "\n".join(p.wrangler_extra_args), "BUILD_COMMAND": "\n".join(p.build_command),
+                "REPRODUCIBILITY_CHECK": "true" if p.reproducibility_check else "false", "CHECKOUT_DIR": str(p.checkout_dir)}
 
     def finish(self, results: dict[str, str], context: Any) -> BundleResult:
         path, size = results["bundle-path"], int(results["size-bytes"])
@@ -61,7 +62,11 @@ class BundleWorkerOperator(NodeStage):
         result = BundleResult(bundle_path=path, sha256=results["content-hash"], size_bytes=size,
                               wrangler_version=results["wrangler-version"].strip()[:100], gzip_bytes=gzip_bytes,
                               brotli_bytes=brotli_bytes, files=files, report=report,
+                              reproducibility=parse_reproducibility(results["reproducibility"]),
                               durable_objects=parse_durable_objects(results["durable-objects"]))
+        if result["reproducibility"]["identical"] is False:
+            self.log.warning("Not reproducible: a second build of this checkout in another directory differs in %s",
+                             ", ".join(result["reproducibility"]["differing"]))
         if report:
             self.log.info("Largest inputs in the bundle: %s", ", ".join(f"{row['input']} {row['bytes']} B"
                                                                         for row in report[:10]))
@@ -100,6 +105,17 @@ def check_worker_size(p: PipelineParameters, path: str, size: int, gzip_bytes: i
             f"ERROR: Bundle too large: {what} {'are' if modules else 'is'} {total} bytes{' gzipped' if measure == 'gzip' else ''}, "
             f"over the limit of {p.bundle_size_limit_bytes} bytes (parameter bundle-size-limit-bytes, measured "
             f"{measure}: bundle-size-limit-applies-to)")
+
+
+def parse_reproducibility(raw: str) -> Reproducibility:
+    """The bundle stage's ``reproducibility``: not-checked, identical, or differs <file>..."""
+    if raw == "identical":
+        return Reproducibility(checked=True, identical=True, differing=[])
+    if raw.startswith("differs"):
+        rest = raw.removeprefix("differs").strip()
+        differing = [rest] if rest.startswith("(") else rest.split()
+        return Reproducibility(checked=True, identical=False, differing=differing[:100])
+    return Reproducibility(checked=False, identical=None, differing=[])
 
 
 def parse_report(raw: str) -> list[ReportRow]:

@@ -12,6 +12,8 @@
 #   SOURCE_MAPS   "true" (default) has Wrangler write the source map beside the bundle
 #   WRANGLER_EXTRA_ARGS   optional: more Wrangler flags, one argument per line (validated)
 #   BUILD_COMMAND         optional: a command run in PROJECT_DIR first, one argument per line
+#   REPRODUCIBILITY_CHECK "true": bundle a copy of CHECKOUT_DIR again in a fresh directory and write
+#                         RESULTS_DIR/reproducibility: "identical", or "differs <file>..."
 #   RESULTS_DIR   required
 
 : "${PROJECT_DIR:?PROJECT_DIR is required}" "${INSTALL_DIR:?INSTALL_DIR is required}"
@@ -34,20 +36,7 @@ echo "bundle: using $config"
 dist="$PROJECT_DIR/dist"
 # Scratch, not a result: the run's own temporary directory (a fresh /tmp in the sandbox and in pods).
 meta="$(mktemp -d)/esbuild-metafile.json"
-# Wrangler leaves stale files in its outdir; start clean so only this build is in dist/.
-rm -rf "$dist"
-
-# The project's own Wrangler, never a download: node_modules/.bin in the project or install
-# directory, or Yarn Plug'n'Play (which has no node_modules/.bin).
-if [ -x "$PROJECT_DIR/node_modules/.bin/wrangler" ]; then
-  set -- "$PROJECT_DIR/node_modules/.bin/wrangler"
-elif [ -x "$INSTALL_DIR/node_modules/.bin/wrangler" ]; then
-  set -- "$INSTALL_DIR/node_modules/.bin/wrangler"
-elif [ -f "$INSTALL_DIR/.pnp.cjs" ]; then
-  set -- corepack yarn wrangler
-else
-  fail "wrangler is not installed in $INSTALL_DIR: add wrangler to the project's devDependencies"
-fi
+if [ "${SOURCE_MAPS:-true}" = true ]; then maps="--upload-source-maps"; else maps="--upload-source-maps=false"; fi
 
 # Arguments arrive one per line and become positional parameters as they are: no splitting on
 # spaces, no globbing, never evaluated.
@@ -63,26 +52,66 @@ with_lines() {
   "$@"
 }
 
-if [ -n "${BUILD_COMMAND:-}" ]; then
-  echo "bundle: build command: $(printf '%s' "$BUILD_COMMAND" | tr '\n' ' ')"
-  program=$(printf '%s\n' "$BUILD_COMMAND" | head -n 1)
-  case "$program" in yarn|pnpm) runner="corepack" ;; *) runner="" ;; esac
-  (
-    cd "$PROJECT_DIR" || exit 1
-    PATH="$PROJECT_DIR/node_modules/.bin:$INSTALL_DIR/node_modules/.bin:$PATH"
-    export PATH
-    ARG_LINES=$BUILD_COMMAND
-    if [ -n "$runner" ]; then with_lines "$runner"; else with_lines; fi
-  ) || fail "build command failed: $(printf '%s' "$BUILD_COMMAND" | tr '\n' ' ')"
+# The project's own Wrangler, never a download: node_modules/.bin in the project or install
+# directory, or Yarn Plug'n'Play (which has no node_modules/.bin), printed as "pnp".
+find_wrangler() {
+  if [ -x "$1/node_modules/.bin/wrangler" ]; then printf '%s' "$1/node_modules/.bin/wrangler"
+  elif [ -x "$2/node_modules/.bin/wrangler" ]; then printf '%s' "$2/node_modules/.bin/wrangler"
+  elif [ -f "$2/.pnp.cjs" ]; then printf 'pnp'
+  else return 1; fi
+}
+
+run_wrangler() {  # run_wrangler <found> <argument>...: with the extra arguments in ARG_LINES appended
+  found=$1
+  shift
+  if [ "$found" = pnp ]; then with_lines corepack yarn wrangler "$@"; else with_lines "$found" "$@"; fi
+}
+
+# One build: the build command in the project root, then Wrangler, into <dist>.
+#   build <project dir> <install dir> <dist> <metafile>
+build() {
+  found=$(find_wrangler "$1" "$2") || fail "wrangler is not installed in $2: add wrangler to the project's devDependencies"
+  # Wrangler leaves stale files in its outdir; start clean so only this build is in dist/.
+  rm -rf "$3"
+  if [ -n "${BUILD_COMMAND:-}" ]; then
+    echo "bundle: build command: $(printf '%s' "$BUILD_COMMAND" | tr '\n' ' ')"
+    program=$(printf '%s\n' "$BUILD_COMMAND" | head -n 1)
+    case "$program" in yarn|pnpm) runner="corepack" ;; *) runner="" ;; esac
+    (
+      cd "$1" || exit 1
+      PATH="$1/node_modules/.bin:$2/node_modules/.bin:$PATH"
+      export PATH
+      ARG_LINES=$BUILD_COMMAND
+      if [ -n "$runner" ]; then with_lines "$runner"; else with_lines; fi
+    ) || fail "build command failed: $(printf '%s' "$BUILD_COMMAND" | tr '\n' ' ')"
+  fi
+  extra=$(printf '%s' "${WRANGLER_EXTRA_ARGS:-}" | tr '\n' ' ')
+  # --outdir relative to Wrangler's directory, as the spec has it: an absolute one would become the
+  # source map's sourceRoot, naming this machine's path and differing in every directory.
+  case "$1" in
+    "$2") outdir="dist" ;;
+    "$2"/*) outdir="${1#"$2"/}/dist" ;;
+    *) outdir="$3" ;;
+  esac
+  echo "bundle: wrangler deploy --dry-run --config $config --outdir $outdir $maps${extra:+ $extra}"
+  (cd "$2" && ARG_LINES=${WRANGLER_EXTRA_ARGS:-} &&
+    run_wrangler "$found" deploy --dry-run --config "$1/$config" --outdir "$outdir" --metafile "$4" "$maps")
+}
+
+# A second bundle of the same checkout, in a fresh directory, when asked: copied before the first
+# build touches anything, so both start from the same files.
+if [ "${REPRODUCIBILITY_CHECK:-false}" = true ]; then
+  : "${CHECKOUT_DIR:?CHECKOUT_DIR is required for the reproducibility check}"
+  fresh="$(mktemp -d)/source"
+  cp -a "$CHECKOUT_DIR" "$fresh"
 fi
 
+found=$(find_wrangler "$PROJECT_DIR" "$INSTALL_DIR") \
+  || fail "wrangler is not installed in $INSTALL_DIR: add wrangler to the project's devDependencies"
+(cd "$INSTALL_DIR" && ARG_LINES="" && run_wrangler "$found" --version) | tail -n 1 | tr -d '\n' \
+  > "$RESULTS_DIR/wrangler-version"
+build "$PROJECT_DIR" "$INSTALL_DIR" "$dist" "$meta"
 cd "$INSTALL_DIR" || exit 1
-"$@" --version | tail -n 1 | tr -d '\n' > "$RESULTS_DIR/wrangler-version"
-if [ "${SOURCE_MAPS:-true}" = true ]; then maps="--upload-source-maps"; else maps="--upload-source-maps=false"; fi
-extra=$(printf '%s' "${WRANGLER_EXTRA_ARGS:-}" | tr '\n' ' ')
-echo "bundle: wrangler deploy --dry-run --config $config --outdir dist $maps${extra:+ $extra}"
-ARG_LINES=${WRANGLER_EXTRA_ARGS:-}
-with_lines "$@" deploy --dry-run --config "$PROJECT_DIR/$config" --outdir "$dist" --metafile "$meta" "$maps"
 
 # The config as Wrangler itself reads it (the project's own Wrangler package), for the Durable
 # Objects it declares; Yarn PnP resolves packages only through `yarn node`.
@@ -159,6 +188,32 @@ for path in "$dist"/* "$dist"/.[!.]*; do
   printf '%s %s %s %s\n' "$(sha256sum < "$path" | cut -d' ' -f1)" "$(wc -c < "$path" | tr -d ' ')" "$gz" "$name" \
     >> "$RESULTS_DIR/files"
 done
+
+if [ "${REPRODUCIBILITY_CHECK:-false}" = true ]; then
+  echo "bundle: reproducibility check: the same checkout bundled again in $fresh"
+  in_fresh() { if [ "$1" = "$CHECKOUT_DIR" ]; then printf '%s' "$fresh"; else printf '%s/%s' "$fresh" "${1#"$CHECKOUT_DIR"/}"; fi; }
+  again=$(in_fresh "$PROJECT_DIR")
+  differing=""
+  if ! (build "$again" "$(in_fresh "$INSTALL_DIR")" "$again/dist" "$(mktemp -d)/esbuild-metafile.json"); then
+    differing=" (the second build failed)"
+  fi
+  for path in "$dist"/* "$again/dist"/*; do
+    [ -n "$differing" ] && [ "$differing" = " (the second build failed)" ] && break
+    name=${path##*/}
+    [ "$name" = README.md ] && continue  # Wrangler stamps it with the time
+    case " $differing " in *" $name "*) continue ;; esac
+    if ! cmp -s "$dist/$name" "$again/dist/$name"; then differing="$differing $name"; fi
+  done
+  if [ -z "$differing" ]; then
+    printf 'identical' > "$RESULTS_DIR/reproducibility"
+    echo "bundle: reproducible: a second build in another directory wrote the same bytes"
+  else
+    printf 'differs%s' "$differing" > "$RESULTS_DIR/reproducibility"
+    echo "bundle: warning: not reproducible: a second build in another directory differs in:$differing"
+  fi
+else
+  printf 'not-checked' > "$RESULTS_DIR/reproducibility"
+fi
 
 sha256sum "$dist/$bundle" | cut -d' ' -f1 | tr -d '\n' > "$RESULTS_DIR/content-hash"
 wc -c < "$dist/$bundle" | tr -d ' \n' > "$RESULTS_DIR/size-bytes"

@@ -32,6 +32,9 @@ if [ -f yarn.lock ]; then
   [ -f .yarnrc.yml ] && berry=yes
   if [ "$berry" = yes ]; then
     manager="yarn-berry"
+    # The cache inside the project, not in HOME: Plug'n'Play's .pnp.cjs and the bundle's module
+    # comments then name it by a path relative to the project, the same in any directory.
+    export YARN_ENABLE_GLOBAL_CACHE=false
     echo "install: yarn.lock with Yarn 2+ (.yarnrc.yml or packageManager yarn@2+): yarn install --immutable"
     set -- corepack yarn install --immutable
   else
