@@ -64,7 +64,9 @@ def main() -> int:
         print(f"commit        {run.xcom('checkout')['commit_sha']}")
         print(f"artifact URL  {upload['artifact_url']}")
         print(f"SHA-256       {upload['sha256']} (read back from S3 and matched)")
-        print(f"size          {upload['size_bytes']} bytes")
+        print(f"size          {upload['size_bytes']} bytes (gzip {upload['gzip_bytes']}, brotli {upload['brotli_bytes']})")
+        for stored in upload["files"] + ([upload["provenance"]] if upload["provenance"] else []):
+            print(f"beside it     {stored['key']} ({stored['kind']}, {stored['size_bytes']} bytes)")
         print(f"ConfigMaps    {run.xcom('publish')['artifact_config_map']}")
         print(f"              {run.xcom('publish')['manifests_config_map']}")
         print("Apply them with: kubectl apply -f " + str(DEMO / "configmaps" / "planton-cloud-pipelines"))
