@@ -42,9 +42,12 @@ postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "installing: postgresql"; apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
+BUN_VERSION ?= 1.4.5
+
 ## system-deps: Debian packages the tests use: shellcheck (make lint), busybox (the stage scripts under a POSIX sh like
 ## node:20-alpine's), postgresql (the running-Airflow tests' metadata database), chromium (the UI test),
-## redis (the Celery scale-out test's broker), docker-compose (validating docker-compose.yaml; no engine needed)
+## redis (the Celery scale-out test's broker), docker-compose (validating docker-compose.yaml; no engine needed);
+## and Bun from the npm registry (the bun.lock fixture's package manager)
 system-deps:
 	@missing=""; command -v busybox >/dev/null || missing="$$missing busybox"; \
 	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
@@ -54,6 +57,8 @@ system-deps:
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+	@command -v bun >/dev/null || { echo "installing: bun $(BUN_VERSION) (npm -g)"; \
+	  npm install -g --no-audit --no-fund --loglevel=error bun@$(BUN_VERSION) >/dev/null; }
 
 ## bench: the pipeline against the raw tools, side by side (bench/pipeline_runs.py), then the DAG's parse cost
 bench: setup sandbox postgres

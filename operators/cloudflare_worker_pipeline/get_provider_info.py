@@ -88,6 +88,9 @@ _OPTIONS: dict[str, tuple[str, str, str | None, str]] = {
     "node_image_template": ("string", "node:{version}-alpine", "registry.example.com/node:{version}-alpine",
                             "Kubernetes mode: the Node image for a project naming its Node version (node-version, "
                             ".nvmrc or .node-version); {version} is that version."),
+    "bun_image": ("string", "", "registry.example.com/node-bun:20-1.4.5",
+                  "Kubernetes mode: the install image for a project with a Bun lockfile (needs sh, node and bun); "
+                  "empty uses the Node image, whose install then fails saying Bun is missing."),
     "git_image": ("string", "alpine/git:v2.47.2", None, "Kubernetes mode: the checkout image (git, sh)."),
     "kubectl_image": ("string", "alpine/k8s:1.32.4", None, "Kubernetes mode: the kustomize_build image (kubectl, sh)."),
     "pod_service_account": ("string", "", "cloudflare-worker-builds",

@@ -41,7 +41,7 @@ class CheckoutResult(TypedDict):
 
 
 class InstallResult(TypedDict):
-    package_manager: str  # npm, yarn-classic, yarn-berry, pnpm, or none, as the lockfile named it
+    package_manager: str  # npm, yarn-classic, yarn-berry, pnpm, bun, or none, as the lockfile named it
     toolchain: dict[str, str]  # package-manager-version, node-version, lockfile, lockfile-sha256
 
 

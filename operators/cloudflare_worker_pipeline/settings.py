@@ -34,6 +34,8 @@ class PodSettings:
     :param node_image: install and bundle (the spec's image; Wrangler 4.87+ needs Node 22).
     :param node_image_template: the Node image when a project names its version (``node-version``,
         ``.nvmrc``, ``.node-version``): ``{version}`` is replaced by it.
+    :param bun_image: install, for a project with a Bun lockfile (``sh``, ``node`` and ``bun``);
+        "" uses the Node image.
     :param git_image: checkout; needs ``git`` and ``sh``.
     :param kubectl_image: kustomize_build; needs ``kubectl`` and ``sh``.
     :param service_account: the pods' service account ("" = the namespace's default). Stage pods
@@ -47,6 +49,7 @@ class PodSettings:
 
     node_image: str
     node_image_template: str
+    bun_image: str
     git_image: str
     kubectl_image: str
     service_account: str
@@ -171,6 +174,7 @@ class PipelineSettings:
             pods=PodSettings(
                 node_image=read.string("node_image"),
                 node_image_template=read.template("node_image_template", "version"),
+                bun_image=read.string("bun_image"),
                 git_image=read.string("git_image"),
                 kubectl_image=read.string("kubectl_image"),
                 service_account=read.string("pod_service_account"),

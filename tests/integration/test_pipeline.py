@@ -136,6 +136,7 @@ def test_a_commit_outside_the_project_skips_the_build_and_one_inside_builds_agai
     ("yarn-berry", "yarn-berry"),  # node-modules linker
     ("yarn-berry-pnp", "yarn-berry"),  # Plug'n'Play: no node_modules/.bin, Wrangler runs as `yarn wrangler`
     ("pnpm", "pnpm"),
+    ("bun", "bun"),  # bun.lock, as wrangler-action and Workers Builds detect it
 ])
 def test_each_package_manager_builds_the_worker_and_leaves_nothing_on_the_worker(
         fixture, manager, pipeline_dag, git_server, connections, bucket, s3_server, s3_client) -> None:
@@ -151,9 +152,9 @@ def test_each_package_manager_builds_the_worker_and_leaves_nothing_on_the_worker
 def worker_leftovers() -> set[str]:
     """What package managers and Wrangler leave in a worker's temp directory and home when unconfined."""
     temp, home = Path(tempfile.gettempdir()), Path.home()
-    patterns = ["yarn--*", "v8-compile-cache*", "node-compile-cache*", "wrangler*", "xfs-*", "corepack*"]
+    patterns = ["yarn--*", "v8-compile-cache*", "node-compile-cache*", "wrangler*", "xfs-*", "corepack*", "bun*"]
     found = {str(path) for pattern in patterns for path in temp.glob(pattern)}
-    for logs in (home / ".config/.wrangler/logs", home / ".wrangler/logs", home / ".npm/_logs"):
+    for logs in (home / ".config/.wrangler/logs", home / ".wrangler/logs", home / ".npm/_logs", home / ".bun/install/cache"):
         found |= {str(path) for path in logs.glob("*")} if logs.is_dir() else set()
     return found
 

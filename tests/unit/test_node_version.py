@@ -68,3 +68,13 @@ def test_a_template_without_its_version_is_a_settings_error(monkeypatch: pytest.
         monkeypatch.setenv(SETTING + "NODE_IMAGE_TEMPLATE", bad)
         with pytest.raises(SettingsError, match="node_image_template"):
             PipelineSettings.from_airflow_config()
+
+
+def test_bun_is_picked_as_install_sh_picks_it(tmp_path: Path) -> None:
+    from cloudflare_worker_pipeline.operators.install import bun_lockfile
+
+    assert not bun_lockfile(tmp_path)
+    (tmp_path / "bun.lockb").write_bytes(b"\0")
+    assert bun_lockfile(tmp_path)
+    (tmp_path / "pnpm-lock.yaml").write_text("lockfileVersion: '9.0'\n")
+    assert not bun_lockfile(tmp_path), "a pnpm lockfile wins, as in install.sh"

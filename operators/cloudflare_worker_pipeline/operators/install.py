@@ -45,6 +45,14 @@ class InstallDependenciesOperator(NodeStage):
             return PurePosixPath(settings.pods.cache_mount_path, partition) if settings.dependency_cache_claim else None
         return PurePosixPath(settings.dependency_cache_dir, partition) if settings.dependency_cache_dir else None
 
+    def stage_image(self) -> str:
+        """A project with a Bun lockfile installs in ``bun_image`` when set (the script's own order:
+        a Yarn or pnpm lockfile wins)."""
+        pods, directory = self.settings.pods, self.pipeline.install_dir
+        if pods.bun_image and bun_lockfile(directory):
+            return pods.bun_image
+        return super().stage_image()
+
     def sandbox_policy(self, p: PipelineParameters) -> SandboxPolicy:
         """The stage's usual view, plus the shared cache (writable: the package manager adds to it)."""
         policy = super().sandbox_policy(p)
@@ -56,3 +64,10 @@ class InstallDependenciesOperator(NodeStage):
 
     def finish(self, results: dict[str, str], context: Any) -> InstallResult:
         return InstallResult(package_manager=results["package-manager"], toolchain=parse_toolchain(results["toolchain"]))
+
+
+def bun_lockfile(directory: Path) -> bool:
+    """Does install.sh pick Bun here? A Bun lockfile and no Yarn or pnpm one."""
+    names = {"yarn.lock", "pnpm-lock.yaml", "bun.lock", "bun.lockb"}
+    present = {name for name in names if (directory / name).is_file()}
+    return bool(present & {"bun.lock", "bun.lockb"}) and not present & {"yarn.lock", "pnpm-lock.yaml"}

@@ -7,7 +7,7 @@
 #   DEPENDENCY_CACHE           optional: a directory shared between builds. Only stores the package
 #                              manager verifies against the lockfile's integrity hashes go there:
 #                              npm's cache (cacache) and pnpm's store (copied, never hard-linked).
-# Detection order: yarn.lock, pnpm-lock.yaml, package-lock.json, package.json alone.
+# Detection order: yarn.lock, pnpm-lock.yaml, bun.lock or bun.lockb, package-lock.json, package.json alone.
 # Yarn and pnpm run through corepack, which honours package.json's packageManager field.
 
 : "${INSTALL_DIR:?INSTALL_DIR is required}"
@@ -50,6 +50,13 @@ elif [ -f pnpm-lock.yaml ]; then
     # Copies, not hard links: a later write into node_modules must not reach the shared store.
     set -- "$@" --store-dir "$DEPENDENCY_CACHE/pnpm-store" --package-import-method copy --prefer-offline
   fi
+elif [ -f bun.lock ] || [ -f bun.lockb ]; then
+  manager="bun"
+  command -v bun >/dev/null 2>&1 \
+    || fail "a Bun lockfile ($(ls bun.lock bun.lockb 2>/dev/null | head -n 1)) but no bun on this worker: install Bun, or use the kubernetes mode (setting bun_image)"
+  echo "install: Bun lockfile found: bun install --frozen-lockfile"
+  # Bun runs no dependency's lifecycle scripts unless package.json trusts it (trustedDependencies).
+  set -- bun install --frozen-lockfile
 elif [ -f package-lock.json ]; then
   manager="npm"
   echo "install: package-lock.json found: npm ci"
@@ -72,7 +79,7 @@ if [ -n "${DEPENDENCY_CACHE:-}" ]; then
     npm) export npm_config_cache="$DEPENDENCY_CACHE/npm"
          echo "install: npm cache in $DEPENDENCY_CACHE (shared; npm checks every entry's hash)" ;;
     pnpm) echo "install: pnpm store in $DEPENDENCY_CACHE (shared; pnpm checks every file; copied, not linked)" ;;
-    *) echo "install: $manager keeps its cache in this run (Yarn 1 does not re-check cached packages; Yarn PnP bundles would name the cache's path)" ;;
+    *) echo "install: $manager keeps its cache in this run (Yarn 1 and Bun do not re-check cached packages; Yarn PnP bundles would name the cache's path)" ;;
   esac
 fi
 
@@ -81,9 +88,13 @@ printf '%s' "$manager" > "$RESULTS_DIR/package-manager"
 echo "install: dependencies installed with $manager"
 
 # The toolchain, for the build's provenance: the manager's version, the lockfile and its digest.
-if [ "$1" = corepack ]; then manager_version=$(corepack "$2" --version); else manager_version=$(npm --version); fi
+case "$1" in
+  corepack) manager_version=$(corepack "$2" --version) ;;
+  bun) manager_version=$(bun --version) ;;
+  *) manager_version=$(npm --version) ;;
+esac
 lockfile=""
-for candidate in yarn.lock pnpm-lock.yaml package-lock.json; do
+for candidate in yarn.lock pnpm-lock.yaml bun.lock bun.lockb package-lock.json; do
   if [ -f "$candidate" ]; then lockfile=$candidate; break; fi
 done
 {
