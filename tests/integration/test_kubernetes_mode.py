@@ -14,7 +14,7 @@ from tests.helpers import assert_published, conf_for, failure_output, hello_work
 
 SETTING = "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__"
 NAMESPACE = "planton-cloud-pipelines"
-STAGE_PODS = {"checkout", "install", "bundle", "kustomize-build"}
+STAGE_PODS = {"checkout", "install", "bundle", "typecheck", "kustomize-build"}
 STAGE_TASKS = {"checkout", "install", "bundle", "kustomize_build"}
 
 
