@@ -92,8 +92,8 @@ def test_the_same_build_again_skips_install_bundle_and_upload_and_applies_the_co
         "key": "my-worker/build.js", "sha256": uploaded["sha256"], "size_bytes": uploaded["size_bytes"],
         "files": uploaded["files"], "provenance": uploaded["provenance"], "gzip_bytes": uploaded["gzip_bytes"],
         "brotli_bytes": uploaded["brotli_bytes"]}
-    assert {task: second.task_states[task] for task in ("install", "bundle", "upload")} == dict.fromkeys(
-        ("install", "bundle", "upload"), "skipped"), "Airflow shows the build as skipped"
+    assert {task: second.task_states[task] for task in ("install", "bundle", "typecheck", "upload")} == dict.fromkeys(
+        ("install", "bundle", "typecheck", "upload"), "skipped"), "Airflow shows the build as skipped"
     assert second.xcom("publish")["artifact"] == {**first.xcom("upload"), "replaced_sha256": None, "skipped": True}
     assert second.links["publish/R2ObjectLink"] == first.links["upload/R2ObjectLink"]
     assert s3_client.head_object(Bucket=bucket, Key="my-worker/build.js")["LastModified"] == stored["LastModified"]

@@ -154,7 +154,7 @@ def test_the_catalogue_triggers_a_build_over_rest_and_reads_the_results_back(air
     assert airflow_server.wait_for_run(DAG_ID, again)["state"] == "success"
     states = {ti["task_id"]: ti["state"] for ti in api.get(
         f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns/{again}/taskInstances", timeout=10).json()["task_instances"]}
-    assert states == {**dict.fromkeys(("install", "bundle", "upload"), "skipped"),
+    assert states == {**dict.fromkeys(("install", "bundle", "typecheck", "upload"), "skipped"),
                       **dict.fromkeys(("validate_parameters", "prepare_workspace", "checkout", "kustomize_build",
                                        "publish", "remove_workspace"), "success")}
     published = api.get(f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns/{again}/taskInstances/publish/xcomEntries/"
