@@ -7,7 +7,7 @@
 
 ``publish`` writes both ConfigMaps (artifact metadata and manifests) once the upload and the
 kustomize branch have both succeeded: a release is published whole or not at all. When the object
-at the key already holds this build, ``checkout`` skips install, bundle and upload (they show as
+at the key already holds this build, ``checkout`` skips install, bundle, typecheck and upload (they show as
 skipped) and ``publish`` verifies the stored object instead.
 
 A port of the Tekton pipeline ``build-and-upload-cloudflare-worker``. Importing this module is

@@ -37,7 +37,7 @@ class CheckoutResult(TypedDict):
     commit_sha: str  # the full SHA of the checked-out commit
     node_version: NodeVersion | None  # the Node the project asks for (parameter, .nvmrc, .node-version), or None
     fingerprint: str  # SHA-256 of what decides the bundle (cloudflare_worker_pipeline.fingerprint)
-    stored_build: StoredBuild | None  # set when the object already holds this build: install, bundle and upload skipped
+    stored_build: StoredBuild | None  # set when the object already holds this build: install and what follows it skipped
 
 
 class InstallResult(TypedDict):

@@ -25,7 +25,7 @@ ConfigMaps that deploys read. A port of the Tekton pipeline `build-and-upload-cl
 **A release is published whole.** `publish` runs only when `upload` and `kustomize_build` both
 succeeded, so a red run never leaves new manifests beside an old bundle or the reverse.
 
-**Skipped `install`, `bundle` and `upload`** mean the object at the key already held this build
+**Skipped `install`, `bundle`, `typecheck` and `upload`** mean the object at the key already held this build
 (the same fingerprint of commit trees, parameters and toolchain; `checkout`'s log says which);
 `publish` checked the object and applied the ConfigMaps as a full run would. Trigger with
 `force-rebuild=true` to build anyway.
@@ -55,7 +55,7 @@ TASK_DOCS = {
                          "deployment can use it. The run's setup task; `remove_workspace` is its teardown.",
     "checkout": "Clones `git-url` at `git-revision` (shallow; sparse when asked). Returns `commit_sha` and the "
                 "build's fingerprint. A symlink leading out of the clone fails here, naming it. When the object at the "
-                "key already holds this build, it skips `install`, `bundle` and `upload`.",
+                "key already holds this build, it skips `install`, `bundle`, `typecheck` and `upload`.",
     "install": "Installs dependencies with the package manager the lockfile names, frozen. Returns "
                "`package_manager`. Retried once: registries have bad minutes.",
     "bundle": "Runs the project's own `wrangler deploy --dry-run --outdir dist`. Returns `bundle_path`, `sha256`, "

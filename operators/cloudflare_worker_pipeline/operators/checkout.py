@@ -36,7 +36,7 @@ class CheckoutOperator(StageOperator, SkipMixin):
 
     When the object at the key already holds this build (its metadata has this fingerprint) and
     ``force-rebuild`` is off, the task ``build_task_id`` is skipped, and with it every task after
-    it whose trigger rule needs it to succeed: in the pipeline, install, bundle and upload.
+    it whose trigger rule needs it to succeed: in the pipeline, install, bundle, typecheck and upload.
 
     :param build_task_id: the first task of the build (``install``).
     """
