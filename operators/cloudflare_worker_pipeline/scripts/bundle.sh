@@ -67,8 +67,8 @@ run_wrangler() {  # run_wrangler <found> <argument>...: with the extra arguments
   if [ "$found" = pnp ]; then with_lines corepack yarn wrangler "$@"; else with_lines "$found" "$@"; fi
 }
 
-# One build: the build command in the project root, then Wrangler, into <dist>.
-#   build <project dir> <install dir> <dist> <metafile>
+# One build: the build command in the project root, then Wrangler, into <project dir>/dist.
+#   build <project dir> <install dir> <dist: that directory, emptied first> <metafile>
 build() {
   found=$(find_wrangler "$1" "$2") || fail "wrangler is not installed in $2: add wrangler to the project's devDependencies"
   # Wrangler leaves stale files in its outdir; start clean so only this build is in dist/.
@@ -86,16 +86,11 @@ build() {
     ) || fail "build command failed: $(printf '%s' "$BUILD_COMMAND" | tr '\n' ' ')"
   fi
   extra=$(printf '%s' "${WRANGLER_EXTRA_ARGS:-}" | tr '\n' ' ')
-  # --outdir relative to Wrangler's directory, as the spec has it: an absolute one would become the
-  # source map's sourceRoot, naming this machine's path and differing in every directory.
-  case "$1" in
-    "$2") outdir="dist" ;;
-    "$2"/*) outdir="${1#"$2"/}/dist" ;;
-    *) outdir="$3" ;;
-  esac
-  echo "bundle: wrangler deploy --dry-run --config $config --outdir $outdir $maps${extra:+ $extra}"
-  (cd "$2" && ARG_LINES=${WRANGLER_EXTRA_ARGS:-} &&
-    run_wrangler "$found" deploy --dry-run --config "$1/$config" --outdir "$outdir" --metafile "$4" "$maps")
+  # From the project root with --outdir dist, as the spec runs it: an absolute outdir would become
+  # the source map's sourceRoot, naming this machine's path and differing in every directory.
+  echo "bundle: wrangler deploy --dry-run --config $config --outdir dist $maps${extra:+ $extra}"
+  (cd "$1" && ARG_LINES=${WRANGLER_EXTRA_ARGS:-} &&
+    run_wrangler "$found" deploy --dry-run --config "$1/$config" --outdir dist --metafile "$4" "$maps")
 }
 
 # A second bundle of the same checkout, in a fresh directory, when asked: copied before the first
