@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from cloudflare_worker_pipeline.node_version import image_for
 from cloudflare_worker_pipeline.operators.stage import StageOperator
 from cloudflare_worker_pipeline.results import CheckoutResult, NodeVersion
 
@@ -29,5 +28,7 @@ class NodeStage(StageOperator):
         return self.checkout.get("node_version") if self.checkout else None
 
     def stage_image(self) -> str:
+        from cloudflare_worker_pipeline.node_version import image_for  # at run time: the DAG file stays cheap
+
         pods = self.settings.pods
         return image_for(pods.node_image_template, pods.node_image, self.node_version)
