@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -16,9 +16,13 @@ class PipelineRun:
     task_states: dict[str, str]
     xcoms: dict[str, Any]
     links: dict[str, str]  # "<task_id>/<link name>" -> URL, as the UI shows them
+    # the mapped tasks (bundle, typecheck, upload: one instance per worker) by (task_id, map_index)
+    mapped_states: dict[tuple[str, int], str] = field(default_factory=dict)
+    mapped_xcoms: dict[tuple[str, int], Any] = field(default_factory=dict)
 
-    def xcom(self, task_id: str) -> Any:
-        return self.xcoms.get(task_id)
+    def xcom(self, task_id: str, map_index: int | None = None) -> Any:
+        """A task's result; for a mapped task, its instance ``map_index`` (by default the one there is)."""
+        return self.xcoms.get(task_id) if map_index is None else self.mapped_xcoms.get((task_id, map_index))
 
 
 def run_pipeline(dag: Any, conf: dict[str, Any], *, fill_defaults: bool = True) -> PipelineRun:
@@ -35,11 +39,15 @@ def run_pipeline(dag: Any, conf: dict[str, Any], *, fill_defaults: bool = True) 
     with create_session() as session:
         tis = dag_run.get_task_instances(session=session)
         task_states = {ti.task_id: _value(ti.state) for ti in tis}
+        mapped_states = {(ti.task_id, ti.map_index): _value(ti.state) for ti in tis if ti.map_index >= 0}
         rows = session.query(XComModel).filter(XComModel.dag_id == dag.dag_id, XComModel.run_id == dag_run.run_id).all()
         xcoms = {row.task_id: XComModel.deserialize_value(row) for row in rows if row.key == "return_value"}
+        mapped_xcoms = {(row.task_id, row.map_index): XComModel.deserialize_value(row) for row in rows
+                        if row.key == "return_value" and row.map_index >= 0}
         links = {f"{row.task_id}/{row.key.removeprefix('_link_')}": XComModel.deserialize_value(row)
                  for row in rows if row.key.startswith("_link_")}
-    return PipelineRun(run_id=dag_run.run_id, state=_value(dag_run.state), task_states=task_states, xcoms=xcoms, links=links)
+    return PipelineRun(run_id=dag_run.run_id, state=_value(dag_run.state), task_states=task_states, xcoms=xcoms,
+                       links=links, mapped_states=mapped_states, mapped_xcoms=mapped_xcoms)
 
 
 def _value(state: Any) -> str:

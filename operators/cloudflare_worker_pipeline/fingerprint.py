@@ -4,7 +4,8 @@ at its key already holds this build and skip installing, bundling and uploading 
 The inputs: the git trees of the project root and of the package manager directory (its files,
 the lockfile, the Wrangler config, and through the lockfile Wrangler's version), the parameters
 that choose them, the stage scripts of this pipeline version, and the Node that runs the build.
-A commit touching only other directories has the same fingerprint.
+A commit touching only other directories has the same fingerprint. Each worker of a run has its own:
+a commit changing one worker's project root rebuilds that worker only.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from importlib import resources
 from cloudflare_worker_pipeline.get_provider_info import VERSION
 from cloudflare_worker_pipeline.modes import ExecutionMode
 from cloudflare_worker_pipeline.node_version import image_for
-from cloudflare_worker_pipeline.parameters import PipelineParameters
+from cloudflare_worker_pipeline.parameter_workers import inside
+from cloudflare_worker_pipeline.parameters import PipelineParameters, Worker
 from cloudflare_worker_pipeline.results import NodeVersion
 from cloudflare_worker_pipeline.settings import PipelineSettings
 
@@ -53,17 +55,30 @@ def node_identity(settings: PipelineSettings, wanted: NodeVersion | None = None)
     return local_node_version() or "no node"
 
 
-def input_directories(p: PipelineParameters) -> list[str]:
-    """The directories whose trees the checkout reports: the project root and the install directory."""
-    return sorted({p.project_root or ".", p.package_manager_directory or "."})
+def input_directories(p: PipelineParameters, worker: Worker | None = None) -> list[str]:
+    """The directories whose trees decide a worker's bundle (by default the first's): its project
+    root, and the install directory without the other workers' project roots (``dir:excluded...``),
+    so that a change to one worker's sources leaves the others' fingerprints as they were."""
+    root = (worker or p.workers[0])["project_root"]
+    install = p.package_manager_directory
+    others = sorted({w["project_root"] for w in p.workers if w["project_root"] not in (root, install)
+                     and inside(w["project_root"], install) and not inside(root, w["project_root"])})
+    return sorted({root, ":".join([install, *others])})
+
+
+def run_input_directories(p: PipelineParameters) -> list[str]:
+    """The directories whose trees the checkout reports: those of every worker of the run."""
+    return sorted({d for worker in p.workers for d in input_directories(p, worker)})
 
 
 def bundle_fingerprint(p: PipelineParameters, settings: PipelineSettings, input_trees: str,
-                       node: NodeVersion | None = None) -> str:
-    """SHA-256 (hex) of everything that decides the bundle's bytes."""
+                       node: NodeVersion | None = None, directories: list[str] | None = None) -> str:
+    """SHA-256 (hex) of everything that decides the bundle's bytes: ``p`` a worker's parameters
+    (:meth:`PipelineParameters.for_worker`), ``directories`` its :func:`input_directories`."""
+    directories = input_directories(p) if directories is None else directories
     inputs = {
         "pipeline": VERSION, "scripts": _scripts_digest(), "node": node_identity(settings, node),
-        "trees": sorted(line for line in input_trees.splitlines() if line),
+        "trees": sorted(line for line in input_trees.splitlines() if line.split("=", 1)[0] in directories),
         "project-root": p.project_root, "package-manager-directory": p.package_manager_directory,
         "install-env": settings.install_env,
         # what decides the outputs besides the sources, or whether this build passes its checks

@@ -130,6 +130,12 @@ SPECS: tuple[ParameterSpec, ...] = (
                   'JSON array: a command run in the project root before Wrangler, e.g. `["npm", "run", "codegen"]`, '
                   "in the bundle stage's sandbox; each element one argument, never a shell string.",
                   r"^\[.*\]$", 8192),
+    ParameterSpec("additional-workers", "[]", "Build", "Additional workers",
+                  'JSON array: the service\'s workers beyond the first (which `project-root`, `r2-object-key` and '
+                  '`worker-script-artifact-config-map-name` name), e.g. `[{"project-root": "services/b", '
+                  '"r2-object-key": "b/{commit_sha}.js", "worker-script-artifact-config-map-name": "b-artifact"}]`; '
+                  "one checkout and one install, then a bundle, upload and artifact ConfigMap for each.",
+                  r"^\[.*\]$", 32768),
 )
 SPECS_BY_NAME: dict[str, ParameterSpec] = {spec.name: spec for spec in SPECS}
 PARAMETER_NAMES = tuple(SPECS_BY_NAME)

@@ -1,14 +1,18 @@
 """The pipeline's task graph, built once for the triggered DAG and for every scheduled service.
 
-    validate_parameters >> prepare_workspace >> checkout >> install >> bundle ────> upload >> publish
-                                                           install >> typecheck ─┘
-                                                checkout >> kustomize_build ────────────────> publish
+    validate_parameters >> prepare_workspace >> checkout >> install >> [bundle ────> upload] >> publish
+                                                           install >> [typecheck ─┘       ]
+                                                checkout >> kustomize_build ──────────────────> publish
     remove_workspace: the teardown of prepare_workspace, runs whatever happened
 
+    [ ]: the task group ``workers``, mapped over the run's workers (``prepare_workspace`` returns
+    them): one bundle, typecheck and upload per worker, all sharing the checkout and the install.
+
 ``publish`` writes both ConfigMaps (artifact metadata and manifests) once the upload and the
-kustomize branch have both succeeded: a release is published whole or not at all. When the object
-at the key already holds this build, ``checkout`` skips install, bundle, typecheck and upload (they show as
-skipped) and ``publish`` verifies the stored object instead.
+kustomize branch have both succeeded, for every worker: a release is published whole or not at all.
+When the object at the key already holds this build, ``checkout`` skips install, bundle, typecheck and
+upload (they show as skipped) and ``publish`` verifies the stored object instead; with several
+workers, the stored ones' bundles skip themselves.
 
 A port of the Tekton pipeline ``build-and-upload-cloudflare-worker``. Importing this module is
 cheap: the operators import their provider hooks inside ``execute()``.
@@ -22,7 +26,7 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Asset, BaseOperator
+from airflow.sdk import DAG, Asset, BaseOperator, task_group
 
 from cloudflare_worker_pipeline.get_provider_info import SECTION
 from cloudflare_worker_pipeline.operators.bundle import BundleWorkerOperator
@@ -113,17 +117,22 @@ def pipeline_dag(
         checkout = stage(CheckoutOperator, "checkout", parameters=validated)
         node = {"parameters": validated, "checkout": checkout.output}  # the stages running the project's Node
         install = stage(InstallDependenciesOperator, "install", **node)
-        bundle = stage(BundleWorkerOperator, "bundle", **node)
-        typecheck = stage(TypeCheckOperator, "typecheck", **node)
-        upload = stage(UploadBundleOperator, "upload", parameters=validated, bundle=bundle.output,
-                       checkout=checkout.output, install=install.output, retry_exponential_backoff=True)
+
+        @task_group(group_id="workers", prefix_group_id=False, tooltip="bundle, typecheck and upload, per worker")
+        def each_worker(worker: Any) -> None:
+            bundle = stage(BundleWorkerOperator, "bundle", worker=worker, **node)
+            typecheck = stage(TypeCheckOperator, "typecheck", worker=worker, **node)
+            upload = stage(UploadBundleOperator, "upload", worker=worker, parameters=validated, bundle=bundle.output,
+                           checkout=checkout.output, install=install.output, retry_exponential_backoff=True)
+            install >> [bundle, typecheck] >> upload
+
+        workers = each_worker.expand(worker=workspace.output)
         kustomize = stage(KustomizeBuildOperator, "kustomize_build", parameters=validated)
         publish = stage(PublishReleaseOperator, "publish", parameters=validated, checkout=checkout.output,
-                        upload_task_id=upload.task_id, outlets=[asset])
+                        upload_task_id="upload", outlets=[asset])
         cleanup = stage(RemoveWorkspaceOperator, "remove_workspace", parameters=validated)
 
-        parameters >> workspace >> checkout >> install >> bundle >> upload >> publish
-        install >> typecheck >> upload
+        parameters >> workspace >> checkout >> install >> workers >> publish
         checkout >> kustomize >> publish
         publish >> cleanup.as_teardown(setups=workspace)
     return dag

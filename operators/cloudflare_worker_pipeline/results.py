@@ -33,11 +33,24 @@ class NodeVersion(TypedDict):
     source: str  # "parameter node-version", or the version file's path in the repository (.nvmrc, .node-version)
 
 
-class CheckoutResult(TypedDict):
+class WorkerBuild(TypedDict):
+    fingerprint: str  # SHA-256 of what decides the worker's bundle (cloudflare_worker_pipeline.fingerprint)
+    stored_build: StoredBuild | None  # set when its object already holds this build: its bundle and upload skipped
+
+
+class CheckoutResult(WorkerBuild):
+    """The fingerprint and stored build are the first worker's (the top-level parameters')."""
+
     commit_sha: str  # the full SHA of the checked-out commit
     node_version: NodeVersion | None  # the Node the project asks for (parameter, .nvmrc, .node-version), or None
-    fingerprint: str  # SHA-256 of what decides the bundle (cloudflare_worker_pipeline.fingerprint)
-    stored_build: StoredBuild | None  # set when the object already holds this build: install and what follows it skipped
+    additional_workers: list[WorkerBuild]  # the same for each entry of additional-workers, in order
+
+
+def worker_build(checkout: CheckoutResult, index: int) -> WorkerBuild:
+    """The fingerprint and stored build of the run's worker ``index`` (0: the top-level parameters')."""
+    if index == 0:
+        return WorkerBuild(fingerprint=checkout["fingerprint"], stored_build=checkout["stored_build"])
+    return checkout.get("additional_workers", [])[index - 1]
 
 
 class InstallResult(TypedDict):
@@ -109,7 +122,13 @@ class KustomizeResult(TypedDict):
     overlays: list[str]  # the overlay names rendered, each a key of the manifests ConfigMap
 
 
-class PublishResult(TypedDict):
-    artifact: UploadResult  # the object the ConfigMaps describe: uploaded by this run, or already stored
-    artifact_config_map: str  # where each ConfigMap went; "superseded: ..." when a newer run owns the key
+class WorkerRelease(TypedDict):
+    artifact: UploadResult  # the object the ConfigMap describes: uploaded by this run, or already stored
+    artifact_config_map: str  # where the ConfigMap went; "superseded: ..." when a newer run owns the key
+
+
+class PublishResult(WorkerRelease):
+    """The artifact and its ConfigMap are the first worker's (the top-level parameters')."""
+
     manifests_config_map: str
+    additional_workers: list[WorkerRelease]  # the same for each entry of additional-workers, in order

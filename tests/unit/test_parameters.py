@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import pytest
@@ -293,3 +295,70 @@ def test_plain_http_git_urls_need_their_setting() -> None:
     allowed = PipelineParameters.from_conf({**VALID, "git-url": url}, workspace="/w",
                                            git_schemes=(*SAFE_GIT_SCHEMES, "http"))
     assert allowed.git_url == url
+
+
+def worker(root: str = "services/b", key: str = "b/{commit_sha}.js", config_map: str = "b-artifact") -> dict[str, str]:
+    return {"project-root": root, "r2-object-key": key, "worker-script-artifact-config-map-name": config_map}
+
+
+def with_workers(*entries: Any, **overrides: Any) -> PipelineParameters:
+    return validate(project_root="services/a", package_manager_directory=".", additional_workers=json.dumps(entries),
+                    **overrides)
+
+
+def test_additional_workers_are_the_runs_workers_after_the_top_level_one() -> None:
+    params = with_workers(worker(), worker("services/c", "c/{short_sha}.js", "c-artifact"))
+    assert [w["index"] for w in params.workers] == [0, 1, 2]
+    assert params.workers[0] == {"index": 0, "project_root": "services/a", "r2_object_key": VALID["r2-object-key"],
+                                 "worker_script_artifact_config_map_name": VALID["worker-script-artifact-config-map-name"]}
+    second = params.for_worker(params.workers[2])
+    assert (second.project_dir.as_posix(), second.r2_object_key, second.worker_script_artifact_config_map_name) == (
+        "/tmp/ws/source/services/c", "c/{short_sha}.js", "c-artifact")
+    assert second.install_dir == params.install_dir, "one install serves every worker"
+    assert PipelineParameters.from_dict(params.to_dict()) == params
+    assert validate().workers == [validate().workers[0]], "a single-worker run has one worker"
+
+
+@pytest.mark.parametrize("value,parameter,expected", [
+    ("not json", "additional-workers", "a JSON array of objects"),
+    ('{"project-root": "x"}', "additional-workers", "a JSON array of objects"),
+    (json.dumps([worker()] * 17), "additional-workers", "at most 16 workers"),
+    (json.dumps([{"project-root": "services/b"}]), "additional-workers[1]", "exactly the string keys"),
+    (json.dumps([{**worker(), "git-url": "https://evil.example/x.git"}]), "additional-workers[1]", "exactly the string keys"),
+    (json.dumps([worker(root="../escape")]), "additional-workers[1].project-root", "stays inside the repository"),
+    (json.dumps([worker(key="/b.js")]), "additional-workers[1].r2-object-key", "without a leading '/'"),
+    (json.dumps([worker(config_map="kube-proxy")]), "additional-workers[1].worker-script-artifact-config-map-name",
+     "not starting with 'kube-'"),
+    (json.dumps([worker(), worker(key="c.js", config_map="c")]), "additional-workers[2].project-root",
+     "other than additional-workers[1].project-root's"),
+    (json.dumps([worker(root="services/a")]), "additional-workers[1].project-root", "other than project-root's"),
+    (json.dumps([worker(config_map="my-worker-manifests")]), "additional-workers[1].worker-script-artifact-config-map-name",
+     "other than kustomize-manifests-config-map-name's"),
+    (json.dumps([worker(key="my-worker/abc123def456.js.map")]), "additional-workers[1].r2-object-key",
+     "neither extends nor is extended by r2-object-key"),
+])
+def test_bad_additional_workers_are_refused_naming_the_entry_and_its_key(value: str, parameter: str,
+                                                                         expected: str) -> None:
+    with pytest.raises(InvalidParameterError, match=re.escape(expected)) as error:
+        validate(project_root="services/a", package_manager_directory=".", additional_workers=value)
+    assert error.value.parameter == parameter
+
+
+def test_an_additional_worker_must_be_served_by_the_one_install_and_the_sparse_checkout() -> None:
+    with pytest.raises(InvalidParameterError, match=r"inside package-manager-directory \(services/a\)") as error:
+        validate(project_root="services/a", additional_workers=json.dumps([worker()]))
+    assert error.value.parameter == "additional-workers[1].project-root"
+    with pytest.raises(InvalidParameterError, match="inside one of sparse-checkout-directories") as error:
+        with_workers(worker(), sparse_checkout_directories="services/a")
+    assert error.value.parameter == "additional-workers[1].project-root"
+
+
+def test_each_worker_fingerprints_its_root_and_the_install_directory_without_the_other_workers() -> None:
+    from cloudflare_worker_pipeline.fingerprint import input_directories, run_input_directories
+
+    params = with_workers(worker(), worker("tools", "t.js", "t-artifact"))
+    assert input_directories(params, params.workers[0]) == [".:services/b:tools", "services/a"]
+    assert input_directories(params, params.workers[1]) == [".:services/a:tools", "services/b"]
+    assert run_input_directories(params) == [".:services/a:services/b", ".:services/a:tools", ".:services/b:tools",
+                                             "services/a", "services/b", "tools"]
+    assert input_directories(validate(project_root="services/a")) == ["services/a"], "a single worker as before"

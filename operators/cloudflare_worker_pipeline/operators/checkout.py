@@ -16,14 +16,15 @@ from cloudflare_worker_pipeline.fingerprint import (
     bundle_fingerprint,
     input_directories,
     local_node_version,
+    run_input_directories,
 )
 from cloudflare_worker_pipeline.links import CommitLink
 from cloudflare_worker_pipeline.modes import ExecutionMode
 from cloudflare_worker_pipeline.node_version import NodeVersionError, project_node_version, satisfies
 from cloudflare_worker_pipeline.operators.stage import StageOperator
-from cloudflare_worker_pipeline.parameters import PipelineParameters, object_key_for_commit
+from cloudflare_worker_pipeline.parameters import PipelineParameters, Worker, object_key_for_commit
 from cloudflare_worker_pipeline.provenance import PROVENANCE_METADATA, provenance_key
-from cloudflare_worker_pipeline.results import CheckoutResult, NodeVersion, StoredBuild, UploadedFile
+from cloudflare_worker_pipeline.results import CheckoutResult, NodeVersion, StoredBuild, UploadedFile, WorkerBuild
 from cloudflare_worker_pipeline.worker_files import MANIFEST_METADATA, MAX_MANIFEST_BYTES, manifest_key, parse_manifest
 
 
@@ -37,6 +38,8 @@ class CheckoutOperator(StageOperator, SkipMixin):
     When the object at the key already holds this build (its metadata has this fingerprint) and
     ``force-rebuild`` is off, the task ``build_task_id`` is skipped, and with it every task after
     it whose trigger rule needs it to succeed: in the pipeline, install, bundle, typecheck and upload.
+    With ``additional-workers``, each worker has its own fingerprint and key: install is skipped
+    when every worker's object holds its build, else the stored workers' bundles skip themselves.
 
     :param build_task_id: the first task of the build (``install``).
     """
@@ -59,9 +62,9 @@ class CheckoutOperator(StageOperator, SkipMixin):
         return self._skip_stored_build(super().resume_stage(context, event, **kwargs), context)
 
     def _skip_stored_build(self, result: CheckoutResult, context: Any) -> CheckoutResult:
-        """Skip the build when the object already holds it. Skipping ends the task by an exception,
-        so the result is stored first: the stages that still run read it."""
-        if result["stored_build"] is None:
+        """Skip the build when every worker's object already holds it. Skipping ends the task by an
+        exception, so the result is stored first: the stages that still run read it."""
+        if any(build["stored_build"] is None for build in (result, *result["additional_workers"])):
             return result
         from airflow.sdk.bases.xcom import BaseXCom
 
@@ -79,7 +82,7 @@ class CheckoutOperator(StageOperator, SkipMixin):
             "CHECKOUT_DIR": str(p.checkout_dir),
             "GIT_ALLOW_PROTOCOL": ":".join(self.settings.git_url_schemes),
             "GIT_SUBMODULES": "true" if self.settings.git_submodules else "false",
-            "INPUT_DIRECTORIES": "\n".join(input_directories(p)),
+            "INPUT_DIRECTORIES": "\n".join(run_input_directories(p)),
         }
 
     def secret_env(self) -> dict[str, str]:
@@ -110,10 +113,17 @@ class CheckoutOperator(StageOperator, SkipMixin):
             node = self._node_version()
         except (PathEscapesCloneError, NodeVersionError) as error:
             raise AirflowFailException(f"ERROR: {error}") from None
-        commit = results["commit"]
-        fingerprint = bundle_fingerprint(self.pipeline, self.settings, results["input-trees"], node)
-        return CheckoutResult(commit_sha=commit, node_version=node, fingerprint=fingerprint,
-                              stored_build=self._stored_build(commit, fingerprint))
+        commit, p = results["commit"], self.pipeline
+        first, *others = [self._worker_build(p, worker, commit, results["input-trees"], node) for worker in p.workers]
+        return CheckoutResult(commit_sha=commit, node_version=node, fingerprint=first["fingerprint"],
+                              stored_build=first["stored_build"], additional_workers=others)
+
+    def _worker_build(self, p: PipelineParameters, worker: Worker, commit: str, input_trees: str,
+                      node: NodeVersion | None) -> WorkerBuild:
+        fingerprint = bundle_fingerprint(p.for_worker(worker), self.settings, input_trees, node,
+                                         directories=input_directories(p, worker))
+        return WorkerBuild(fingerprint=fingerprint, stored_build=self._stored_build(p.for_worker(worker), commit,
+                                                                                    fingerprint))
 
     def _node_version(self) -> NodeVersion | None:
         """The Node the project asks for; in the local mode the worker's ``node`` must satisfy it."""
@@ -138,11 +148,10 @@ class CheckoutOperator(StageOperator, SkipMixin):
         self.log.info("Node %s (%s): this worker's node %s satisfies it", wanted["version"], wanted["source"], actual)
         return wanted
 
-    def _stored_build(self, commit: str, fingerprint: str) -> StoredBuild | None:
-        """The object at the key, when it already holds this build and ``force-rebuild`` is off."""
+    def _stored_build(self, p: PipelineParameters, commit: str, fingerprint: str) -> StoredBuild | None:
+        """The object at the worker's key, when it already holds this build and ``force-rebuild`` is off."""
         from cloudflare_worker_pipeline.hooks.r2 import R2Error
 
-        p = self.pipeline
         if p.force_rebuild:
             self.log.info("force-rebuild: building, whatever the object at the key holds")
             return None
@@ -155,7 +164,7 @@ class CheckoutOperator(StageOperator, SkipMixin):
         if (stored is None or stored.sha256 is None or stored.metadata.get(FINGERPRINT_METADATA) != fingerprint
                 or (stored.metadata.get("owner") or "") != p.owner):  # S3 may drop an empty value
             return None
-        files = self._stored_files(key, stored.metadata.get(MANIFEST_METADATA))
+        files = self._stored_files(p, key, stored.metadata.get(MANIFEST_METADATA))
         if files is None:
             return None
         self.log.info("s3://%s/%s already holds this build (commit %s, fingerprint %s, sha256 %s): skipping %s and "
@@ -163,31 +172,30 @@ class CheckoutOperator(StageOperator, SkipMixin):
                       "(force-rebuild=true builds anyway)", p.r2_bucket_name, key, stored.metadata.get("commit"),
                       fingerprint[:12], stored.sha256, self.build_task_id)
         return StoredBuild(key=key, sha256=stored.sha256, size_bytes=stored.size_bytes, files=files,
-                           provenance=self._stored_provenance(key, stored.metadata.get(PROVENANCE_METADATA)),
+                           provenance=self._stored_provenance(p, key, stored.metadata.get(PROVENANCE_METADATA)),
                            gzip_bytes=_number(stored.metadata.get("gzip-bytes")),
                            brotli_bytes=_number(stored.metadata.get("brotli-bytes")))
 
-    def _stored_provenance(self, key: str, sha256: str | None) -> UploadedFile | None:
+    def _stored_provenance(self, p: PipelineParameters, key: str, sha256: str | None) -> UploadedFile | None:
         """The stored build's statement, when its metadata names one and it still holds that digest."""
         from cloudflare_worker_pipeline.hooks.r2 import R2Error
 
         if not sha256:
             return None
         try:
-            found = self.r2.stored(self.pipeline.r2_bucket_name, provenance_key(key))
+            found = self.r2.stored(p.r2_bucket_name, provenance_key(key))
         except R2Error:
             return None
         if found is None or found.sha256 != sha256:
             return None
         return UploadedFile(key=provenance_key(key), kind="provenance", sha256=sha256, size_bytes=found.size_bytes)
 
-    def _stored_files(self, key: str, manifest_sha256: str | None) -> list[UploadedFile] | None:
+    def _stored_files(self, p: PipelineParameters, key: str, manifest_sha256: str | None) -> list[UploadedFile] | None:
         """The files stored beside the bundle, from the manifest it names; None: build again."""
         from cloudflare_worker_pipeline.hooks.r2 import R2Error
 
         if not manifest_sha256:
             return []
-        p = self.pipeline
         try:
             body = self.r2.read(p.r2_bucket_name, manifest_key(key), max_bytes=MAX_MANIFEST_BYTES)
         except R2Error as error:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowSkipException
+
 from cloudflare_worker_pipeline.operators.stage import StageOperator
-from cloudflare_worker_pipeline.results import CheckoutResult, NodeVersion
+from cloudflare_worker_pipeline.results import CheckoutResult, NodeVersion, worker_build
 
 
 class NodeStage(StageOperator):
@@ -22,6 +24,20 @@ class NodeStage(StageOperator):
     def __init__(self, *, checkout: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.checkout: CheckoutResult | None = checkout
+
+    def execute(self, context: Any) -> Any:
+        self.skip_stored_worker()
+        return super().execute(context)
+
+    def skip_stored_worker(self) -> None:
+        """A per-worker stage whose worker's object already holds its build has nothing to do
+        (checkout skipped install, and all that follows, only when every worker's does)."""
+        if self.worker is None or self.checkout is None:
+            return
+        stored = worker_build(self.checkout, self.worker_index)["stored_build"]
+        if stored is not None:
+            raise AirflowSkipException(f"s3://{self.pipeline.r2_bucket_name}/{stored['key']} already holds this "
+                                       f"worker's build (sha256 {stored['sha256']}); publish verifies it")
 
     @property
     def node_version(self) -> NodeVersion | None:

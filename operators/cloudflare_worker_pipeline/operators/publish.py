@@ -8,6 +8,7 @@ an old bundle, nor a failed overlay a new bundle beside old manifests.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,15 @@ from cloudflare_worker_pipeline.links import R2ObjectLink
 from cloudflare_worker_pipeline.operators.kustomize import read_rendered_overlays
 from cloudflare_worker_pipeline.operators.stage import PipelineOperator
 from cloudflare_worker_pipeline.ownership import ConfigMapOwnedElsewhereError
-from cloudflare_worker_pipeline.results import CheckoutResult, PublishResult, UploadResult
+from cloudflare_worker_pipeline.parameters import PipelineParameters
+from cloudflare_worker_pipeline.results import (
+    CheckoutResult,
+    PublishResult,
+    UploadResult,
+    WorkerBuild,
+    WorkerRelease,
+    worker_build,
+)
 from cloudflare_worker_pipeline.settings import SettingsError
 from cloudflare_worker_pipeline.workspace import WorkspaceNotVisibleError, check_visible
 
@@ -37,10 +46,10 @@ class MetadataNotPublishedError(AirflowException):
 
 
 class PublishReleaseOperator(PipelineOperator):
-    """Write the kustomize manifests ConfigMap, then the artifact metadata ConfigMap (``bucket``,
-    ``path``, ``content-hash``, ``size-bytes``), while the stored object is still this run's.
+    """Write the kustomize manifests ConfigMap, then each worker's artifact metadata ConfigMap
+    (``bucket``, ``path``, ``content-hash``, ``size-bytes``), while the stored object is still this run's.
 
-    When another run has replaced the object since (two runs, one key), neither is written: that
+    When another run has replaced an object since (two runs, one key), none is written: that
     run publishes its own. When the upload replaced a fixed key's object and a write fails, the
     error names the object and both hashes: deploys still read the previous metadata.
 
@@ -48,7 +57,8 @@ class PublishReleaseOperator(PipelineOperator):
     the object is checked again here); any failed upstream stops it.
 
     :param checkout: the output of the checkout stage: the commit, and the stored build if any.
-    :param upload_task_id: the task whose result is the uploaded object, read when it ran.
+    :param upload_task_id: the task whose results are the uploaded objects (one per worker, by map
+        index), read when it ran.
     """
 
     template_fields: Sequence[str] = (*PipelineOperator.template_fields, "checkout")
@@ -62,29 +72,43 @@ class PublishReleaseOperator(PipelineOperator):
 
     def execute(self, context: Any) -> PublishResult:
         p, settings = self.pipeline, self.settings
-        artifact = self._artifact(context)
+        workers = p.workers
+        artifacts = self._artifacts(context, len(workers))
         try:
             check_visible(Path(p.workspace), self.task_id)
             store = config_map_store(settings)
-            manifests, metadata = self._manifests(context, artifact)
+            annotations = build_annotations(commit=self.checkout["commit_sha"], git_url=p.git_url, dag_id=self.dag_id,
+                                            run_id=str(context["run_id"]), owner=p.owner)
+            manifests = config_map(p.kustomize_manifests_config_map_name, settings.namespace, p.labels,
+                                   read_rendered_overlays(p), annotations)
+            metadata = [self._artifact_config_map(p.for_worker(worker), artifact, annotations)
+                        for worker, artifact in zip(workers, artifacts, strict=True)]
         except (SettingsError, ConfigMapTooLargeError, UnsafeBuildFileError, ValueError, WorkspaceNotVisibleError) as error:
             raise AirflowFailException(f"ERROR: {error}") from None
 
-        def still_ours() -> bool:
+        def holds(artifact: UploadResult) -> bool:
             return self.r2.holds(artifact["bucket"], artifact["key"], artifact["sha256"], artifact["size_bytes"])
 
-        if not still_ours():
+        replaced = next((artifact for artifact in artifacts if not holds(artifact)), None)
+        if replaced is not None:
             self.log.info("Not publishing: s3://%s/%s has since been replaced by another run, which publishes its "
-                          "own ConfigMaps", artifact["bucket"], artifact["key"])
-            superseded = f"superseded: left to the run that replaced s3://{artifact['bucket']}/{artifact['key']}"
-            return PublishResult(artifact=artifact, artifact_config_map=superseded, manifests_config_map=superseded)
-        self._check_files(artifact)
-        published = PublishResult(artifact=artifact, manifests_config_map=self._write(store, manifests, None, artifact),
-                                  artifact_config_map=self._write(store, metadata, still_ours, artifact))
-        # A deploy DAG scheduled on the asset learns from the event which object to deploy.
+                          "own ConfigMaps", replaced["bucket"], replaced["key"])
+            superseded = f"superseded: left to the run that replaced s3://{replaced['bucket']}/{replaced['key']}"
+            return PublishResult(artifact=artifacts[0], artifact_config_map=superseded, manifests_config_map=superseded,
+                                 additional_workers=[WorkerRelease(artifact=artifact, artifact_config_map=superseded)
+                                                     for artifact in artifacts[1:]])
+        for artifact in artifacts:
+            self._check_files(artifact)
+        manifests_config_map = self._write(store, manifests, None, artifacts[0])
+        releases = [WorkerRelease(artifact=artifact, artifact_config_map=self._write(
+            store, config_map_, partial(holds, artifact), artifact))
+            for config_map_, artifact in zip(metadata, artifacts, strict=True)]
+        # A deploy DAG scheduled on the asset learns from the event which object(s) to deploy.
         for asset in self.outlets:
-            context["outlet_events"][asset].extra = {**artifact, "git_url": p.git_url}
-        return published
+            context["outlet_events"][asset].extra = {**artifacts[0], "git_url": p.git_url,
+                                                     **({"additional_workers": artifacts[1:]} if artifacts[1:] else {})}
+        return PublishResult(artifact=artifacts[0], artifact_config_map=releases[0]["artifact_config_map"],
+                             manifests_config_map=manifests_config_map, additional_workers=releases[1:])
 
     def _check_files(self, artifact: UploadResult) -> None:
         """Never publish a bundle missing what it imports: each file beside it must hold its bytes."""
@@ -95,14 +119,24 @@ class PublishReleaseOperator(PipelineOperator):
                     f"ERROR: s3://{artifact['bucket']}/{file['key']} ({file['kind']} of {artifact['key']}) is missing or "
                     f"no longer holds sha256 {file['sha256']}; not publishing. Run again with force-rebuild=true")
 
-    def _artifact(self, context: Any) -> UploadResult:
-        """The object to publish: what the upload stored, or the build checkout found stored."""
-        stored, commit = self.checkout["stored_build"], self.checkout["commit_sha"]
+    def _artifacts(self, context: Any, count: int) -> list[UploadResult]:
+        """Each worker's object to publish: what its upload stored, or the build checkout found stored."""
+        builds = [worker_build(self.checkout, index) for index in range(count)]
+        uploaded: list[UploadResult | None] = [None] * count
+        if any(build["stored_build"] is None for build in builds):
+            ti = context["ti"]
+            if count == 1:  # the upload's one instance (map index 0), or an unmapped upload task
+                uploaded = [ti.xcom_pull(task_ids=self.upload_task_id)]
+            else:
+                uploaded = list(ti.xcom_pull(task_ids=self.upload_task_id, map_indexes=list(range(count))))
+        return [self._artifact(index, build, uploaded[index]) for index, build in enumerate(builds)]
+
+    def _artifact(self, index: int, build: WorkerBuild, uploaded: UploadResult | None) -> UploadResult:
+        stored, commit = build["stored_build"], self.checkout["commit_sha"]
         if stored is None:
-            uploaded: UploadResult | None = context["ti"].xcom_pull(task_ids=self.upload_task_id)
             if not uploaded:
-                raise AirflowFailException(f"ERROR: {self.upload_task_id} left no result, and checkout found no stored "
-                                           "build: nothing to publish")
+                raise AirflowFailException(f"ERROR: {self.upload_task_id} left no result for worker {index}, and "
+                                           "checkout found no stored build: nothing to publish")
             return uploaded
         p = self.pipeline
         self.log.info("The upload was skipped: s3://%s/%s already holds this build (sha256 %s)", p.r2_bucket_name,
@@ -113,21 +147,15 @@ class PublishReleaseOperator(PipelineOperator):
                             files=stored["files"], provenance=stored["provenance"], gzip_bytes=stored["gzip_bytes"],
                             brotli_bytes=stored["brotli_bytes"])
 
-    def _manifests(self, context: Any, artifact: UploadResult) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(manifests ConfigMap, artifact metadata ConfigMap), both annotated with this run."""
-        p = self.pipeline
-        namespace = self.settings.namespace
-        annotations = build_annotations(commit=self.checkout["commit_sha"], git_url=p.git_url, dag_id=self.dag_id,
-                                        run_id=str(context["run_id"]), owner=p.owner)
-        manifests = config_map(p.kustomize_manifests_config_map_name, namespace, p.labels, read_rendered_overlays(p),
-                               annotations)
-        metadata = config_map(p.worker_script_artifact_config_map_name, namespace, p.labels, {
+    def _artifact_config_map(self, p: PipelineParameters, artifact: UploadResult,
+                             annotations: dict[str, str]) -> dict[str, Any]:
+        """A worker's artifact metadata ConfigMap: the spec's four keys, annotated with this run."""
+        return config_map(p.worker_script_artifact_config_map_name, self.settings.namespace, p.labels, {
             "bucket": artifact["bucket"],
             "path": artifact["key"],
             "content-hash": artifact["sha256"],
             "size-bytes": str(artifact["size_bytes"]),
         }, {**annotations, **artifact_annotations(artifact)})
-        return manifests, metadata
 
     def _write(self, store: ConfigMapStore, manifest: dict[str, Any], still_ours: Any, artifact: UploadResult) -> str:
         meta = manifest["metadata"]

@@ -22,7 +22,7 @@ from cloudflare_worker_pipeline.execution.base import ScriptRunner, StageScriptE
 from cloudflare_worker_pipeline.execution.local import LocalScriptRunner
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy, SandboxUnavailableError, ca_paths
 from cloudflare_worker_pipeline.modes import ExecutionMode
-from cloudflare_worker_pipeline.parameters import PipelineParameters
+from cloudflare_worker_pipeline.parameters import PipelineParameters, Worker
 from cloudflare_worker_pipeline.settings import PipelineSettings
 from cloudflare_worker_pipeline.workspace import WorkspaceNotVisibleError, check_visible, run_workspace
 
@@ -35,18 +35,26 @@ class PipelineOperator(BaseOperator):
 
     :param parameters: the output of ``validate_parameters`` (an XComArg resolving to
         :meth:`PipelineParameters.to_dict`); operators never read the raw DAG-run conf.
+    :param worker: in the per-worker stages, the worker this task instance builds (one of
+        :attr:`PipelineParameters.workers`, mapped by Airflow); its values replace the top-level ones.
     """
 
-    template_fields: Sequence[str] = ("parameters",)
+    template_fields: Sequence[str] = ("parameters", "worker")
     ui_color = "#f6821f"  # Cloudflare orange
 
-    def __init__(self, *, parameters: Any, **kwargs: Any) -> None:
+    def __init__(self, *, parameters: Any, worker: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.parameters = parameters
+        self.worker: Worker | None = worker
 
     @cached_property
     def pipeline(self) -> PipelineParameters:
-        return PipelineParameters.from_dict(self.parameters)
+        parameters = PipelineParameters.from_dict(self.parameters)
+        return parameters.for_worker(self.worker) if self.worker else parameters
+
+    @property
+    def worker_index(self) -> int:
+        return self.worker["index"] if self.worker else 0
 
     @cached_property
     def settings(self) -> PipelineSettings:
@@ -100,7 +108,9 @@ class StageOperator(PipelineOperator):
         return {}
 
     def results_dir(self, p: PipelineParameters) -> Path:
-        return Path(p.workspace) / "results" / self.task_id
+        """Where the script writes its results: one directory per task and worker (the mapped
+        stages of several workers run side by side)."""
+        return Path(p.workspace) / "results" / (f"{self.task_id}-{self.worker_index}" if self.worker_index else self.task_id)
 
     def sandbox_policy(self, p: PipelineParameters) -> SandboxPolicy:
         """What the script may see and write in the local mode: the clone, the run's HOME, its results."""
@@ -189,7 +199,8 @@ class StageOperator(PipelineOperator):
 
         pods = settings.pods
         task_labels = {"dag_id": self.dag_id, "task_id": self.task_id, "run_id": str(context["run_id"]),
-                       "try_number": str(getattr(context.get("ti"), "try_number", 1))}
+                       "try_number": str(getattr(context.get("ti"), "try_number", 1)),
+                       **({"map_index": str(self.worker_index)} if self.worker else {})}
         stage = StagePod(
             stage=self.task_id.replace("_", "-"), script=self.script, image=self.stage_image(), env={},
             namespace=settings.namespace, egress=self.egress, workspace=mount, timeout_seconds=settings.stage_timeout_seconds,

@@ -26,6 +26,7 @@ from cloudflare_worker_pipeline.results import (
     InstallResult,
     UploadedFile,
     UploadResult,
+    worker_build,
 )
 from cloudflare_worker_pipeline.worker_files import (
     MANIFEST_METADATA,
@@ -88,7 +89,8 @@ class UploadBundleOperator(PipelineOperator):
             raise AirflowFailException(str(error)) from None
         self.log.info("Uploading %s (%d bytes, sha256 %s) to %s at %s", bundle["bundle_path"], len(body),
                       bundle["sha256"], target, p.r2_endpoint_url)
-        metadata = {"owner": p.owner, "commit": commit, FINGERPRINT_METADATA: self.checkout["fingerprint"]}
+        metadata = {"owner": p.owner, "commit": commit,
+                    FINGERPRINT_METADATA: worker_build(self.checkout, self.worker_index)["fingerprint"]}
         sizes = {"gzip-bytes": str(bundle["gzip_bytes"]), "brotli-bytes": str(bundle["brotli_bytes"])}
         try:
             previous = self.r2.stored(p.r2_bucket_name, key)

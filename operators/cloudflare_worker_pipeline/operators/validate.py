@@ -38,8 +38,13 @@ def check_owners(parameters: PipelineParameters, settings: PipelineSettings, sto
     Best effort: when the API or the endpoint cannot answer yet, the run goes on and the write
     itself checks (and fails with the stage's own error, e.g. the spec's ``upload: failed: ...``).
     """
-    for parameter, name in (("worker-script-artifact-config-map-name", parameters.worker_script_artifact_config_map_name),
-                            ("kustomize-manifests-config-map-name", parameters.kustomize_manifests_config_map_name)):
+    config_maps = [("kustomize-manifests-config-map-name", parameters.kustomize_manifests_config_map_name)]
+    keys = []
+    for worker in parameters.workers:
+        where = f"additional-workers[{worker['index']}]." if worker["index"] else ""
+        config_maps.append((f"{where}worker-script-artifact-config-map-name", worker["worker_script_artifact_config_map_name"]))
+        keys.append((f"{where}r2-object-key", worker["r2_object_key"]))
+    for parameter, name in config_maps:
         ours = {"metadata": {"name": name, "namespace": settings.namespace,
                              "annotations": {OWNER_ANNOTATION: parameters.owner}}}
         try:
@@ -49,17 +54,23 @@ def check_owners(parameters: PipelineParameters, settings: PipelineSettings, sto
         except Exception as error:  # the API server's trouble is the write's to report
             log.warning("Could not check the owner of ConfigMap %s now (%s); its write checks again", name,
                         type(error).__name__)
-    if "{" in parameters.r2_object_key:
-        return  # the key names the commit, unknown until checkout: the upload checks it
+    for parameter, key in keys:
+        if "{" not in key:  # else the key names the commit, unknown until checkout: the upload checks it
+            check_object(parameters, settings, parameter, key, log)
+
+
+def check_object(parameters: PipelineParameters, settings: PipelineSettings, parameter: str, key: str,
+                 log: TaskLog) -> None:
+    """The object at a fixed key is not another owner's."""
     from cloudflare_worker_pipeline.hooks.r2 import R2Hook
 
-    target = f"s3://{parameters.r2_bucket_name}/{parameters.r2_object_key}"
+    target = f"s3://{parameters.r2_bucket_name}/{key}"
     try:
         hook = R2Hook(endpoint_url=parameters.r2_endpoint_url, aws_conn_id=settings.r2_conn_id)
-        stored = hook.stored(parameters.r2_bucket_name, parameters.r2_object_key)
+        stored = hook.stored(parameters.r2_bucket_name, key)
         check_object_owner(stored.metadata.get("owner") if stored else None, parameters.owner)
     except ObjectOwnedElsewhereError as error:
-        raise ObjectOwnedElsewhereError(f"Invalid parameter 'r2-object-key': {target} {error}") from None
+        raise ObjectOwnedElsewhereError(f"Invalid parameter '{parameter}': {target} {error}") from None
     except Exception as error:  # unreachable, refused credentials...: the upload reports it
         log.warning("Could not check the owner of %s now (%s); the upload checks again", target, type(error).__name__)
 
@@ -91,9 +102,10 @@ class ValidateParametersOperator(BaseOperator):
                 ConfigMapOwnedElsewhereError, ObjectOwnedElsewhereError) as error:
             raise AirflowFailException(str(error)) from None
         self.log.info(
-            "Building %s at %s (project root %s) into s3://%s/%s; workspace %s (%s, %s mode); ConfigMaps to %s",
-            parameters.git_url, parameters.git_revision, parameters.project_root, parameters.r2_bucket_name,
-            parameters.r2_object_key, parameters.workspace, workspace.kind.value, settings.execution_mode.value,
+            "Building %s at %s (%s) in bucket %s; workspace %s (%s, %s mode); ConfigMaps to %s",
+            parameters.git_url, parameters.git_revision, ", ".join(
+                f"project root {w['project_root']} into {w['r2_object_key']}" for w in parameters.workers),
+            parameters.r2_bucket_name, parameters.workspace, workspace.kind.value, settings.execution_mode.value,
             settings.configmap_destination.value,
         )
         return parameters.to_dict()

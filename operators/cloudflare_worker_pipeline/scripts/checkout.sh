@@ -8,7 +8,8 @@
 #   GIT_USERNAME, GIT_PASSWORD    optional: HTTPS credentials of a private repository (a token)
 #   GIT_SUBMODULES                optional: "true" to fetch submodules (never by default)
 #   INPUT_DIRECTORIES             optional: newline-separated directories whose git trees decide the
-#                                 bundle (RESULTS_DIR/input-trees: "<dir>=<tree hash>" per line)
+#                                 bundle, "dir:excluded:..." for one without some subdirectories
+#                                 (RESULTS_DIR/input-trees: "<line>=<tree hash>" per line)
 
 # $fetch_opts is split on purpose: it holds zero or one option.
 # shellcheck disable=SC2086
@@ -83,16 +84,27 @@ printf '%s' "$commit" > "$RESULTS_DIR/commit"
 echo "checkout: $GIT_REVISION is commit $commit"
 
 # The git trees of the directories that decide the bundle: a later commit that touches none of
-# them builds the same bundle. Trees come with every fetch, sparse or not.
+# them builds the same bundle. Trees come with every fetch, sparse or not. A line "dir:a:b" is
+# dir without its subdirectories a and b (the other workers' project roots): the SHA-256 of its
+# listing without them.
 set -f
 old_ifs=$IFS
 IFS='
 '
 trees=""
-for dir in ${INPUT_DIRECTORIES:-.}; do
+for spec in ${INPUT_DIRECTORIES:-.}; do
+  dir=${spec%%:*}
   if [ "$dir" = "." ]; then path="$commit^{tree}"; else path="$commit:$dir"; fi
   tree=$(git rev-parse --quiet --verify "$path" 2>/dev/null) || tree="absent"
-  trees="$trees$dir=$tree
+  if [ "$spec" != "$dir" ] && [ "$tree" != absent ]; then
+    if [ "$dir" = "." ]; then listing=$(git ls-tree -r --full-tree "$commit"); else
+      listing=$(git ls-tree -r --full-tree "$commit" -- "$dir"); fi
+    tree=$(printf '%s\n' "$listing" | awk -v excluded="${spec#*:}" '
+      BEGIN { n = split(excluded, skip, ":") }
+      { path = $0; sub(/^[^\t]*\t/, "", path); for (i = 1; i <= n; i++) if (index(path, skip[i] "/") == 1) next; print }
+    ' | sha256sum | cut -d' ' -f1)
+  fi
+  trees="$trees$spec=$tree
 "
 done
 IFS=$old_ifs
