@@ -121,7 +121,7 @@ RENDERED_RUN = "manual__2026-11-30T00:00:00+00:00"
 
 
 def render_pod(operator_class: type, monkeypatch: pytest.MonkeyPatch, *, checkout: dict[str, Any] | None = None,
-               **settings: str) -> dict[str, Any]:
+               additional_workers: str = "[]", worker_index: int | None = None, **settings: str) -> dict[str, Any]:
     """The pod ``operator_class`` would run in the kubernetes mode, as the API would receive it."""
     from cloudflare_worker_pipeline.parameters import PipelineParameters
     from cloudflare_worker_pipeline.settings import PipelineSettings
@@ -136,8 +136,11 @@ def render_pod(operator_class: type, monkeypatch: pytest.MonkeyPatch, *, checkou
         **VALID, "r2-bucket-name": "scripts", "r2-object-key": "w/abc.js",
         "worker-script-artifact-config-map-name": "w-artifact", "kustomize-manifests-config-map-name": "w-manifests",
         "owner-identifier-label-key": "planton.cloud/service-id", "owner-identifier-label-value": "svc-1",
+        "package-manager-directory": ".", "additional-workers": additional_workers,
     }, workspace=str(run_workspace(PipelineSettings.from_airflow_config(), "adhoc_airflow", RENDERED_RUN).path))
     upstream = {"checkout": checkout} if checkout is not None else {}
+    if worker_index is not None:  # one instance of the mapped per-worker stages
+        upstream["worker"] = params.workers[worker_index]
     operator = operator_class(task_id=operator_class.__name__.lower(), parameters=params.to_dict(), **upstream)
     runner = operator.make_runner({"run_id": RENDERED_RUN})
     seen = operator.script_parameters(runner)

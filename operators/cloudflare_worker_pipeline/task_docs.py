@@ -25,8 +25,13 @@ ConfigMaps that deploys read. A port of the Tekton pipeline `build-and-upload-cl
 **A release is published whole.** `publish` runs only when `upload` and `kustomize_build` both
 succeeded, so a red run never leaves new manifests beside an old bundle or the reverse.
 
+**`bundle`, `typecheck` and `upload` are mapped** over the run's workers (the group `workers`):
+one instance for a single worker, one per worker with `additional-workers` (map index 0 is the
+top-level worker). Any worker failing stops `publish` for all of them.
+
 **Skipped `install`, `bundle`, `typecheck` and `upload`** mean the object at the key already held this build
-(the same fingerprint of commit trees, parameters and toolchain; `checkout`'s log says which);
+(the same fingerprint of commit trees, parameters and toolchain; `checkout`'s log says which; with
+several workers, a stored worker's own instances are skipped while the others build);
 `publish` checked the object and applied the ConfigMaps as a full run would. Trigger with
 `force-rebuild=true` to build anyway.
 
@@ -52,7 +57,8 @@ TASK_DOCS = {
     "validate_parameters": "Checks every parameter, the allowed hosts, the owners of the object and the ConfigMaps, "
                            "and that the ConfigMaps can be written. Fails once, naming the parameter or setting.",
     "prepare_workspace": "Creates the run's workspace (a directory, or a Kubernetes claim) and checks this "
-                         "deployment can use it. The run's setup task; `remove_workspace` is its teardown.",
+                         "deployment can use it. Returns the run's workers, which `bundle`, `typecheck` and `upload` "
+                         "are mapped over. The run's setup task; `remove_workspace` is its teardown.",
     "checkout": "Clones `git-url` at `git-revision` (shallow; sparse when asked). Returns `commit_sha` and the "
                 "build's fingerprint. A symlink leading out of the clone fails here, naming it. When the object at the "
                 "key already holds this build, it skips `install`, `bundle`, `typecheck` and `upload`.",
@@ -68,7 +74,7 @@ TASK_DOCS = {
               "verifies it), then HEADs each to compare. "
               "Returns the object's URL, key and hashes. Transient S3 errors are retried; refused ones are not.",
     "kustomize_build": "Renders each `overlays/<name>` with `kubectl kustomize`, without network. Returns `overlays`.",
-    "publish": "Writes the manifests ConfigMap, then the artifact metadata ConfigMap, while the object is still "
+    "publish": "Writes the manifests ConfigMap, then each worker's artifact metadata ConfigMap, while the objects are still "
                "this run's (or, when the upload was skipped, still the stored build), and emits the bundle Asset "
                "event. Returns where each went and the `artifact`. Retried: the Kubernetes API may be briefly away.",
     "remove_workspace": "Deletes the run's workspace (or its claim), whatever happened. A teardown: it does not "

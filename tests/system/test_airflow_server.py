@@ -109,16 +109,18 @@ def test_the_catalogue_triggers_a_build_over_rest_and_reads_the_results_back(air
     run = airflow_server.wait_for_run(DAG_ID, run_id)
     assert run["state"] == "success"
 
-    def result(task_id: str) -> dict:
+    def result(task_id: str, **params: int) -> dict:
         url = f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
-        entry = api.get(url, params={"deserialize": "true"}, timeout=10)
+        entry = api.get(url, params={"deserialize": "true", **params}, timeout=10)
         assert entry.status_code == 200, entry.text
         value = entry.json()["value"]
         return value if isinstance(value, dict) else json.loads(value)
 
     commit = repo.head()
     assert result("checkout")["commit_sha"] == commit
-    upload = result("upload")
+    upload = result("upload", map_index=0)  # mapped over the run's workers: here one
+    assert result("publish")["artifact"] == upload, "the README's way: the release describes every worker"
+    assert result("publish")["additional_workers"] == []
     key = f"hello-worker/{commit}.js"
     body = objects_in(s3_client, bucket)[key]
     assert upload == {"artifact_url": f"{s3_server.endpoint_url}/{bucket}/{key}", "bucket": bucket, "key": key,
@@ -206,6 +208,11 @@ def test_a_hostile_repository_steals_nothing_from_a_running_airflow(airflow_serv
     ({"kustomize-manifests-config-map-name": "kube-root-ca.crt"}, "kustomize-manifests-config-map-name"),
     ({"git-url": "ssh://-oProxyCommand=touch%20/tmp/x/repo.git"}, "git-url"),
     ({"r2-endpoint-url": "https://host/with/a/path"}, "r2-endpoint-url"),
+    ({"additional-workers": '{"project-root": "services/b"}'}, "additional-workers"),  # an object, not an array
+    ({"wrangler-extra-args": "--minify"}, "wrangler-extra-args"),  # a string, not a JSON array
+    ({"typescript-check": "maybe"}, "typescript-check"),
+    ({"bundle-size-limit-applies-to": "brotli"}, "bundle-size-limit-applies-to"),
+    ({"bundle-size-limit-bytes": "10MB"}, "bundle-size-limit-bytes"),
 ])
 def test_a_conf_breaking_the_schema_is_refused_with_400_naming_the_parameter(airflow_server, change, parameter) -> None:
     conf = {**conf_for("https://github.com/org/repo.git", "scripts", "https://example.r2.cloudflarestorage.com"), **change}

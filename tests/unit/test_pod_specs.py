@@ -85,6 +85,19 @@ def test_stage_pods_carry_no_credentials(operator_class, monkeypatch) -> None:
     assert "secret" not in json.dumps(container["env"]).lower()
 
 
+def test_each_workers_bundle_pod_builds_its_own_project_into_its_own_results(monkeypatch) -> None:
+    from cloudflare_worker_pipeline.operators.bundle import BundleWorkerOperator
+
+    second = '[{"project-root": "services/cron", "r2-object-key": "cron.js", "worker-script-artifact-config-map-name": "c"}]'
+    pods = [render_pod(BundleWorkerOperator, monkeypatch, additional_workers=second, worker_index=index)
+            for index in (0, 1)]
+    envs = [{e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]} for pod in pods]
+    assert [env["PROJECT_DIR"] for env in envs] == ["/workspace/source", "/workspace/source/services/cron"]
+    assert [env["INSTALL_DIR"] for env in envs] == ["/workspace/source"] * 2, "one install serves both"
+    assert envs[0]["RESULTS_DIR"] != envs[1]["RESULTS_DIR"], "instances running side by side never share results"
+    assert [pod["metadata"]["labels"]["map_index"] for pod in pods] == ["0", "1"]
+
+
 def test_a_run_claim_is_mounted_whole_without_a_sub_path(monkeypatch) -> None:
     pod = render_pod(InstallDependenciesOperator, monkeypatch)
     claim = next(v for v in pod["spec"]["volumes"] if v["name"] == "workspace")["persistentVolumeClaim"]["claimName"]
