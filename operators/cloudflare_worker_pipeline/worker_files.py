@@ -18,6 +18,7 @@ import posixpath
 from cloudflare_worker_pipeline.results import BuildFile, UploadedFile
 
 MANIFEST_METADATA = "files-sha256"  # the bundle object's metadata: SHA-256 of its files manifest
+GZIP_METADATA, BROTLI_METADATA = "gzip-bytes", "brotli-bytes"  # the bundle's compressed sizes
 MAX_MANIFEST_BYTES = 256 * 1024
 _TYPES = {".wasm": "application/wasm", ".map": "application/json", ".txt": "text/plain", ".html": "text/html",
           ".js": "application/javascript", ".mjs": "application/javascript", ".json": "application/json"}

@@ -25,7 +25,14 @@ from cloudflare_worker_pipeline.operators.stage import StageOperator
 from cloudflare_worker_pipeline.parameters import PipelineParameters, Worker, object_key_for_commit
 from cloudflare_worker_pipeline.provenance import PROVENANCE_METADATA, provenance_key
 from cloudflare_worker_pipeline.results import CheckoutResult, NodeVersion, StoredBuild, UploadedFile, WorkerBuild
-from cloudflare_worker_pipeline.worker_files import MANIFEST_METADATA, MAX_MANIFEST_BYTES, manifest_key, parse_manifest
+from cloudflare_worker_pipeline.worker_files import (
+    BROTLI_METADATA,
+    GZIP_METADATA,
+    MANIFEST_METADATA,
+    MAX_MANIFEST_BYTES,
+    manifest_key,
+    parse_manifest,
+)
 
 
 class CheckoutOperator(StageOperator, SkipMixin):
@@ -173,8 +180,8 @@ class CheckoutOperator(StageOperator, SkipMixin):
                       fingerprint[:12], stored.sha256, self.build_task_id)
         return StoredBuild(key=key, sha256=stored.sha256, size_bytes=stored.size_bytes, files=files,
                            provenance=self._stored_provenance(p, key, stored.metadata.get(PROVENANCE_METADATA)),
-                           gzip_bytes=_number(stored.metadata.get("gzip-bytes")),
-                           brotli_bytes=_number(stored.metadata.get("brotli-bytes")))
+                           gzip_bytes=_number(stored.metadata.get(GZIP_METADATA)),
+                           brotli_bytes=_number(stored.metadata.get(BROTLI_METADATA)))
 
     def _stored_provenance(self, p: PipelineParameters, key: str, sha256: str | None) -> UploadedFile | None:
         """The stored build's statement, when its metadata names one and it still holds that digest."""

@@ -29,6 +29,8 @@ from cloudflare_worker_pipeline.results import (
     worker_build,
 )
 from cloudflare_worker_pipeline.worker_files import (
+    BROTLI_METADATA,
+    GZIP_METADATA,
     MANIFEST_METADATA,
     content_type,
     file_key,
@@ -91,7 +93,7 @@ class UploadBundleOperator(PipelineOperator):
                       bundle["sha256"], target, p.r2_endpoint_url)
         metadata = {"owner": p.owner, "commit": commit,
                     FINGERPRINT_METADATA: worker_build(self.checkout, self.worker_index)["fingerprint"]}
-        sizes = {"gzip-bytes": str(bundle["gzip_bytes"]), "brotli-bytes": str(bundle["brotli_bytes"])}
+        sizes = {GZIP_METADATA: str(bundle["gzip_bytes"]), BROTLI_METADATA: str(bundle["brotli_bytes"])}
         try:
             previous = self.r2.stored(p.r2_bucket_name, key)
             check_object_owner(previous.metadata.get("owner") if previous else None, p.owner)
