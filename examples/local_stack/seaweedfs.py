@@ -52,6 +52,11 @@ def start_seaweedfs(data_dir: Path, access_key: str, secret_key: str, s3_port: i
         weed_binary(), "mini", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
         f"-s3.port={s3_port}", f"-dir={data_dir}", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
         "-admin.ui=false", *(f"-{name}={port}" for name, port in ports.items()),
+        # Every bucket is a collection with volumes of its own. Left at 0, the volume count is free
+        # disk over the volume size, and a long test session (a bucket per test) ran out of them
+        # on a fuller disk ("No writable volumes and no free volumes left"): a fixed count of
+        # small volumes (sparse files) holds as many buckets whatever the disk.
+        "-volume.max=2000", "-master.volumeSizeLimitMB=32",
     ]
     env = {**os.environ, "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
     log = open(data_dir / "weed.log", "ab")  # noqa: SIM115 - lives as long as the server
