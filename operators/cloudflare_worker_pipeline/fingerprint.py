@@ -71,11 +71,10 @@ def run_input_directories(p: PipelineParameters) -> list[str]:
     return sorted({d for worker in p.workers for d in input_directories(p, worker)})
 
 
-def bundle_fingerprint(p: PipelineParameters, settings: PipelineSettings, input_trees: str,
-                       node: NodeVersion | None = None, directories: list[str] | None = None) -> str:
-    """SHA-256 (hex) of everything that decides the bundle's bytes: ``p`` a worker's parameters
-    (:meth:`PipelineParameters.for_worker`), ``directories`` its :func:`input_directories`."""
-    directories = input_directories(p) if directories is None else directories
+def bundle_fingerprint(run: PipelineParameters, worker: Worker, settings: PipelineSettings, input_trees: str,
+                       node: NodeVersion | None = None) -> str:
+    """SHA-256 (hex) of everything that decides ``worker``'s bundle, one of the ``run``'s workers."""
+    directories, p = input_directories(run, worker), run.for_worker(worker)
     inputs = {
         "pipeline": VERSION, "scripts": _scripts_digest(), "node": node_identity(settings, node),
         "trees": sorted(line for line in input_trees.splitlines() if line.split("=", 1)[0] in directories),

@@ -52,7 +52,7 @@ def additional_workers(value: str) -> tuple[AdditionalWorker, ...]:
         raise InvalidParameterError(NAME, f"at most {MAX_ADDITIONAL_WORKERS} workers", len(entries))
     workers = []
     for number, entry in enumerate(entries, 1):
-        where = f"{NAME}[{number}]"  # numbered as the mapped stages' workers: the first is the top-level one
+        where = f"{NAME}[{number}]"
         if not isinstance(entry, dict) or set(entry) != set(_KEYS) or not all(isinstance(v, str) for v in entry.values()):
             raise InvalidParameterError(where, f"an object with exactly the string keys {', '.join(_KEYS)}", entry)
         workers.append(AdditionalWorker(
@@ -63,27 +63,34 @@ def additional_workers(value: str) -> tuple[AdditionalWorker, ...]:
     return tuple(workers)
 
 
+def parameter_name(worker: Worker, name: str) -> str:
+    """How errors name a worker's parameter: ``r2-object-key`` for the first (top-level) worker,
+    ``additional-workers[1].r2-object-key`` for the next, numbered as the mapped stages' map index."""
+    return f"{NAME}[{worker['index']}].{name}" if worker["index"] else name
+
+
 def check_distinct(workers: Sequence[Worker], install_directory: str, manifests_config_map: str) -> None:
     """Workers build side by side in one checkout: each needs its own project root (its ``dist/``),
     object key and ConfigMap, and a project root the one install serves."""
     seen: dict[str, dict[str, str]] = {"root": {}, "key": {}, "map": {manifests_config_map: "kustomize-manifests-config-map-name"}}
     for worker in workers:
-        where = f"{NAME}[{worker['index']}]." if worker["index"] else ""
         root, key = worker["project_root"], worker["r2_object_key"]
         config_map = worker["worker_script_artifact_config_map_name"]
         if worker["index"] and not inside(root, install_directory):
-            raise InvalidParameterError(f"{where}project-root", "a directory inside package-manager-directory "
-                                        f"({install_directory}), where the run's one install is", root)
-        for kind, value, parameter in (("root", root, "project-root"), ("map", config_map,
-                                                                         "worker-script-artifact-config-map-name")):
+            raise InvalidParameterError(parameter_name(worker, "project-root"), "a directory inside "
+                                        f"package-manager-directory ({install_directory}), where the run's one install is",
+                                        root)
+        for kind, value, name in (("root", root, "project-root"), ("map", config_map,
+                                                                   "worker-script-artifact-config-map-name")):
             if value in seen[kind]:
-                raise InvalidParameterError(f"{where}{parameter}", f"a value other than {seen[kind][value]}'s", value)
-            seen[kind][value] = f"{where}{parameter}"
+                raise InvalidParameterError(parameter_name(worker, name), f"a value other than {seen[kind][value]}'s",
+                                            value)
+            seen[kind][value] = parameter_name(worker, name)
         for other, parameter in seen["key"].items():
             if key.startswith(other) or other.startswith(key):  # x.js and x.js.map: one's files are the other's
-                raise InvalidParameterError(f"{where}r2-object-key", f"a key that neither extends nor is extended by "
-                                            f"{parameter} ({other}), whose files are stored beside it", key)
-        seen["key"][key] = f"{where}r2-object-key"
+                raise InvalidParameterError(parameter_name(worker, "r2-object-key"), "a key that neither extends nor is "
+                                            f"extended by {parameter} ({other}), whose files are stored beside it", key)
+        seen["key"][key] = parameter_name(worker, "r2-object-key")
 
 
 def inside(path: str, directory: str) -> bool:

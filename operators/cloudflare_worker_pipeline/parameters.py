@@ -40,7 +40,13 @@ from cloudflare_worker_pipeline.parameter_urls import (
     check_git_url,
     git_host,
 )
-from cloudflare_worker_pipeline.parameter_workers import AdditionalWorker, Worker, additional_workers, check_distinct
+from cloudflare_worker_pipeline.parameter_workers import (
+    AdditionalWorker,
+    Worker,
+    additional_workers,
+    check_distinct,
+    parameter_name,
+)
 
 __all__ = ["MANAGED_BY_LABEL", "PARAMETER_NAMES", "InvalidParameterError", "PipelineParameters", "Worker", "dag_params",
            "git_host", "object_key_for_commit"]
@@ -123,8 +129,7 @@ class PipelineParameters:
             build_command=build_command(raw["build-command"]),
             additional_workers=additional_workers(raw["additional-workers"]),
         )
-        roots = [(f"additional-workers[{w['index']}].project-root" if w["index"] else "project-root", w["project_root"])
-                 for w in params.workers]
+        roots = [(parameter_name(w, "project-root"), w["project_root"]) for w in params.workers]
         for name, path in (*roots, ("package-manager-directory", params.package_manager_directory)):
             if sparse and not covered_by_sparse(path, sparse):
                 raise InvalidParameterError(

@@ -14,13 +14,12 @@ from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
 from cloudflare_worker_pipeline.fingerprint import (
     FINGERPRINT_METADATA,
     bundle_fingerprint,
-    input_directories,
     local_node_version,
     run_input_directories,
 )
 from cloudflare_worker_pipeline.links import CommitLink
 from cloudflare_worker_pipeline.modes import ExecutionMode
-from cloudflare_worker_pipeline.node_version import NodeVersionError, project_node_version, satisfies
+from cloudflare_worker_pipeline.node_version import NodeVersionError, image_for, project_node_version, satisfies
 from cloudflare_worker_pipeline.operators.stage import StageOperator
 from cloudflare_worker_pipeline.parameters import PipelineParameters, Worker, object_key_for_commit
 from cloudflare_worker_pipeline.provenance import PROVENANCE_METADATA, provenance_key
@@ -127,10 +126,9 @@ class CheckoutOperator(StageOperator, SkipMixin):
 
     def _worker_build(self, p: PipelineParameters, worker: Worker, commit: str, input_trees: str,
                       node: NodeVersion | None) -> WorkerBuild:
-        fingerprint = bundle_fingerprint(p.for_worker(worker), self.settings, input_trees, node,
-                                         directories=input_directories(p, worker))
-        return WorkerBuild(fingerprint=fingerprint, stored_build=self._stored_build(p.for_worker(worker), commit,
-                                                                                    fingerprint))
+        fingerprint = bundle_fingerprint(p, worker, self.settings, input_trees, node)
+        return WorkerBuild(fingerprint=fingerprint,
+                           stored_build=self._stored_build(p.for_worker(worker), commit, fingerprint))
 
     def _node_version(self) -> NodeVersion | None:
         """The Node the project asks for; in the local mode the worker's ``node`` must satisfy it."""
@@ -141,17 +139,17 @@ class CheckoutOperator(StageOperator, SkipMixin):
             wanted = project_node_version(p.checkout_dir, list(dict.fromkeys([p.project_root, p.package_manager_directory])))
         if wanted is None:
             return None
+        pods = self.settings.pods
+        image = image_for(pods.node_image_template, pods.node_image, wanted)
         if self.settings.execution_mode is ExecutionMode.KUBERNETES:
-            self.log.info("Node %s (%s): image %s", wanted["version"], wanted["source"],
-                          self.settings.pods.node_image_template.format(version=wanted["version"]))
+            self.log.info("Node %s (%s): image %s", wanted["version"], wanted["source"], image)
             return wanted
         actual = local_node_version()
         if not satisfies(actual, wanted["version"]):
             raise NodeVersionError(
                 f"the project asks for Node {wanted['version']} ({wanted['source']}), but this worker's node is "
-                f"{actual or 'missing'}; run it on a worker with that Node, in the kubernetes mode (image "
-                f"{self.settings.pods.node_image_template.format(version=wanted['version'])}), or set the node-version "
-                "parameter")
+                f"{actual or 'missing'}; run it on a worker with that Node, in the kubernetes mode (image {image}), "
+                "or set the node-version parameter")
         self.log.info("Node %s (%s): this worker's node %s satisfies it", wanted["version"], wanted["source"], actual)
         return wanted
 

@@ -18,6 +18,7 @@ from cloudflare_worker_pipeline.ownership import (
     check_object_owner,
     check_ownership,
 )
+from cloudflare_worker_pipeline.parameter_workers import parameter_name
 from cloudflare_worker_pipeline.parameters import InvalidParameterError, PipelineParameters, git_host
 from cloudflare_worker_pipeline.settings import PipelineSettings, SettingsError
 from cloudflare_worker_pipeline.workspace import run_workspace
@@ -41,9 +42,9 @@ def check_owners(parameters: PipelineParameters, settings: PipelineSettings, sto
     config_maps = [("kustomize-manifests-config-map-name", parameters.kustomize_manifests_config_map_name)]
     keys = []
     for worker in parameters.workers:
-        where = f"additional-workers[{worker['index']}]." if worker["index"] else ""
-        config_maps.append((f"{where}worker-script-artifact-config-map-name", worker["worker_script_artifact_config_map_name"]))
-        keys.append((f"{where}r2-object-key", worker["r2_object_key"]))
+        config_maps.append((parameter_name(worker, "worker-script-artifact-config-map-name"),
+                            worker["worker_script_artifact_config_map_name"]))
+        keys.append((parameter_name(worker, "r2-object-key"), worker["r2_object_key"]))
     for parameter, name in config_maps:
         ours = {"metadata": {"name": name, "namespace": settings.namespace,
                              "annotations": {OWNER_ANNOTATION: parameters.owner}}}
