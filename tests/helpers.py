@@ -35,6 +35,16 @@ def conf_for(url: str, bucket: str, endpoint: str, **overrides: str) -> dict[str
     return conf
 
 
+def two_workers_conf(url: str, bucket: str, endpoint: str, *, api_key: str, cron_key: str) -> dict[str, str]:
+    """The conf of tests/fixtures/projects/pnpm-two-workers: its API worker first, its cron worker in
+    additional-workers."""
+    cron = {"project-root": "services/cron-worker", "r2-object-key": cron_key,
+            "worker-script-artifact-config-map-name": "cron-worker-artifact"}
+    return conf_for(url, bucket, endpoint, project_root="services/api-worker", package_manager_directory=".",
+                    r2_object_key=api_key, worker_script_artifact_config_map_name="api-worker-artifact",
+                    kustomize_manifests_config_map_name="two-workers-manifests", additional_workers=json.dumps([cron]))
+
+
 def hello_worker_variant(tmp_path: Path, name: str, *, remove: tuple[str, ...] = (),
                          files: dict[str, str] | None = None) -> Path:
     """A copy of examples/hello-worker with files removed, or written (relative path -> content)."""

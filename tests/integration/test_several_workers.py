@@ -7,21 +7,10 @@ emulator, through ``dag.test()``.
 from __future__ import annotations
 
 import hashlib
-import json
 
 from examples.local_stack.dag_run import run_pipeline
 from tests.conftest import FIXTURES
-from tests.helpers import NAMESPACE, conf_for
-
-CRON = {"project-root": "services/cron-worker", "r2-object-key": "cron/{short_sha}.js",
-        "worker-script-artifact-config-map-name": "cron-worker-artifact"}
-
-
-def two_workers_conf(url: str, bucket: str, endpoint: str, *, api_key: str, cron_key: str) -> dict[str, str]:
-    return conf_for(url, bucket, endpoint, project_root="services/api-worker", package_manager_directory=".",
-                    r2_object_key=api_key, worker_script_artifact_config_map_name="api-worker-artifact",
-                    kustomize_manifests_config_map_name="two-workers-manifests",
-                    additional_workers=json.dumps([{**CRON, "r2-object-key": cron_key}]))
+from tests.helpers import NAMESPACE, two_workers_conf
 
 
 def test_two_workers_share_one_checkout_and_install_and_each_gets_its_object_and_config_map(

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import R2_ACCESS_KEY, R2_SECRET_KEY, REPO, SESSION_DIR
-from tests.helpers import NAMESPACE, conf_for, objects_in
+from tests.conftest import FIXTURES, R2_ACCESS_KEY, R2_SECRET_KEY, REPO, SESSION_DIR
+from tests.helpers import NAMESPACE, conf_for, objects_in, two_workers_conf
 
 DAG_ID = "build_and_upload_cloudflare_worker"
 SERVICES_FILE = """services:
@@ -164,6 +164,28 @@ def test_the_catalogue_triggers_a_build_over_rest_and_reads_the_results_back(air
     assert published["artifact"] == {**upload, "skipped": True}
     assert kube_api.get(NAMESPACE, "my-worker-artifact-metadata")["metadata"]["annotations"][
         "cloudflare-worker-pipeline.planton.cloud/dag-run"].endswith(again)
+
+
+def test_the_scheduler_maps_the_workers_group_over_two_workers(airflow_server, git_server, kube_api, bucket,
+                                                               s3_server, s3_client) -> None:
+    """The mapped group as the dag-processor serialized it and the scheduler expanded it: one
+    bundle, typecheck and upload instance per worker, one object and artifact ConfigMap each."""
+    repo = git_server.publish("rest-two-workers", FIXTURES / "projects" / "pnpm-two-workers")
+    api = airflow_server.api()
+    conf = two_workers_conf(repo.url, bucket, s3_server.endpoint_url, api_key="api/{commit_sha}.js",
+                            cron_key="cron/{commit_sha}.js")
+    run_id = api.post(f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": conf},
+                      timeout=30).json()["dag_run_id"]
+
+    assert airflow_server.wait_for_run(DAG_ID, run_id)["state"] == "success"
+    instances = api.get(f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances",
+                        timeout=10).json()["task_instances"]
+    mapped = sorted((ti["task_id"], ti["map_index"], ti["state"]) for ti in instances if ti["map_index"] >= 0)
+    assert mapped == [(task, index, "success") for task in ("bundle", "typecheck", "upload") for index in (0, 1)]
+    commit = repo.head()
+    stored = objects_in(s3_client, bucket)
+    for key, name in ((f"api/{commit}.js", "api-worker-artifact"), (f"cron/{commit}.js", "cron-worker-artifact")):
+        assert kube_api.get(NAMESPACE, name)["data"]["content-hash"] == hashlib.sha256(stored[key]).hexdigest()
 
 
 def test_a_hostile_repository_steals_nothing_from_a_running_airflow(airflow_server, git_server, kube_api, bucket,
