@@ -1,9 +1,14 @@
 # Two commands for a fresh machine: `make demo` and `make test`. Everything else is a step of them.
 SHELL := /bin/bash
+.DELETE_ON_ERROR:
 export UV_COMPILE_BYTECODE := 1
 export UV_LINK_MODE := copy
 UV_VERSION := 0.13.9
-UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+# uv lives in a private virtualenv of its own under .tools/, bootstrapped from PyPI with the system Python's
+# venv module: Debian's Python refuses `pip install` outside a virtualenv (PEP 668), and an uv already on PATH,
+# of whatever version, is not used.
+UV_HOME := .tools/uv-$(UV_VERSION)
+UV := $(UV_HOME)/bin/uv
 PY := .venv/bin/python
 
 .PHONY: demo airflow test unit setup sandbox postgres system-deps lint bench clean
@@ -26,11 +31,19 @@ unit: setup sandbox
 	$(PY) -m pytest -m unit
 
 ## setup: Python environment from uv.lock (Airflow 3.3.2, providers, SeaweedFS); checks Node 20 and kubectl
-setup:
-	@python3 -m uv --version >/dev/null 2>&1 || command -v uv >/dev/null || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+setup: $(UV)
 	$(UV) sync --frozen
 	@node -e 'const m = +process.versions.node.split(".")[0]; if (m < 20) { console.error(`Node ${process.version}: Node 20+ is needed (Wrangler 4.86.0)`); process.exit(1) }'
 	@command -v kubectl >/dev/null || { echo "kubectl (with kustomize) is needed on PATH"; exit 1; }
+
+## the pinned uv, in .tools/uv-<version> (Debian's python3-venv is installed when the venv module cannot make a virtualenv)
+$(UV):
+	@command -v python3 >/dev/null || { echo "python3 (3.11+) is needed on PATH"; exit 1; }
+	@rm -rf $(UV_HOME); python3 -m venv $(UV_HOME) >/dev/null 2>&1 || { rm -rf $(UV_HOME); \
+	  echo "installing: python3-venv (Python's venv module, to bootstrap uv)"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null && python3 -m venv $(UV_HOME); }
+	$(UV_HOME)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	@$(UV) --version | grep -q "^uv $(UV_VERSION) " || { echo "$(UV): not uv $(UV_VERSION)"; exit 1; }
 
 ## sandbox: Debian's bubblewrap, which the local execution mode runs every stage script in
 sandbox:
@@ -71,4 +84,4 @@ lint: setup system-deps
 	shellcheck -s sh -S warning operators/cloudflare_worker_pipeline/scripts/*.sh tests/fixtures/hostile/escape.sh
 
 clean:
-	rm -rf .venv .demo .pytest_cache .ruff_cache .mypy_cache
+	rm -rf .venv .tools .demo .pytest_cache .ruff_cache .mypy_cache
