@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -13,8 +14,9 @@ from examples.local_stack import free_port, port_open, wait_until
 GIT_IDENTITY = ["-c", "user.name=Pipeline Tests", "-c", "user.email=tests@example.invalid", "-c", "commit.gpgsign=false"]
 
 
-def git(*args: str, cwd: Path) -> str:
-    return subprocess.run(["git", *GIT_IDENTITY, *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+def git(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
+    return subprocess.run(["git", *GIT_IDENTITY, *args], cwd=cwd, check=True, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}).stdout.strip()
 
 
 @dataclass
@@ -26,15 +28,18 @@ class GitDaemon:
     def url(self, name: str) -> str:
         return f"git://127.0.0.1:{self.port}/{name}.git"
 
-    def publish(self, name: str, source: Path, *, branch: str = "main") -> Repository:
-        """Commit ``source`` as the first commit of a new repository served as ``name``."""
+    def publish(self, name: str, source: Path, *, branch: str = "main", commit_date: str | None = None) -> Repository:
+        """Commit ``source`` as the first commit of a new repository served as ``name``. With
+        ``commit_date`` (e.g. ``2026-01-01T00:00:00Z``) the commit is the same for the same files,
+        run after run, as a real repository's unchanged commit would be."""
         work = self.base_path / "work" / name
         if work.exists():
             shutil.rmtree(work)
         shutil.copytree(source, work, ignore=shutil.ignore_patterns("node_modules", "dist", ".wrangler"))
         git("init", "--quiet", "--initial-branch", branch, cwd=work)
         git("add", "--all", cwd=work)
-        git("commit", "--quiet", "--message", f"{name}: initial commit", cwd=work)
+        dates = {"GIT_AUTHOR_DATE": commit_date, "GIT_COMMITTER_DATE": commit_date} if commit_date else {}
+        git("commit", "--quiet", "--message", f"{name}: initial commit", cwd=work, env=dates)
         bare = self.base_path / f"{name}.git"
         if bare.exists():
             shutil.rmtree(bare)
