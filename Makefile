@@ -81,7 +81,7 @@ bench: setup sandbox postgres
 lint: setup system-deps
 	$(PY) -m ruff check operators dags plugins tests examples bench
 	$(PY) -m mypy operators/cloudflare_worker_pipeline dags plugins
-	shellcheck -s sh -S warning operators/cloudflare_worker_pipeline/scripts/*.sh tests/fixtures/hostile/escape.sh
+	shellcheck -s sh -S warning operators/cloudflare_worker_pipeline/scripts/*.sh tests/fixtures/hostile/escape.sh examples/compose/*.sh
 
 clean:
 	rm -rf .venv .tools .demo .pytest_cache .ruff_cache .mypy_cache

@@ -21,6 +21,9 @@ import yaml
 from tests.conftest import REPO, SESSION_DIR
 
 COMPOSE = REPO / "docker-compose.yaml"
+# The secrets compose refuses to start without (test values; a real stack generates its own).
+SECRETS = {"AIRFLOW_JWT_SECRET": "compose-test-jwt-secret-" + "0" * 40,
+           "AIRFLOW_FERNET_KEY": "q4Jzl2Wd3WQ1YfM9yCwH9gqGVXc1l0Qn2o3ypJvG0aM="}
 AIRFLOW_SERVICES = ("airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
                     "airflow-triggerer", "airflow-worker")
 PREFIX = "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__"
@@ -29,9 +32,15 @@ PREFIX = "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__"
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     """The file as Docker Compose resolves it (anchors merged, variables substituted)."""
-    done = subprocess.run(["docker-compose", "-f", str(COMPOSE), "config"], capture_output=True, text=True)
+    done = _compose_config(SECRETS)
     assert done.returncode == 0, done.stderr
     return dict(yaml.safe_load(done.stdout))
+
+
+def _compose_config(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    unset = {key: value for key, value in os.environ.items() if key not in SECRETS}
+    return subprocess.run(["docker-compose", "-f", str(COMPOSE), "config", *args], capture_output=True, text=True,
+                          env={**unset, **env})
 
 
 def env_of(compose: dict[str, Any], service: str) -> dict[str, str]:
@@ -39,8 +48,38 @@ def env_of(compose: dict[str, Any], service: str) -> dict[str, str]:
 
 
 def test_docker_compose_validates_the_file() -> None:
-    done = subprocess.run(["docker-compose", "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True)
+    done = _compose_config(SECRETS, "-q")
     assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+@pytest.mark.parametrize("secret", sorted(SECRETS))
+def test_compose_refuses_to_start_without_each_secret(secret: str) -> None:
+    done = _compose_config({key: value for key, value in SECRETS.items() if key != secret}, "-q")
+    assert done.returncode != 0
+    assert f"set {secret} to" in done.stderr, done.stderr[-1000:]
+
+
+def test_the_fernet_key_example_makes_a_key_airflow_accepts() -> None:
+    from cryptography.fernet import Fernet
+
+    Fernet(SECRETS["AIRFLOW_FERNET_KEY"])  # the test value is a real key
+    made = subprocess.run(["sh", "-c", "openssl rand -base64 32 | tr '+/' '-_'"], capture_output=True, text=True)
+    assert "openssl rand -base64 32 | tr '+/' '-_'" in COMPOSE.read_text()
+    Fernet(made.stdout.strip())
+
+
+def _published(port: dict[str, Any] | str) -> tuple[str | None, int, int]:
+    """(host address, published port, container port) from either of compose's port syntaxes."""
+    if isinstance(port, dict):
+        return port.get("host_ip"), int(port["published"]), int(port["target"])
+    parts = port.split("/")[0].split(":")
+    return (parts[0] if len(parts) == 3 else None), int(parts[-2]), int(parts[-1])
+
+
+def test_published_ports_listen_on_loopback_only_by_default(compose) -> None:
+    published = {name: [_published(port) for port in service["ports"]]
+                 for name, service in compose["services"].items() if service.get("ports")}
+    assert published == {"airflow-apiserver": [("127.0.0.1", 8080, 8080)], "s3": [("127.0.0.1", 8333, 8333)]}
 
 
 def test_every_image_is_pinned_and_every_lasting_service_has_a_health_check(compose) -> None:
@@ -61,6 +100,7 @@ def test_airflow_services_wait_for_their_dependencies(compose) -> None:
         assert needs["postgres"]["condition"] == needs["redis"]["condition"] == "service_healthy", name
         if name != "airflow-init":
             assert needs["airflow-init"]["condition"] == "service_completed_successfully", name
+    assert services["airflow-init"]["depends_on"]["airflow-volumes"]["condition"] == "service_completed_successfully"
     assert services["airflow-worker"]["depends_on"]["s3-init"]["condition"] == "service_completed_successfully"
     assert services["s3-init"]["depends_on"]["s3"]["condition"] == "service_healthy"
 
@@ -98,7 +138,7 @@ def test_the_settings_parse_as_the_workers_will_read_them(compose) -> None:
 def test_ports_and_volumes_line_up(compose) -> None:
     services = compose["services"]
     api = services["airflow-apiserver"]
-    published = {(p["published"], p["target"]) for p in api["ports"]}
+    published = {_published(port)[1:] for port in api["ports"]}
     execution_api = urlsplit(env_of(compose, "airflow-worker")["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"])
     assert execution_api.hostname == "airflow-apiserver" and (8080, execution_api.port) in published
     assert "localhost:8080" in " ".join(api["healthcheck"]["test"])
@@ -157,3 +197,64 @@ def test_the_airflow_init_script_migrates_writes_the_password_and_creates_the_po
         assert str(json.loads(pools.stdout)[0]["slots"]) == "4"
     finally:
         postgres.stop()
+
+
+def _named_volume_mounts(service: dict[str, Any]) -> set[str]:
+    """Where a service mounts named volumes writable (not bind mounts like ./dags, not :ro)."""
+    mounts = set()
+    for volume in service.get("volumes", []):
+        source, target, *mode = volume.split(":")
+        if not source.startswith((".", "/")) and mode != ["ro"]:
+            mounts.add(target)
+    return mounts
+
+
+def test_airflow_volumes_gives_every_named_volume_to_the_user_the_services_run_as(compose) -> None:
+    services = compose["services"]
+    env = env_of(compose, "airflow-volumes")
+    assert services["airflow-volumes"]["user"] == "0:0"
+    assert set(env["AIRFLOW_VOLUMES"].split()) == set().union(*(_named_volume_mounts(services[name])
+                                                                   for name in AIRFLOW_SERVICES))
+    for name in (*AIRFLOW_SERVICES, "s3-init"):
+        assert services[name]["user"] == f"{env['AIRFLOW_UID']}:0", name
+
+
+def _write_as(uid: str, directory: Path) -> subprocess.CompletedProcess[str]:
+    """Write a file into ``directory`` as ``uid``:0, the way airflow-init writes passwords.json."""
+    return subprocess.run(["setpriv", f"--reuid={uid}", "--regid=0", "--clear-groups", "sh", "-c",
+                           'echo "{}" > "$1/passwords.json"', "sh", str(directory)], capture_output=True, text=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv, as the service")
+def test_the_volumes_step_makes_root_owned_mounts_writable_for_the_airflow_user(compose) -> None:
+    env = env_of(compose, "airflow-volumes")
+    uid = env["AIRFLOW_UID"]
+    assert uid == "50000"
+    # What Docker leaves at a named volume's first mount when the image has no such path: root, 0755.
+    root = Path(tempfile.mkdtemp(prefix="cfw-compose-volumes-"))
+    root.chmod(0o755)
+    mounts = [root / target.lstrip("/") for target in env["AIRFLOW_VOLUMES"].split()]
+    for mount in mounts:
+        mount.mkdir(parents=True)
+        for part in (mount, *mount.relative_to(root).parents):
+            (root / part).chmod(0o755)
+    try:
+        # Before: the Airflow user cannot write there (what airflow-init met with passwords.json).
+        for mount in mounts:
+            refused = _write_as(uid, mount)
+            assert refused.returncode != 0 and "Permission denied" in refused.stderr, mount
+        done = subprocess.run(["sh", str(REPO / "examples/compose/prepare-volumes.sh")], capture_output=True,
+                              text=True, env={**os.environ, "AIRFLOW_UID": uid,
+                                              "AIRFLOW_VOLUMES": " ".join(map(str, mounts))})
+        assert done.returncode == 0, done.stderr
+        for mount in mounts:
+            stat = mount.stat()
+            assert (stat.st_uid, stat.st_gid, stat.st_mode & 0o777) == (int(uid), 0, 0o770), mount
+            written = _write_as(uid, mount)
+            assert written.returncode == 0, (mount, written.stderr)
+        # An unprivileged uid is required, and root to change owners.
+        as_root = subprocess.run(["sh", str(REPO / "examples/compose/prepare-volumes.sh")], capture_output=True,
+                                 text=True, env={**os.environ, "AIRFLOW_UID": "0", "AIRFLOW_VOLUMES": str(mounts[0])})
+        assert as_root.returncode != 0 and "AIRFLOW_UID=0" in as_root.stderr
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
