@@ -11,7 +11,7 @@ UV_HOME := .tools/uv-$(UV_VERSION)
 UV := $(UV_HOME)/bin/uv
 PY := .venv/bin/python
 
-.PHONY: demo airflow test unit setup sandbox postgres system-deps lint bench clean
+.PHONY: demo airflow test unit setup sandbox postgres system-deps lint bench constraints clean
 
 ## demo: set up, start SeaweedFS on 127.0.0.1, build examples/hello-worker through the real DAG
 demo: setup sandbox
@@ -77,6 +77,24 @@ system-deps:
 bench: setup sandbox postgres
 	$(PY) bench/pipeline_runs.py
 	$(PY) bench/dependency_cache.py
+
+## constraints: docs/constraints/airflow-<version>.txt, the versions the wheel is installed with beside each tested
+## Airflow when Airflow's own constraints URL cannot be fetched: the newest as uv.lock pins it, the lowest
+## (pyproject.toml's floor) as resolved the day after its release; tests check both
+LOWEST_AIRFLOW := 3.2.0
+LOWEST_AIRFLOW_RESOLVED_AT := 2026-04-08T00:00:00Z
+constraints: $(UV)
+	@locked=$$(sed -n '/^name = "apache-airflow"$$/{n;s/^version = "\(.*\)"$$/\1/p;}' uv.lock); \
+	{ echo "# pip install <the wheel> apache-airflow==$$locked --constraint <this file>: the versions tested with Airflow $$locked (uv.lock)."; \
+	  echo "# Made by make constraints (uv export); Python 3.11-3.13."; \
+	  $(UV) export --frozen --format requirements-txt --no-hashes --no-dev --no-emit-project --no-header --no-annotate; \
+	} > docs/constraints/airflow-$$locked.txt
+	@{ echo "# pip install <the wheel> apache-airflow==$(LOWEST_AIRFLOW) --constraint <this file>: the versions tested with Airflow $(LOWEST_AIRFLOW)"; \
+	  echo "# (tests/system/test_installed_wheel.py), as PyPI had them on $(LOWEST_AIRFLOW_RESOLVED_AT). Made by make constraints; Python 3.11-3.13."; \
+	  echo "apache-airflow==$(LOWEST_AIRFLOW)" | $(UV) pip compile pyproject.toml - --universal --python-version 3.11 \
+	    --exclude-newer $(LOWEST_AIRFLOW_RESOLVED_AT) --no-header --no-annotate --quiet; \
+	} > docs/constraints/airflow-$(LOWEST_AIRFLOW).txt
+	@ls docs/constraints/
 
 lint: setup system-deps
 	$(PY) -m ruff check operators dags plugins tests examples bench

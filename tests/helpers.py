@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,18 @@ from tests.conftest import FIXTURES, REPO
 NAMESPACE = "planton-cloud-pipelines"
 SETTING = "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__"  # prefix of the settings as environment variables
 OWNER = ("planton.cloud/service-id", "svc-abc123")
+
+
+def makefile_variable(name: str) -> str:
+    """A ``NAME := value`` of the Makefile, which pins the tools the tests and a newcomer use."""
+    found = re.search(rf"^{name} := (\S+)$", (REPO / "Makefile").read_text(), re.M)
+    assert found, f"Makefile sets no {name}"
+    return found.group(1)
+
+
+def bootstrapped_uv(root: Path = REPO) -> Path:
+    """The uv `make setup` bootstraps into ``<root>/.tools/`` (never one found on PATH)."""
+    return root / ".tools" / f"uv-{makefile_variable('UV_VERSION')}" / "bin" / "uv"
 
 
 def conf_for(url: str, bucket: str, endpoint: str, **overrides: str) -> dict[str, str]:

@@ -89,7 +89,8 @@ SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("r2-object-key", None, "Storage", "R2 object key",
                   "Object path in the bucket, e.g. `my-worker/{commit_sha}.js`: letters, digits and "
                   "`/ ! - _ . * ' ( )`; `{commit_sha}` and `{short_sha}` are filled with the built commit.",
-                  r"^(?!/)[A-Za-z0-9!_.*'()/{}-]+$", 1024),
+                  # no leading '/', no empty, '.' or '..' segment: what parameter_fields.stored_object_key checks
+                  r"^(?!/)(?!.*//)(?!(.*/)?\.{1,2}(/|$))[A-Za-z0-9!_.*'()/{}-]+$", 1024),
     ParameterSpec("worker-script-artifact-config-map-name", None, "Kubernetes metadata", "Artifact metadata ConfigMap",
                   "ConfigMap that records `bucket`, `path`, `content-hash` and `size-bytes`.",
                   rf"^(?!kube-){_DNS_SUBDOMAIN}$", 253),

@@ -226,6 +226,7 @@ def test_a_hostile_repository_steals_nothing_from_a_running_airflow(airflow_serv
     ({"r2-bucket-name": "Bad_Bucket!"}, "r2-bucket-name"),
     ({"r2-object-key": "w/$(id).js"}, "r2-object-key"),
     ({"r2-object-key": "w/a && b.js"}, "r2-object-key"),
+    ({"r2-object-key": "../x.js"}, "r2-object-key"),  # a '..' segment
     ({"worker-script-artifact-config-map-name": "Not_A_Name"}, "worker-script-artifact-config-map-name"),
     ({"kustomize-manifests-config-map-name": "kube-root-ca.crt"}, "kustomize-manifests-config-map-name"),
     ({"git-url": "ssh://-oProxyCommand=touch%20/tmp/x/repo.git"}, "git-url"),

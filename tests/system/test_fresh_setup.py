@@ -13,12 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, SESSION_DIR
+from tests.helpers import bootstrapped_uv, makefile_variable
 
 DEBIAN_PYTHON = Path("/usr/bin/python3")
-
-
-def _uv_version() -> str:
-    return re.search(r"^UV_VERSION := (\S+)$", (REPO / "Makefile").read_text(), re.M).group(1)  # type: ignore[union-attr]
 
 
 def _fresh_checkout(destination: Path) -> Path:
@@ -46,11 +43,11 @@ def _newcomer_env() -> dict[str, str]:
 
 @pytest.mark.skipif(not DEBIAN_PYTHON.exists(), reason="needs Debian's /usr/bin/python3")
 def test_make_setup_bootstraps_uv_where_the_system_python_refuses_pip() -> None:
-    env = _newcomer_env()
+    env, uv_version = _newcomer_env(), makefile_variable("UV_VERSION")
     assert shutil.which("uv", path=env["PATH"]) is None, "an uv on the newcomer's PATH would hide a missing bootstrap"
     assert shutil.which("python3", path=env["PATH"]) == str(DEBIAN_PYTHON)
     # What the Makefile used to do is refused here, so the bootstrap below is really needed.
-    refused = subprocess.run(["python3", "-m", "pip", "install", "--dry-run", "--quiet", f"uv=={_uv_version()}"],
+    refused = subprocess.run(["python3", "-m", "pip", "install", "--dry-run", "--quiet", f"uv=={uv_version}"],
                              env=env, capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0
     assert re.search(r"externally-managed-environment|virtualenv", refused.stdout + refused.stderr), refused.stderr
@@ -59,9 +56,8 @@ def test_make_setup_bootstraps_uv_where_the_system_python_refuses_pip() -> None:
     done = subprocess.run(["make", "setup"], cwd=checkout, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
 
-    uv = checkout / ".tools" / f"uv-{_uv_version()}" / "bin" / "uv"
-    assert subprocess.run([str(uv), "--version"], capture_output=True, text=True).stdout.startswith(
-        f"uv {_uv_version()} ")
+    uv = bootstrapped_uv(checkout)
+    assert subprocess.run([str(uv), "--version"], capture_output=True, text=True).stdout.startswith(f"uv {uv_version} ")
     venv = (checkout / ".venv" / "pyvenv.cfg").read_text()
     assert re.search(r"^home = /usr/bin$", venv, re.M), venv  # built on Debian's Python, not pyenv's
     imported = subprocess.run([str(checkout / ".venv/bin/python"), "-c",

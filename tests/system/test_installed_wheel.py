@@ -17,16 +17,16 @@ import pytest
 from cloudflare_worker_pipeline.get_provider_info import DEFAULTS, SECTION
 
 from tests.conftest import NPM_REGISTRY, R2_ACCESS_KEY, R2_SECRET_KEY, REPO, SESSION_DIR
+from tests.helpers import bootstrapped_uv
 
 LOWEST_AIRFLOW = "3.2.0"  # pyproject.toml: apache-airflow>=3.2.0
-# The day after Airflow 3.2.0's release: dependencies as a user installing it then got them (Airflow
-# 3.2.0 itself breaks with a later pydantic, as its constraint files would have prevented).
-RELEASED = "2026-04-08T00:00:00Z"
+# The README's offline install: the versions shipped for that Airflow (Airflow 3.2.0 itself breaks with
+# a later pydantic, which its constraints prevent).
+CONSTRAINTS = REPO / "docs" / "constraints" / f"airflow-{LOWEST_AIRFLOW}.txt"
 
 
 def uv() -> list[str]:
-    found = shutil.which("uv")
-    return [found] if found else ["python3", "-m", "uv"]  # how `make setup` installs it
+    return [str(bootstrapped_uv())]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def clean_env(wheel: Path) -> dict[str, str]:
     subprocess.run([*uv(), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
     installed = subprocess.run(
         [*uv(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), str(wheel),
-         f"apache-airflow=={LOWEST_AIRFLOW}", "--exclude-newer", RELEASED],
+         f"apache-airflow=={LOWEST_AIRFLOW}", "--constraint", str(CONSTRAINTS)],
         capture_output=True, text=True, env={**os.environ, "UV_COMPILE_BYTECODE": "0"})
     assert installed.returncode == 0, installed.stderr[-3000:]
     home = SESSION_DIR / "clean-airflow"

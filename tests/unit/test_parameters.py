@@ -202,6 +202,21 @@ def test_object_key_refuses_other_placeholders_and_keys_bad_once_filled(key: str
     rejected("r2-object-key", key)
 
 
+@pytest.mark.parametrize("key", ["../x.js", "w/../x.js", "w/./x.js", "./x.js", "w//x.js", "w/..", "/x.js", "w/$(id).js"])
+def test_the_param_schema_refuses_keys_with_dot_or_empty_segments_so_the_rest_api_answers_400(key: str) -> None:
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    rejected("r2-object-key", key)
+    with pytest.raises(ParamValidationError):
+        dag_params()["r2-object-key"].resolve(key)
+
+
+@pytest.mark.parametrize("key", ["w/{commit_sha}.js", "a..b/x.js", "w/.well-known.js", "x.js", "w/...js", "a/b/c/{short_sha}.js"])
+def test_the_param_schema_accepts_keys_the_validator_accepts(key: str) -> None:
+    validate(r2_object_key=key)
+    assert dag_params()["r2-object-key"].resolve(key) == key
+
+
 def test_optional_parameters_sent_as_null_by_the_ui_form_take_their_defaults() -> None:
     params = validate(git_revision=None, project_root=None, git_branch=None, owner_identifier_label_key=None,
                       owner_identifier_label_value=None, kustomize_base_directory=None)
