@@ -258,3 +258,33 @@ def test_the_volumes_step_makes_root_owned_mounts_writable_for_the_airflow_user(
         assert as_root.returncode != 0 and "AIRFLOW_UID=0" in as_root.stderr
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+# Docker's default masked and read-only paths of a container's /proc (its default systempaths).
+DOCKER_MASKED_PROC = (
+    "for p in /proc/kcore /proc/keys /proc/timer_list; do [ -e $p ] && mount --bind /dev/null $p; done; "
+    "for p in /proc/bus /proc/fs /proc/irq /proc/sys /proc/sysrq-trigger; do "
+    "[ -e $p ] && mount --bind $p $p && mount -o remount,bind,ro $p; done; "
+    "for p in /proc/acpi /proc/scsi; do [ -d $p ] && mount -t tmpfs -o ro tmpfs $p; done; ")
+SANDBOX_PROBE = ("import sys\nfrom pathlib import Path\n"
+                 "from cloudflare_worker_pipeline.execution.sandbox import check_sandbox\n"
+                 "check_sandbox(Path(sys.argv[1]))\nprint('SANDBOX-OK')\n")
+
+
+def _probe_sandbox_in_a_mount_namespace(setup: str, scratch: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                           f'{setup}exec "$0" -c "$1" "$2"', sys.executable, SANDBOX_PROBE, str(scratch)],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root to make a mount namespace")
+def test_the_worker_unmasks_proc_which_the_build_sandbox_needs_inside_docker(compose, tmp_path) -> None:
+    """Inside a container whose /proc Docker masks, bubblewrap cannot mount the sandbox's own /proc:
+    every run would fail at prepare_workspace. The worker service turns the masks off."""
+    masked = _probe_sandbox_in_a_mount_namespace(DOCKER_MASKED_PROC, tmp_path / "masked")
+    assert masked.returncode != 0 and "Can't mount proc" in masked.stderr, masked.stderr[-2000:]
+    assert "systempaths=unconfined" in masked.stderr  # the error says what to set
+    unmasked = _probe_sandbox_in_a_mount_namespace("", tmp_path / "unmasked")
+    assert "SANDBOX-OK" in unmasked.stdout, unmasked.stderr[-2000:]
+    assert {"seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"} <= set(
+        compose["services"]["airflow-worker"]["security_opt"])

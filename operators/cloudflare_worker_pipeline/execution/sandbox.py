@@ -172,7 +172,8 @@ def unavailable_message(reason: str) -> str:
     return (
         f"[cloudflare_worker_pipeline] sandbox: bubblewrap cannot run on this worker ({reason}). The local "
         "execution mode runs each repository's code (install scripts, Wrangler's [build] command) inside "
-        "bubblewrap: install Debian's 'bubblewrap' package and allow unprivileged user namespaces, or run "
-        "stages in pods (execution_mode = kubernetes). Only if every repository built here is trusted, set "
-        "sandbox = none."
+        "bubblewrap: install Debian's 'bubblewrap' package and allow unprivileged user namespaces (in a "
+        "container: seccomp=unconfined, apparmor=unconfined and, for a fresh /proc, systempaths=unconfined in "
+        "Docker or unmask=ALL in podman), or run stages in pods (execution_mode = kubernetes). Only if every "
+        "repository built here is trusted, set sandbox = none."
     )
