@@ -12,8 +12,10 @@ airflow db migrate
 
 passwords="$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"
 mkdir -p "$(dirname "$passwords")"
-python3 -c 'import json, os, sys; json.dump({"admin": os.environ["_AIRFLOW_WWW_USER_PASSWORD"]}, open(sys.argv[1], "w"))' \
-  "$passwords"
+# Mode 0600: only the Airflow user reads the admin's password.
+(umask 077 && python3 -c 'import json, os, sys; json.dump({"admin": os.environ["_AIRFLOW_WWW_USER_PASSWORD"]}, open(sys.argv[1], "w"))' \
+  "$passwords")
+chmod 0600 "$passwords"
 
 pool="${AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__POOL:-}"
 if [ -n "$pool" ]; then

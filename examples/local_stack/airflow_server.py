@@ -87,7 +87,10 @@ def start_airflow(home: Path, database_url: str, dags_folder: Path, extra_env: d
     port = port or free_port()
     password = password or secrets.token_urlsafe(16)
     jwt_secret = secrets.token_urlsafe(48)
-    (home / "passwords.json").write_text(json.dumps({username: password}))
+    passwords = home / "passwords.json"
+    passwords.touch(mode=0o600)  # created private, before the password is in it
+    passwords.chmod(0o600)
+    passwords.write_text(json.dumps({username: password}))
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(home),

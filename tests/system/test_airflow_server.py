@@ -219,6 +219,10 @@ def test_a_hostile_repository_steals_nothing_from_a_running_airflow(airflow_serv
     assert "bundle network: none" in report, "the bundle stage could reach the API server"
 
 
+def test_the_simple_auth_password_file_is_private(airflow_server) -> None:
+    assert (airflow_server.home / "passwords.json").stat().st_mode & 0o777 == 0o600
+
+
 @pytest.mark.parametrize("change,parameter", [
     ({"r2-bucket-name": None}, "r2-bucket-name"),  # required, left out
     ({"r2-object-key": 42}, "r2-object-key"),  # not a string

@@ -23,7 +23,8 @@ from tests.conftest import REPO, SESSION_DIR
 COMPOSE = REPO / "docker-compose.yaml"
 # The secrets compose refuses to start without (test values; a real stack generates its own).
 SECRETS = {"AIRFLOW_JWT_SECRET": "compose-test-jwt-secret-" + "0" * 40,
-           "AIRFLOW_FERNET_KEY": "q4Jzl2Wd3WQ1YfM9yCwH9gqGVXc1l0Qn2o3ypJvG0aM="}
+           "AIRFLOW_FERNET_KEY": "q4Jzl2Wd3WQ1YfM9yCwH9gqGVXc1l0Qn2o3ypJvG0aM=",
+           "POSTGRES_PASSWORD": "0a1b2c3d4e5f60718293a4b5c6d7e8f9", "REDIS_PASSWORD": "f9e8d7c6b5a40392817f6e5d4c3b2a10"}
 AIRFLOW_SERVICES = ("airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
                     "airflow-triggerer", "airflow-worker")
 PREFIX = "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__"
@@ -117,6 +118,10 @@ def test_every_setting_is_declared_and_every_connection_the_pipeline_uses_is_pro
         if settings.get("configmap_destination", DEFAULTS["configmap_destination"]) == "cluster":
             assert f"AIRFLOW_CONN_{settings.get('kubernetes_conn_id', DEFAULTS['kubernetes_conn_id']).upper()}" in env
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+        # The database and the broker are reached with their passwords, never without.
+        assert f"airflow:{SECRETS['POSTGRES_PASSWORD']}@postgres/" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+        assert f"airflow:{SECRETS['POSTGRES_PASSWORD']}@postgres/" in env["AIRFLOW__CELERY__RESULT_BACKEND"]
+        assert env["AIRFLOW__CELERY__BROKER_URL"] == f"redis://:{SECRETS['REDIS_PASSWORD']}@redis:6379/0"
     # The stand-in S3 server's credentials are the connection's.
     s3_env = env_of(compose, "s3")
     r2 = json.loads(env_of(compose, "airflow-worker")["AIRFLOW_CONN_R2_DEFAULT"])
@@ -192,6 +197,7 @@ def test_the_airflow_init_script_migrates_writes_the_password_and_creates_the_po
         assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
         assert "pool cloudflare-worker-builds created" in done.stdout
         assert json.loads((home / "simple-auth" / "passwords.json").read_text()) == {"admin": "airflow"}
+        assert (home / "simple-auth" / "passwords.json").stat().st_mode & 0o777 == 0o600
         pools = subprocess.run(["airflow", "pools", "get", "cloudflare-worker-builds", "--output", "json"], env=env,
                                capture_output=True, text=True, timeout=120)
         assert str(json.loads(pools.stdout)[0]["slots"]) == "4"
