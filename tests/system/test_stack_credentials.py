@@ -28,7 +28,7 @@ def postgres():
 @pytest.mark.parametrize("user,password", [("postgres", None), ("airflow", None), ("airflow", "airflow"),
                                            ("postgres", "postgres")])
 def test_postgres_refuses_tcp_logins_without_the_password(postgres, user: str, password: str | None) -> None:
-    with pytest.raises(psycopg2.OperationalError, match="password authentication failed|no password supplied"):
+    with pytest.raises(psycopg2.OperationalError, match=r"password authentication failed|no password supplied"):
         psycopg2.connect(host="127.0.0.1", port=postgres.port, user=user, dbname="postgres",
                          **({"password": password} if password is not None else {}), connect_timeout=10)
 
