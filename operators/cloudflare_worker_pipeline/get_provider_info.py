@@ -78,6 +78,15 @@ _OPTIONS: dict[str, tuple[str, str, str | None, str]] = {
                 "for trusted repositories only."),
     "sandbox_read_only_paths": ("string", "", "/opt/node",
                                 "Comma-separated host paths the sandbox shows read-only (e.g. a Node outside /usr)."),
+    "stage_max_processes": ("integer", "2048", "1024",
+                            "Local mode: processes and threads one stage may run at once (its cgroup's pids.max); "
+                            "a fork bomb stops there and fails the stage naming this setting."),
+    "stage_memory_mb": ("integer", "4096", "2048",
+                        "Local mode: memory one stage may use, in MiB (its cgroup's memory limit); a stage over it "
+                        "is killed and fails naming this setting."),
+    "sandbox_tmp_size_mb": ("integer", "512", "256",
+                            "Local mode: the size of the sandbox's /tmp (a tmpfs, held in memory), in MiB. Builds "
+                            "write their temporary files to TMPDIR, in the run's workspace, instead."),
     "allowed_r2_endpoints": ("string", "*.r2.cloudflarestorage.com", "*.r2.cloudflarestorage.com,10.0.0.0/8",
                              "Comma-separated host patterns, addresses or networks r2-endpoint-url may name; a "
                              "non-public address must be listed as an address or network."),

@@ -15,6 +15,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowConfigException
 
+from cloudflare_worker_pipeline.execution.limits import MIB, StageLimits
 from cloudflare_worker_pipeline.get_provider_info import DEFAULTS, SECTION
 from cloudflare_worker_pipeline.modes import ConfigMapDestination, ExecutionMode, WorkspaceKind
 from cloudflare_worker_pipeline.parameter_urls import SAFE_GIT_SCHEMES
@@ -101,6 +102,7 @@ class PipelineSettings:
         ``cloudflare_worker_pipeline.execution.sandbox``); ``none`` runs them as the worker's user, for trusted repositories only.
     :param sandbox_read_only_paths: further host paths the sandbox shows read-only, e.g. a Node
         installed outside ``/usr``.
+    :param stage_limits: what one local-mode stage may use: processes, memory, its sandbox's ``/tmp``.
     :param allowed_r2_endpoints: host patterns (``fnmatch``), IP addresses or networks (CIDR) an
         ``r2-endpoint-url`` may name. A host resolving to loopback, private or link-local space is
         refused unless an address or network entry covers that address.
@@ -129,6 +131,7 @@ class PipelineSettings:
     git_submodules: bool
     sandbox: str
     sandbox_read_only_paths: tuple[Path, ...]
+    stage_limits: StageLimits
     allowed_r2_endpoints: tuple[str, ...]
     allowed_git_hosts: tuple[str, ...]
     dag_owner: str
@@ -196,6 +199,9 @@ class PipelineSettings:
             git_submodules=read.boolean("git_submodules"),
             sandbox=read.choice("sandbox", SANDBOX_MODES),
             sandbox_read_only_paths=tuple(Path(p) for p in read.items("sandbox_read_only_paths")),
+            stage_limits=StageLimits(max_processes=read.positive("stage_max_processes"),
+                                     memory_bytes=read.positive("stage_memory_mb") * MIB,
+                                     tmp_bytes=read.positive("sandbox_tmp_size_mb") * MIB),
             allowed_r2_endpoints=read.items("allowed_r2_endpoints"),
             allowed_git_hosts=read.items("allowed_git_hosts"),
             dag_owner=read.string("dag_owner"),

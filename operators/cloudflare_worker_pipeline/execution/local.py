@@ -21,6 +21,7 @@ from cloudflare_worker_pipeline.execution.base import (
     log_tool_line,
     stage_program,
 )
+from cloudflare_worker_pipeline.execution.limits import CgroupUnavailableError, StageCgroup, StageLimits, join_command
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy, sandboxed_popen
 from cloudflare_worker_pipeline.modes import ExecutionMode
 
@@ -43,6 +44,8 @@ class LocalScriptRunner:
     :param policy: what the stage may see and write; its ``home`` is the run's ``HOME``.
     :param sandboxed: run inside bubblewrap under ``policy`` (the ``sandbox`` setting); when false,
         the script runs as the worker's user, seeing what it sees (trusted repositories only).
+    :param limits: the stage's processes, memory (a cgroup of its own, where the worker can make
+        one) and ``/tmp`` size; None for none.
     """
 
     mode = ExecutionMode.LOCAL
@@ -51,11 +54,13 @@ class LocalScriptRunner:
     def script_workspace(self) -> str:
         return str(self.workspace_root)
 
-    def __init__(self, log: TaskLog, *, workspace: Path, policy: SandboxPolicy, sandboxed: bool) -> None:
+    def __init__(self, log: TaskLog, *, workspace: Path, policy: SandboxPolicy, sandboxed: bool,
+                 limits: StageLimits | None = None) -> None:
         self.log = log
         self.workspace_root = workspace
         self.policy = policy
         self.sandboxed = sandboxed
+        self.limits = limits
         self._process: subprocess.Popen[str] | None = None
 
     def run(self, script: str, env: Mapping[str, str], *, results_dir: Path, timeout_seconds: int) -> dict[str, str]:
@@ -69,16 +74,36 @@ class LocalScriptRunner:
             "errors": "replace",
             "start_new_session": True,  # its own process group: a timeout kills bwrap (or npm's children) too
         }
+        cgroup = self._cgroup(script)
+        try:
+            return self._run(script, full_env, command, popen_kwargs, cgroup, results_dir, timeout_seconds)
+        finally:
+            if cgroup is not None:
+                cgroup.remove()
+
+    def _cgroup(self, script: str) -> StageCgroup | None:
+        if self.limits is None:
+            return None
+        try:
+            return StageCgroup.create(self.limits)
+        except CgroupUnavailableError as error:
+            self.log.warning("%s runs without its process and memory limits: %s. They need root or a delegated cgroup "
+                             "subtree on the worker (settings stage_max_processes, stage_memory_mb)", script, error)
+            return None
+
+    def _run(self, script: str, full_env: dict[str, str], command: list[str], popen_kwargs: dict[str, Any],
+             cgroup: StageCgroup | None, results_dir: Path, timeout_seconds: int) -> dict[str, str]:
         if self.sandboxed:
             self.log.info("Running %s in a bubblewrap sandbox (network: %s)", script,
                           "yes" if self.policy.network else "none")
-            process = sandboxed_popen(self.policy, full_env, command, **popen_kwargs)
+            process = sandboxed_popen(self.policy, full_env, command, cgroup=cgroup,
+                                      tmp_bytes=self.limits.tmp_bytes if self.limits else None, **popen_kwargs)
         else:
             self.log.warning("Running %s unsandboxed, as the worker's user (setting sandbox = none)", script)
             home = self.policy.home
             (home / ".tmp").mkdir(parents=True, exist_ok=True)
-            process = subprocess.Popen(command, env={**full_env, "HOME": str(home), "TMPDIR": str(home / ".tmp")},
-                                       **popen_kwargs)
+            process = subprocess.Popen(join_command(cgroup, command),
+                                       env={**full_env, "HOME": str(home), "TMPDIR": str(home / ".tmp")}, **popen_kwargs)
         self._process = process
         tail: deque[str] = deque(maxlen=20)
         errors: list[str] = []
@@ -98,6 +123,14 @@ class LocalScriptRunner:
         finally:
             timer.cancel()
             self._process = None
+        reached = cgroup.limit_reached() if cgroup is not None else None
+        if code != 0 and reached:  # the same build would reach it again: no retry
+            raise StageScriptError(f"ERROR: {script}: {reached}", diagnosed=True)
+        if reached:
+            self.log.warning("%s: %s, and finished all the same", script, reached)
+        if code != 0 and self.limits and self.sandboxed and any("No space left on device" in line for line in tail):
+            tail.append(f"(the sandbox's /tmp holds at most {self.limits.tmp_bytes // (1024 * 1024)} MiB: setting "
+                        "sandbox_tmp_size_mb; TMPDIR, in the run's workspace, has no such cap)")
         if code != 0:
             if code == -signal.SIGKILL and not errors:
                 raise StageScriptError(f"{script} timed out after {timeout_seconds} s and was stopped", diagnosed=False)

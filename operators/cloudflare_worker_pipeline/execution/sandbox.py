@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cloudflare_worker_pipeline.execution.limits import StageCgroup, join_command
+
 SANDBOX_UID = 1000  # the build's user inside the sandbox; mapped to the worker's user outside
 
 # Read-only system files the tools need: name resolution, CA certificates, the dynamic linker's
@@ -70,9 +72,9 @@ class SandboxPolicy:
     network: bool = False
 
 
-def bwrap_options(policy: SandboxPolicy, env: Mapping[str, str]) -> list[str]:
+def bwrap_options(policy: SandboxPolicy, env: Mapping[str, str], *, tmp_bytes: int | None = None) -> list[str]:
     """bubblewrap's options (given through ``--args``, so the environment's values stay off its
-    command line) for running a command under ``policy``."""
+    command line) for running a command under ``policy``, with a ``/tmp`` of ``tmp_bytes`` at most."""
     args = ["--unshare-all", "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
             "--die-with-parent", "--new-session", "--hostname", "build"]
     if policy.network:
@@ -85,7 +87,7 @@ def bwrap_options(policy: SandboxPolicy, env: Mapping[str, str]) -> list[str]:
             args += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    args += ["--proc", "/proc", "--dev", "/dev", *(["--size", str(tmp_bytes)] if tmp_bytes else []), "--tmpfs", "/tmp"]
     # Read-only paths inside a writable one are bound after it, so they stay read-only.
     nested = [p for p in policy.read_only if any(_within(p, parent) for parent in policy.writable)]
     for bind in [p for p in policy.read_only if p not in nested]:
@@ -110,10 +112,12 @@ def passwd_files() -> dict[str, bytes]:
     }
 
 
-def sandboxed_popen(policy: SandboxPolicy, env: Mapping[str, str], command: Sequence[str],
+def sandboxed_popen(policy: SandboxPolicy, env: Mapping[str, str], command: Sequence[str], *,
+                    tmp_bytes: int | None = None, cgroup: StageCgroup | None = None,
                     **popen_kwargs: object) -> subprocess.Popen[str]:
-    """Start ``command`` in the sandbox. bubblewrap starts from an empty environment and reads its
-    options and the passwd files from in-memory files, so no value shows in the sandbox's /proc."""
+    """Start ``command`` in the sandbox, inside ``cgroup`` when given. bubblewrap starts from an empty
+    environment and reads its options and the passwd files from in-memory files, so no value shows
+    in the sandbox's /proc."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise SandboxUnavailableError(unavailable_message("bwrap is not installed"))
@@ -128,11 +132,12 @@ def sandboxed_popen(policy: SandboxPolicy, env: Mapping[str, str], command: Sequ
     extra: list[str] = []
     for target, content in passwd_files().items():
         extra += ["--ro-bind-data", str(_data_fd(content, fds)), target]
-    options = [*bwrap_options(policy, env), *extra]
+    options = [*bwrap_options(policy, env, tmp_bytes=tmp_bytes), *extra]
     args_fd = _data_fd(b"".join(option.encode() + b"\0" for option in options), fds)
     try:
         process: subprocess.Popen[str] = subprocess.Popen(  # type: ignore[call-overload]
-            [bwrap, "--args", str(args_fd), "--", *command], env={}, pass_fds=tuple(fds), **popen_kwargs)
+            join_command(cgroup, [bwrap, "--args", str(args_fd), "--", *command]), env={}, pass_fds=tuple(fds),
+            **popen_kwargs)
         return process
     finally:
         for fd in fds:

@@ -189,7 +189,8 @@ class StageOperator(PipelineOperator):
         settings = self.settings
         if settings.execution_mode is ExecutionMode.LOCAL:
             return LocalScriptRunner(self.log, workspace=Path(self.pipeline.workspace),
-                                     policy=self.sandbox_policy(self.pipeline), sandboxed=settings.sandbox != "none")
+                                     policy=self.sandbox_policy(self.pipeline), sandboxed=settings.sandbox != "none",
+                                     limits=settings.stage_limits)
         mount = run_workspace(settings, self.dag_id, str(context["run_id"])).volume()
         assert mount is not None, "the kubernetes mode's workspaces are claims"
         from airflow.providers.cncf.kubernetes.pod_generator import make_safe_label_value
