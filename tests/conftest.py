@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from examples.local_stack.pipeline_env import registry_hosts
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="cf-worker-pipeline-tests-"))
@@ -39,6 +41,8 @@ os.environ.update({
     # SeaweedFS and the git daemon listen on 127.0.0.1, which the defaults (R2's hosts; public git hosts) refuse.
     "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__ALLOWED_R2_ENDPOINTS": "127.0.0.1",
     "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__ALLOWED_GIT_HOSTS": "*,127.0.0.1",
+    # The registry through the egress proxy, at the address this machine's network gives it.
+    "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__ALLOWED_REGISTRY_HOSTS": registry_hosts(NPM_REGISTRY),
     # This machine's registry mirror strips corepack's signatures; see README "Install environment".
     "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__INSTALL_ENV": json.dumps({
         "COREPACK_ENABLE_DOWNLOAD_PROMPT": "0",

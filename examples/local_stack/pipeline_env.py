@@ -3,13 +3,33 @@ and their tests share. Everything listens on 127.0.0.1, which the production def
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 SETTING = "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__"
 DAG_ID = "build_and_upload_cloudflare_worker"
 BUCKET = "cloudflare-worker-scripts"
+
+
+def registry_hosts(registry: str) -> str:
+    """``allowed_registry_hosts`` for this machine: the default's hosts and the registry's, plus the
+    registry's addresses where they are not public (a mirror, or a network that intercepts it, as on
+    the machines this project is tested on), which the egress proxy otherwise refuses."""
+    from cloudflare_worker_pipeline.get_provider_info import DEFAULTS
+
+    host = urlsplit(registry).hostname or "registry.npmjs.org"
+    entries = [*DEFAULTS["allowed_registry_hosts"].split(","), host]
+    for name in dict.fromkeys(entries):
+        try:
+            infos = socket.getaddrinfo(name, 443, proto=socket.IPPROTO_TCP)
+        except OSError:
+            continue
+        entries += [str(info[4][0]) for info in infos if not ipaddress.ip_address(str(info[4][0])).is_global]
+    return ",".join(dict.fromkeys(entries))
 
 
 def pipeline_env(root: Path, access_key: str, secret_key: str) -> dict[str, str]:
@@ -21,6 +41,7 @@ def pipeline_env(root: Path, access_key: str, secret_key: str) -> dict[str, str]
         SETTING + "MANIFEST_DIR": str(root / "configmaps"),
         SETTING + "ALLOWED_R2_ENDPOINTS": "127.0.0.1",
         SETTING + "ALLOWED_GIT_HOSTS": "*,127.0.0.1",
+        SETTING + "ALLOWED_REGISTRY_HOSTS": os.environ.get(SETTING + "ALLOWED_REGISTRY_HOSTS") or registry_hosts(registry),
         # Some registry mirrors strip corepack's signatures; see the README's "Install environment".
         SETTING + "INSTALL_ENV": os.environ.get(SETTING + "INSTALL_ENV") or json.dumps({
             "COREPACK_ENABLE_DOWNLOAD_PROMPT": "0", "COREPACK_INTEGRITY_KEYS": "0", "COREPACK_NPM_REGISTRY": registry}),

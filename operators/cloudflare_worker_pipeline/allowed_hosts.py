@@ -47,7 +47,7 @@ def check_host(host: str, entries: Sequence[str], *, parameter: str, setting: st
     networks = _networks(entries)
     literal = _literal_address(host)
     matched = (any(literal in network for network in networks) if literal is not None else False) or any(
-        fnmatchcase(host, entry.lower()) for entry in entries if not _is_network(entry))
+        fnmatchcase(host, entry.lower()) for entry in entries if not is_network(entry))
     allowed = ", ".join(entries) or "nothing"
     if not matched:
         raise HostNotAllowedError(
@@ -56,7 +56,7 @@ def check_host(host: str, entries: Sequence[str], *, parameter: str, setting: st
         )
     if not resolve:
         return
-    for address in _resolve(host, parameter):
+    for address in resolved_addresses(host, parameter):
         if address.is_global or any(address in network for network in networks):
             continue
         raise HostNotAllowedError(
@@ -72,7 +72,7 @@ def check_r2_endpoint(endpoint_url: str, allowed: Sequence[str]) -> None:
                setting="allowed_r2_endpoints")
 
 
-def _is_network(entry: str) -> bool:
+def is_network(entry: str) -> bool:
     try:
         ipaddress.ip_network(entry, strict=False)
     except ValueError:
@@ -80,7 +80,8 @@ def _is_network(entry: str) -> bool:
     return True
 
 
-def _resolve(host: str, parameter: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+def resolved_addresses(host: str, parameter: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses ``host`` names (itself, for an address); raise :class:`HostNotAllowedError` when it does not resolve."""
     literal = _literal_address(host)
     if literal is not None:
         return [literal]

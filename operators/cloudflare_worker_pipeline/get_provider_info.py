@@ -92,6 +92,11 @@ _OPTIONS: dict[str, tuple[str, str, str | None, str]] = {
                              "non-public address must be listed as an address or network."),
     "allowed_git_hosts": ("string", "*", "github.com,gitlab.example.com,10.1.2.3",
                           "The same for git-url hosts: any host with a public address by default."),
+    "allowed_registry_hosts": ("string", "registry.npmjs.org,registry.yarnpkg.com,repo.yarnpkg.com",
+                               "registry.npmjs.org,npm.example.com,10.2.3.4",
+                               "Local mode: the hosts the install stage's package manager may reach through the "
+                               "worker's egress proxy, beside the hosts of the registry URLs in install_env; a "
+                               "non-public address must be listed as an address or network."),
     "node_image": ("string", "node:20-alpine", "node:20-alpine@sha256:<digest>",
                    "Kubernetes mode: the image of install and bundle; pin it by digest."),
     "node_image_template": ("string", "node:{version}-alpine", "registry.example.com/node:{version}-alpine",

@@ -107,6 +107,8 @@ class PipelineSettings:
         ``r2-endpoint-url`` may name. A host resolving to loopback, private or link-local space is
         refused unless an address or network entry covers that address.
     :param allowed_git_hosts: the same for ``git-url`` hosts; any public host by default.
+    :param allowed_registry_hosts: the hosts install may reach through the egress proxy, beside the
+        registry URLs' hosts in ``install_env``.
     :param dependency_cache_dir, dependency_cache_claim: the shared dependency cache (local mode: a
         directory, None for none; kubernetes mode: a claim, empty for none).
     :param dag_owner, pool, max_active_runs, stage_retries, failure_callback: what the DAGs are
@@ -134,6 +136,7 @@ class PipelineSettings:
     stage_limits: StageLimits
     allowed_r2_endpoints: tuple[str, ...]
     allowed_git_hosts: tuple[str, ...]
+    allowed_registry_hosts: tuple[str, ...]
     dag_owner: str
     pool: str
     max_active_runs: int
@@ -204,6 +207,7 @@ class PipelineSettings:
                                      tmp_bytes=read.positive("sandbox_tmp_size_mb") * MIB),
             allowed_r2_endpoints=read.items("allowed_r2_endpoints"),
             allowed_git_hosts=read.items("allowed_git_hosts"),
+            allowed_registry_hosts=read.items("allowed_registry_hosts"),
             dag_owner=read.string("dag_owner"),
             pool=read.string("pool"),
             max_active_runs=read.positive("max_active_runs"),

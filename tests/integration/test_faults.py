@@ -182,7 +182,8 @@ def test_an_unreachable_npm_registry_fails_the_install(pipeline_dag, git_server,
         run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
 
     assert run.task_states["install"] == "failed"
-    assert "ECONNREFUSED" in failure_output(capfd)
+    # The egress proxy tried the registry for npm and says why it could not connect.
+    assert "unable to connect to 127.0.0.1" in failure_output(capfd)
     assert objects_in(s3_client, bucket) == {}
 
 
@@ -208,9 +209,12 @@ def test_a_killed_stage_takes_every_process_it_started_with_it(tmp_path, sandbox
     from cloudflare_worker_pipeline.execution.base import StageScriptError
     from cloudflare_worker_pipeline.execution.local import LocalScriptRunner
     from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
+    from cloudflare_worker_pipeline.operators.install import registry_egress
+    from cloudflare_worker_pipeline.settings import PipelineSettings
 
     project = hello_worker_variant(tmp_path, "project")
-    policy = SandboxPolicy(writable=(tmp_path,), home=tmp_path / ".home", network=True)
+    policy = SandboxPolicy(writable=(tmp_path,), home=tmp_path / ".home",
+                           egress=registry_egress(PipelineSettings.from_airflow_config()))
     runner = LocalScriptRunner(logging.getLogger("kill-test"), workspace=tmp_path, policy=policy, sandboxed=sandboxed)
     marker = f"KILL_TEST_{uuid.uuid4().hex}"
     env = {"INSTALL_DIR": str(project), "KILL_TEST_MARKER": marker,

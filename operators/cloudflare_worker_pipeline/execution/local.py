@@ -9,6 +9,7 @@ import subprocess
 import threading
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from cloudflare_worker_pipeline.execution.base import (
     log_tool_line,
     stage_program,
 )
+from cloudflare_worker_pipeline.execution.egress import EgressProxy, log_records, sandbox_env
 from cloudflare_worker_pipeline.execution.limits import CgroupUnavailableError, StageCgroup, StageLimits, join_command
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy, sandboxed_popen
 from cloudflare_worker_pipeline.modes import ExecutionMode
@@ -94,16 +96,31 @@ class LocalScriptRunner:
     def _run(self, script: str, full_env: dict[str, str], command: list[str], popen_kwargs: dict[str, Any],
              cgroup: StageCgroup | None, results_dir: Path, timeout_seconds: int) -> dict[str, str]:
         if self.sandboxed:
+            policy, egress = self.policy, self.policy.egress
             self.log.info("Running %s in a bubblewrap sandbox (network: %s)", script,
-                          "yes" if self.policy.network else "none")
-            process = sandboxed_popen(self.policy, full_env, command, cgroup=cgroup,
-                                      tmp_bytes=self.limits.tmp_bytes if self.limits else None, **popen_kwargs)
+                          f"only {', '.join(egress.hosts)} through the egress proxy" if egress else "none")
+            proxy = EgressProxy(egress) if egress else None
+            if proxy is not None:
+                policy = replace(policy, writable=(*policy.writable, proxy.directory))
+                full_env = {**full_env, **sandbox_env(proxy, policy.home)}
+            try:
+                return self._follow(script, sandboxed_popen(
+                    policy, full_env, command, cgroup=cgroup, tmp_bytes=self.limits.tmp_bytes if self.limits else None,
+                    **popen_kwargs), cgroup, results_dir, timeout_seconds)
+            finally:
+                if proxy is not None:
+                    log_records(self.log, script, proxy.close())
         else:
             self.log.warning("Running %s unsandboxed, as the worker's user (setting sandbox = none)", script)
             home = self.policy.home
             (home / ".tmp").mkdir(parents=True, exist_ok=True)
             process = subprocess.Popen(join_command(cgroup, command),
                                        env={**full_env, "HOME": str(home), "TMPDIR": str(home / ".tmp")}, **popen_kwargs)
+            return self._follow(script, process, cgroup, results_dir, timeout_seconds)
+
+    def _follow(self, script: str, process: subprocess.Popen[str], cgroup: StageCgroup | None, results_dir: Path,
+                timeout_seconds: int) -> dict[str, str]:
+        """Stream the stage's output to the task log until it ends; its results, or why it failed."""
         self._process = process
         tail: deque[str] = deque(maxlen=20)
         errors: list[str] = []

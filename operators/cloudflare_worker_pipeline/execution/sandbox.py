@@ -5,8 +5,10 @@ The repositories built here belong to every team, and their code runs during a b
 the deployment's secrets (process environments, ``airflow.cfg``, the metadata database), other
 runs' workspaces or a later build. bubblewrap (Debian's ``bubblewrap``) gives each stage:
 
-- new user, PID, mount, IPC, UTS and network namespaces (network shared only for the stages that
-  fetch: checkout and install); inside it runs as an unprivileged user with no capabilities;
+- new user, PID, mount, IPC, UTS and network namespaces, the network always its own: a private
+  loopback and nothing else. The stages that fetch (checkout, install) reach out only through the
+  worker's egress proxy (``execution.egress``), whose Unix socket is bound in; inside it runs as an
+  unprivileged user with no capabilities;
 - an empty environment for bubblewrap itself (its PID 1 would otherwise keep the worker's), and
   its options (and so the environment's values) passed through a file descriptor, off ``/proc/1/cmdline``;
 - ``/usr`` and a handful of ``/etc`` files read-only, a fresh ``/proc``, ``/dev`` and ``/tmp``, and
@@ -25,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cloudflare_worker_pipeline.execution.egress import EgressPolicy
 from cloudflare_worker_pipeline.execution.limits import StageCgroup, join_command
 
 SANDBOX_UID = 1000  # the build's user inside the sandbox; mapped to the worker's user outside
@@ -62,14 +65,16 @@ class SandboxPolicy:
     :param writable: host directories bound read-write at the same path (the run's workspace).
     :param read_only: further host paths bound read-only at the same path (the clone, for kustomize;
         a ``file://`` repository, for checkout; the ``sandbox_read_only_paths`` setting).
-    :param network: share the host's network (checkout, install); otherwise only a private loopback.
+    :param egress: the hosts and ports the stage may reach through the worker's egress proxy
+        (checkout: git hosts; install: the registry); None: nowhere. The sandbox's own network is
+        always a private loopback.
     :param home: the run's ``HOME`` and ``TMPDIR`` parent, inside a writable directory.
     """
 
     writable: tuple[Path, ...]
     home: Path
     read_only: tuple[Path, ...] = ()
-    network: bool = False
+    egress: EgressPolicy | None = None
 
 
 def bwrap_options(policy: SandboxPolicy, env: Mapping[str, str], *, tmp_bytes: int | None = None) -> list[str]:
@@ -77,8 +82,6 @@ def bwrap_options(policy: SandboxPolicy, env: Mapping[str, str], *, tmp_bytes: i
     command line) for running a command under ``policy``, with a ``/tmp`` of ``tmp_bytes`` at most."""
     args = ["--unshare-all", "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
             "--die-with-parent", "--new-session", "--hostname", "build"]
-    if policy.network:
-        args.append("--share-net")
     for path in SYSTEM_READ_ONLY:
         if os.path.lexists(path):
             args += ["--ro-bind", path, path]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -10,6 +11,7 @@ from airflow.sdk.bases.skipmixin import SkipMixin
 from airflow.sdk.exceptions import AirflowFailException
 
 from cloudflare_worker_pipeline.clone_paths import PathEscapesCloneError, check_no_escaping_symlinks
+from cloudflare_worker_pipeline.execution.egress import EgressPolicy
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
 from cloudflare_worker_pipeline.fingerprint import (
     FINGERPRINT_METADATA,
@@ -110,8 +112,17 @@ class CheckoutOperator(StageOperator, SkipMixin):
         if not self.settings.allow_file_git_urls or not (p.git_url.startswith("file://") or p.git_url.startswith("/")):
             return policy
         local = Path(urlsplit(p.git_url).path if p.git_url.startswith("file://") else p.git_url)
-        return SandboxPolicy(writable=policy.writable, home=policy.home, network=policy.network,
+        return SandboxPolicy(writable=policy.writable, home=policy.home, egress=policy.egress,
                              read_only=(*policy.read_only, local))
+
+    def egress_policy(self, p: PipelineParameters) -> EgressPolicy | None:
+        """git may reach the hosts of ``allowed_git_hosts`` (the git URL's, its submodules') on git's
+        ports: https, git://, ssh, the URL's own port, and plain http only where allowed."""
+        settings = self.settings
+        ports = {443, 9418, 22} | ({80} if settings.allow_http_git_urls else set())
+        with contextlib.suppress(ValueError):
+            ports |= {urlsplit(p.git_url).port} - {None}  # type: ignore[arg-type]
+        return EgressPolicy(hosts=settings.allowed_git_hosts, ports=frozenset(ports), setting="allowed_git_hosts")
 
     def finish(self, results: dict[str, str], context: Any) -> CheckoutResult:
         try:

@@ -6,7 +6,9 @@ import platform
 import re
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
+from cloudflare_worker_pipeline.execution.egress import EgressPolicy
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
 from cloudflare_worker_pipeline.fingerprint import node_identity
 from cloudflare_worker_pipeline.modes import ExecutionMode
@@ -14,6 +16,11 @@ from cloudflare_worker_pipeline.operators.node_stage import NodeStage
 from cloudflare_worker_pipeline.parameters import PipelineParameters
 from cloudflare_worker_pipeline.provenance import parse_toolchain
 from cloudflare_worker_pipeline.results import InstallResult
+from cloudflare_worker_pipeline.settings import PipelineSettings
+
+# install_env keys that name a registry the package managers (and corepack) fetch from.
+REGISTRY_ENV = ("npm_config_registry", "NPM_CONFIG_REGISTRY", "COREPACK_NPM_REGISTRY", "YARN_NPM_REGISTRY_SERVER",
+                "YARN_REGISTRY", "BUN_CONFIG_REGISTRY")
 
 
 class InstallDependenciesOperator(NodeStage):
@@ -60,7 +67,12 @@ class InstallDependenciesOperator(NodeStage):
         if cache is None:
             return policy
         return SandboxPolicy(writable=(*policy.writable, Path(cache)), home=policy.home, read_only=policy.read_only,
-                             network=policy.network)
+                             egress=policy.egress)
+
+    def egress_policy(self, p: PipelineParameters) -> EgressPolicy | None:
+        """The package manager (and corepack) may reach the registries: ``allowed_registry_hosts``
+        and the hosts of the registry URLs in ``install_env``, on their ports."""
+        return registry_egress(self.settings)
 
     def finish(self, results: dict[str, str], context: Any) -> InstallResult:
         return InstallResult(package_manager=results["package-manager"], toolchain=parse_toolchain(results["toolchain"]))
@@ -71,3 +83,15 @@ def bun_lockfile(directory: Path) -> bool:
     names = {"yarn.lock", "pnpm-lock.yaml", "bun.lock", "bun.lockb"}
     present = {name for name in names if (directory / name).is_file()}
     return bool(present & {"bun.lock", "bun.lockb"}) and not present & {"yarn.lock", "pnpm-lock.yaml"}
+
+
+def registry_egress(settings: PipelineSettings) -> EgressPolicy:
+    """The install stage's egress: ``allowed_registry_hosts`` on 443, and each registry URL of
+    ``install_env`` (a mirror) on its own port."""
+    hosts, ports = list(settings.allowed_registry_hosts), {443}
+    for key in REGISTRY_ENV:
+        url = urlsplit(settings.install_env.get(key, ""))
+        if url.hostname:
+            hosts.append(url.hostname)
+            ports.add(url.port or (80 if url.scheme == "http" else 443))
+    return EgressPolicy(hosts=tuple(dict.fromkeys(hosts)), ports=frozenset(ports), setting="allowed_registry_hosts")

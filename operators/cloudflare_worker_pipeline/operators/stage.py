@@ -19,6 +19,7 @@ from cloudflare_worker_pipeline import metrics
 from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError
 from cloudflare_worker_pipeline.clone_paths import PathEscapesCloneError, check_confined
 from cloudflare_worker_pipeline.execution.base import ScriptRunner, StageScriptError
+from cloudflare_worker_pipeline.execution.egress import EgressPolicy
 from cloudflare_worker_pipeline.execution.local import LocalScriptRunner
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy, SandboxUnavailableError, ca_paths
 from cloudflare_worker_pipeline.modes import ExecutionMode
@@ -116,7 +117,11 @@ class StageOperator(PipelineOperator):
         """What the script may see and write in the local mode: the clone, the run's HOME, its results."""
         home = Path(p.workspace) / ".home"
         return SandboxPolicy(writable=(p.checkout_dir, home, self.results_dir(p)), home=home,
-                             read_only=self.host_read_only_paths(), network=self.egress != "none")
+                             read_only=self.host_read_only_paths(), egress=self.egress_policy(p))
+
+    def egress_policy(self, p: PipelineParameters) -> EgressPolicy | None:
+        """Where the stage's code may connect, through the worker's egress proxy; None: nowhere."""
+        return None
 
     def host_read_only_paths(self) -> tuple[Path, ...]:
         """Host paths every sandbox shows read-only: the setting's, and the worker's CA files."""

@@ -37,3 +37,20 @@ on_exit() {
   exit "$status"
 }
 trap on_exit EXIT
+
+# Local mode, a stage that fetches: this sandbox's network is a private loopback, and the worker's
+# egress proxy a Unix socket bound in. A relay makes it 127.0.0.1:$CFW_EGRESS_PORT for the proxy
+# variables the stage was given; git:// and ssh:// go through CFW_EGRESS_GIT_PROXY.
+if [ -n "${CFW_EGRESS_SOCKET:-}" ]; then
+  egress_ready="$HOME/.cfw-egress-ready"
+  rm -f "$egress_ready"
+  node -e "$CFW_EGRESS_RELAY" "$egress_ready" > /dev/null 2>&1 &
+  printf '#!/bin/sh\nexec node -e "$CFW_EGRESS_CONNECT" "$1" "$2"\n' > "$CFW_EGRESS_GIT_PROXY"
+  chmod 0755 "$CFW_EGRESS_GIT_PROXY"
+  egress_tries=0
+  until [ -f "$egress_ready" ]; do
+    egress_tries=$((egress_tries + 1))
+    [ "$egress_tries" -le 200 ] || fail "the egress relay did not start in the sandbox (it needs node on the worker)"
+    sleep 0.05
+  done
+fi

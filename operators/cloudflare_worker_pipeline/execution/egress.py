@@ -1,0 +1,283 @@
+"""The egress proxy: the only way out of a local-mode stage's sandbox.
+
+Every sandbox has its own network namespace with nothing but a private loopback, so a repository's
+code cannot reach the worker's neighbours: the metadata database, the broker, the API server, a
+metadata endpoint (issue 19). The stages that must fetch (checkout: git; install: the package
+registry) get this proxy instead, run by the Airflow task on a Unix socket that is bound into the
+sandbox, where a small relay (``RELAY_JS``) makes it ``127.0.0.1:<port>`` for ``HTTPS_PROXY``.
+
+It speaks HTTP CONNECT (and forwards plain-HTTP requests) and admits only the hosts and ports of
+the stage's :class:`EgressPolicy`. It resolves each name itself and connects to the address it
+checked, refusing loopback, private, link-local and other non-public addresses unless the
+deployment's setting lists them, whatever DNS says. Every connection is recorded, allowed or not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import select
+import shutil
+import socket
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cloudflare_worker_pipeline.allowed_hosts import HostNotAllowedError, check_host, is_network, resolved_addresses
+from cloudflare_worker_pipeline.execution.base import TaskLog
+
+RELAY_PORT = 3128  # inside the sandbox's own loopback
+MAX_HEAD = 16 * 1024
+
+# The relay inside the sandbox: 127.0.0.1:RELAY_PORT to the proxy's Unix socket, byte for byte.
+RELAY_JS = r"""
+const net = require("net"), fs = require("fs");
+const [socketPath, port, ready] = [process.env.CFW_EGRESS_SOCKET, +process.env.CFW_EGRESS_PORT, process.argv[1]];
+net.createServer((client) => {
+  const upstream = net.connect(socketPath);
+  client.pipe(upstream); upstream.pipe(client);
+  client.on("error", () => upstream.destroy()); upstream.on("error", () => client.destroy());
+}).listen(port, "127.0.0.1", () => fs.writeFileSync(ready, "ready"));
+"""
+
+# git:// and ssh:// through the proxy (GIT_PROXY_COMMAND, ssh's ProxyCommand): CONNECT, then stdio.
+CONNECT_JS = r"""
+const net = require("net");
+const [host, port] = process.argv.slice(1);
+const socket = net.connect(process.env.CFW_EGRESS_SOCKET, () => {
+  socket.write(`CONNECT ${host}:${port} HTTP/1.1\r\nHost: ${host}:${port}\r\n\r\n`);
+});
+let head = Buffer.alloc(0);
+const onData = (chunk) => {
+  head = Buffer.concat([head, chunk]);
+  const end = head.indexOf("\r\n\r\n");
+  if (end < 0) return;
+  socket.removeListener("data", onData);
+  const status = head.subarray(0, end).toString();
+  if (!/^HTTP\/1\.[01] 200/.test(status)) {
+    process.stderr.write(`egress proxy: ${status.split("\r\n")[0]}: ${head.subarray(end + 4).toString()}\n`);
+    process.exit(1);
+  }
+  process.stdout.write(head.subarray(end + 4));
+  process.stdin.pipe(socket); socket.pipe(process.stdout);
+};
+socket.on("data", onData);
+socket.on("error", (error) => { process.stderr.write(`egress proxy: ${error.message}\n`); process.exit(1); });
+socket.on("end", () => process.exit(0));
+"""
+
+
+class EgressRefusedError(Exception):
+    """The stage's policy does not admit this host and port."""
+
+
+@dataclass(frozen=True)
+class EgressPolicy:
+    """Which hosts and ports a stage may reach, in the ``allowed_hosts`` vocabulary: host patterns,
+    addresses and networks; a non-public address only when an address or network entry covers it.
+
+    :param setting: the setting that names the hosts, for the refusal messages.
+    """
+
+    hosts: tuple[str, ...]
+    ports: frozenset[int]
+    setting: str
+
+    def address_for(self, host: str, port: int) -> str:
+        """The address to connect to for ``host:port``, checked; raise :class:`EgressRefusedError`."""
+        if port not in self.ports:
+            raise EgressRefusedError(f"port {port} is not one this stage may use ({', '.join(map(str, sorted(self.ports)))})")
+        try:
+            check_host(host, self.hosts, parameter="egress", setting=self.setting, resolve=False)
+            addresses = resolved_addresses(host, "egress")
+            networks = [ipaddress.ip_network(entry, strict=False) for entry in self.hosts if is_network(entry)]
+            for address in addresses:
+                if address.is_global or any(address in network for network in networks):
+                    return str(address)
+        except HostNotAllowedError as error:
+            raise EgressRefusedError(str(error).replace("Invalid parameter 'egress': ", "")) from None
+        raise EgressRefusedError(f"{host} resolves to {', '.join(map(str, addresses))}: no public address, and "
+                                 f"setting [cloudflare_worker_pipeline] {self.setting} lists none of them")
+
+
+@dataclass
+class EgressRecord:
+    """One connection a stage asked for: where to, whether it was allowed, and the bytes each way."""
+
+    host: str
+    port: int
+    allowed: bool
+    reason: str = ""
+    bytes_out: int = 0
+    bytes_in: int = 0
+
+    def describe(self) -> str:
+        if not self.allowed:
+            return f"refused {self.host}:{self.port} ({self.reason})"
+        return f"{self.host}:{self.port}: {self.bytes_out} bytes out, {self.bytes_in} bytes in"
+
+
+@dataclass
+class EgressProxy:
+    """A CONNECT proxy on a Unix socket in a private directory, for one stage."""
+
+    policy: EgressPolicy
+    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="cfw-egress-")))
+    records: list[EgressRecord] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.socket_path = self.directory / "proxy.sock"  # short: a Unix socket's path has 107 bytes at most
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(str(self.socket_path))
+        self._server.listen(64)
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="egress-proxy", daemon=True)
+        self._thread.start()
+
+    def close(self) -> list[EgressRecord]:
+        """Stop accepting, and return what the stage asked for."""
+        self._closed.set()
+        with contextlib.suppress(OSError):
+            self._server.shutdown(socket.SHUT_RDWR)
+        self._server.close()
+        self._thread.join(timeout=5)
+        shutil.rmtree(self.directory, ignore_errors=True)
+        with self._lock:
+            return list(self.records)
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), name="egress-connection", daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        with client:
+            head = _read_head(client)
+            if head is None:
+                return
+            request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+            method, _, rest = request_line.partition(" ")
+            target = rest.rsplit(" ", 1)[0]
+            try:
+                host, port, forward = _target(method, target, head)
+            except ValueError as error:
+                client.sendall(_response(400, str(error)))
+                return
+            record = EgressRecord(host=host, port=port, allowed=False)
+            with self._lock:
+                self.records.append(record)
+            try:
+                address = self.policy.address_for(host, port)
+            except EgressRefusedError as error:
+                record.reason = str(error)
+                client.sendall(_response(403, f"egress to {host}:{port} refused: {error}"))
+                return
+            try:
+                upstream = socket.create_connection((address, port), timeout=30)
+            except OSError as error:
+                record.reason = f"unable to connect to {host}:{port} ({error.strerror or error})"
+                client.sendall(_response(502, record.reason))
+                return
+            record.allowed = True
+            with upstream:
+                upstream.settimeout(None)
+                if forward is None:
+                    client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                else:
+                    upstream.sendall(forward)
+                    record.bytes_out += len(forward)
+                _splice(client, upstream, record)
+
+
+def _read_head(client: socket.socket) -> bytes | None:
+    client.settimeout(30)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        try:
+            chunk = client.recv(4096)
+        except OSError:
+            return None
+        if not chunk or len(head) > MAX_HEAD:
+            return None
+        head += chunk
+    client.settimeout(None)
+    return head
+
+
+def _target(method: str, target: str, head: bytes) -> tuple[str, int, bytes | None]:
+    """(host, port, bytes to send first): CONNECT sends nothing first; a plain-HTTP request
+    (absolute form, ``GET http://host/...``) is forwarded as it came."""
+    if method == "CONNECT":
+        host, _, port = target.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"CONNECT needs host:port, got {target!r}")
+        return host.strip("[]").lower(), int(port), None
+    if target.startswith("http://"):
+        authority = target[len("http://"):].split("/", 1)[0]
+        host, _, port = authority.rpartition(":") if authority.rsplit(":", 1)[-1].isdigit() else (authority, "", "80")
+        return host.strip("[]").lower(), int(port), head
+    raise ValueError(f"only CONNECT and plain-HTTP requests in absolute form go through, got {method} {target!r}")
+
+
+def _response(status: int, message: str) -> bytes:
+    body = (message + "\n").encode()
+    reason = {400: "Bad Request", 403: "Forbidden", 502: "Bad Gateway"}[status]
+    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n").encode() + body
+
+
+def _splice(client: socket.socket, upstream: socket.socket, record: EgressRecord) -> None:
+    """Copy bytes both ways until either side closes."""
+    sockets = [client, upstream]
+    while True:
+        readable, _, failed = select.select(sockets, [], sockets, 300)
+        if failed or not readable:
+            return
+        for source in readable:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                return
+            if not data:
+                with contextlib.suppress(OSError):
+                    (upstream if source is client else client).shutdown(socket.SHUT_WR)
+                sockets.remove(source)
+                if not sockets or source is upstream:
+                    return
+                continue
+            try:
+                (upstream if source is client else client).sendall(data)
+            except OSError:
+                return
+            if source is client:
+                record.bytes_out += len(data)
+            else:
+                record.bytes_in += len(data)
+
+
+def sandbox_env(proxy: EgressProxy, home: Path) -> dict[str, str]:
+    """What a stage's environment needs to go out through ``proxy``: the relay's address for every
+    package manager's proxy variable, and git's proxy command for git:// and ssh://."""
+    url = f"http://127.0.0.1:{RELAY_PORT}"
+    git_proxy = str(home / ".cfw-egress-git-proxy")
+    return {
+        "CFW_EGRESS_SOCKET": str(proxy.socket_path), "CFW_EGRESS_PORT": str(RELAY_PORT),
+        "CFW_EGRESS_RELAY": RELAY_JS, "CFW_EGRESS_CONNECT": CONNECT_JS, "CFW_EGRESS_GIT_PROXY": git_proxy,
+        **dict.fromkeys(("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "npm_config_https_proxy",
+                         "npm_config_proxy", "YARN_HTTPS_PROXY", "YARN_HTTP_PROXY"), url),
+        "NO_PROXY": "", "no_proxy": "",
+        "GIT_PROXY_COMMAND": git_proxy,
+        "GIT_SSH_COMMAND": f"ssh -o ProxyCommand='{git_proxy} %h %p'",
+    }
+
+
+def log_records(log: TaskLog, script: str, records: list[EgressRecord]) -> None:
+    """One line per connection: what the stage reached through the proxy, and what it was refused."""
+    for record in records:
+        (log.info if record.allowed else log.warning)("egress of %s: %s", script, record.describe())
+
