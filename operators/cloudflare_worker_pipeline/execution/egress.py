@@ -211,7 +211,7 @@ def _read_head(client: socket.socket) -> bytes | None:
 
 def _target(method: str, target: str, head: bytes) -> tuple[str, int, bytes | None]:
     """(host, port, bytes to send first): CONNECT sends nothing first; a plain-HTTP request
-    (absolute form, ``GET http://host/...``) is forwarded as it came."""
+    (absolute form, ``GET http://host/...``) is sent on in origin form."""
     if method == "CONNECT":
         host, _, port = target.rpartition(":")
         if not host or not port.isdigit():
@@ -220,8 +220,20 @@ def _target(method: str, target: str, head: bytes) -> tuple[str, int, bytes | No
     if target.startswith("http://"):
         authority = target[len("http://"):].split("/", 1)[0]
         host, _, port = authority.rpartition(":") if authority.rsplit(":", 1)[-1].isdigit() else (authority, "", "80")
-        return host.strip("[]").lower(), int(port), head
+        return host.strip("[]").lower(), int(port), _origin_form(head, authority)
     raise ValueError(f"only CONNECT and plain-HTTP requests in absolute form go through, got {method} {target!r}")
+
+
+def _origin_form(head: bytes, authority: str) -> bytes:
+    """A proxied plain-HTTP request as its server expects it: ``GET /path``, with no proxy headers,
+    one request per connection (the next request, perhaps to another host, comes through anew)."""
+    header, _, body = head.partition(b"\r\n\r\n")
+    request_line, *fields = header.decode("latin-1").split("\r\n")
+    method, target, version = request_line.split(" ", 2)
+    path = target[len("http://") + len(authority):] or "/"
+    kept = [f for f in fields if f.split(":", 1)[0].strip().lower() not in {"connection", "proxy-connection",
+                                                                             "proxy-authorization", "keep-alive"}]
+    return "\r\n".join([f"{method} {path} {version}", *kept, "Connection: close", "", ""]).encode("latin-1") + body
 
 
 def _response(status: int, message: str) -> bytes:
