@@ -39,15 +39,17 @@ def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address
         return None
 
 
-def check_host(host: str, entries: Sequence[str], *, parameter: str, setting: str, resolve: bool = True) -> None:
+def check_host(host: str, entries: Sequence[str], *, parameter: str, setting: str,
+               resolve: bool = True) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     """Raise :class:`HostNotAllowedError` unless ``host`` is admitted by ``entries`` (patterns,
     addresses, networks) and, when ``resolve``, every address it resolves to is public or covered
-    by an address or network entry."""
+    by an address or network entry. Returns the addresses checked (none without ``resolve``), so
+    a caller connects to what was checked rather than resolving again."""
     host = host.lower().rstrip(".")
     networks = _networks(entries)
     literal = _literal_address(host)
     matched = (any(literal in network for network in networks) if literal is not None else False) or any(
-        fnmatchcase(host, entry.lower()) for entry in entries if not is_network(entry))
+        fnmatchcase(host, entry.lower()) for entry in entries if not _is_network(entry))
     allowed = ", ".join(entries) or "nothing"
     if not matched:
         raise HostNotAllowedError(
@@ -55,8 +57,9 @@ def check_host(host: str, entries: Sequence[str], *, parameter: str, setting: st
             f"{setting}: {allowed})"
         )
     if not resolve:
-        return
-    for address in resolved_addresses(host, parameter):
+        return []
+    addresses = _resolve(host, parameter)
+    for address in addresses:
         if address.is_global or any(address in network for network in networks):
             continue
         raise HostNotAllowedError(
@@ -64,6 +67,7 @@ def check_host(host: str, entries: Sequence[str], *, parameter: str, setting: st
             f"address, which setting [cloudflare_worker_pipeline] {setting} does not allow ({allowed}); add the "
             "address or its network there only if this worker may reach it"
         )
+    return addresses
 
 
 def check_r2_endpoint(endpoint_url: str, allowed: Sequence[str]) -> None:
@@ -72,7 +76,7 @@ def check_r2_endpoint(endpoint_url: str, allowed: Sequence[str]) -> None:
                setting="allowed_r2_endpoints")
 
 
-def is_network(entry: str) -> bool:
+def _is_network(entry: str) -> bool:
     try:
         ipaddress.ip_network(entry, strict=False)
     except ValueError:
@@ -80,8 +84,7 @@ def is_network(entry: str) -> bool:
     return True
 
 
-def resolved_addresses(host: str, parameter: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """The addresses ``host`` names (itself, for an address); raise :class:`HostNotAllowedError` when it does not resolve."""
+def _resolve(host: str, parameter: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     literal = _literal_address(host)
     if literal is not None:
         return [literal]

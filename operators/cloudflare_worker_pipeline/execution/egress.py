@@ -15,7 +15,6 @@ deployment's setting lists them, whatever DNS says. Every connection is recorded
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import select
 import shutil
 import socket
@@ -24,7 +23,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cloudflare_worker_pipeline.allowed_hosts import HostNotAllowedError, check_host, is_network, resolved_addresses
+from cloudflare_worker_pipeline.allowed_hosts import HostNotAllowedError, check_host
 from cloudflare_worker_pipeline.execution.base import TaskLog
 
 RELAY_PORT = 3128  # inside the sandbox's own loopback
@@ -89,16 +88,9 @@ class EgressPolicy:
         if port not in self.ports:
             raise EgressRefusedError(f"port {port} is not one this stage may use ({', '.join(map(str, sorted(self.ports)))})")
         try:
-            check_host(host, self.hosts, parameter="egress", setting=self.setting, resolve=False)
-            addresses = resolved_addresses(host, "egress")
-            networks = [ipaddress.ip_network(entry, strict=False) for entry in self.hosts if is_network(entry)]
-            for address in addresses:
-                if address.is_global or any(address in network for network in networks):
-                    return str(address)
+            return str(check_host(host, self.hosts, parameter="egress", setting=self.setting)[0])
         except HostNotAllowedError as error:
             raise EgressRefusedError(str(error).replace("Invalid parameter 'egress': ", "")) from None
-        raise EgressRefusedError(f"{host} resolves to {', '.join(map(str, addresses))}: no public address, and "
-                                 f"setting [cloudflare_worker_pipeline] {self.setting} lists none of them")
 
 
 @dataclass

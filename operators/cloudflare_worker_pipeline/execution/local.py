@@ -23,7 +23,13 @@ from cloudflare_worker_pipeline.execution.base import (
     stage_program,
 )
 from cloudflare_worker_pipeline.execution.egress import EgressProxy, log_records, sandbox_env
-from cloudflare_worker_pipeline.execution.limits import CgroupUnavailableError, StageCgroup, StageLimits, join_command
+from cloudflare_worker_pipeline.execution.limits import (
+    MIB,
+    CgroupUnavailableError,
+    StageCgroup,
+    StageLimits,
+    join_command,
+)
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy, sandboxed_popen
 from cloudflare_worker_pipeline.modes import ExecutionMode
 
@@ -146,7 +152,7 @@ class LocalScriptRunner:
         if reached:
             self.log.warning("%s: %s, and finished all the same", script, reached)
         if code != 0 and self.limits and self.sandboxed and any("No space left on device" in line for line in tail):
-            tail.append(f"(the sandbox's /tmp holds at most {self.limits.tmp_bytes // (1024 * 1024)} MiB: setting "
+            tail.append(f"(the sandbox's /tmp holds at most {self.limits.tmp_bytes // MIB} MiB: setting "
                         "sandbox_tmp_size_mb; TMPDIR, in the run's workspace, has no such cap)")
         if code != 0:
             if code == -signal.SIGKILL and not errors:
