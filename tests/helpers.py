@@ -80,6 +80,24 @@ def workspace_of(run: PipelineRun) -> Path:
     return Path(run.xcom("validate_parameters")["workspace"])
 
 
+# The bundles the example and the fixtures build, pinned: a change to how dependencies are fetched
+# or their scripts run (issue 19's two-phase install) must not change a byte of what ships.
+BUNDLE_SHA256 = {
+    "hello-worker": "4d0bfa8564101292cc296829df774cb4deb59fdbf372f26ce7a81ebb53724319",
+    "yarn-classic": "4d0bfa8564101292cc296829df774cb4deb59fdbf372f26ce7a81ebb53724319",
+    "yarn-berry": "4d0bfa8564101292cc296829df774cb4deb59fdbf372f26ce7a81ebb53724319",
+    "yarn-berry-pnp": "8a7e51dc3b20940161cf5d433b54e744aee929cc63e0e40c4e3880db1bf0a3a1",
+    "pnpm": "88650e5a6991147ea8eca1586850ebf3f7daed2eda76cb7956051396d9fdcfc1",
+    "bun": "4d0bfa8564101292cc296829df774cb4deb59fdbf372f26ce7a81ebb53724319",
+    "pnpm-monorepo": "cf289ab02bb87353347ec46a1523ad116d9f0427c6b6514814a0c4989295e45b",
+}
+
+
+def assert_pinned(body: bytes, fixture: str) -> None:
+    digest = hashlib.sha256(body).hexdigest()
+    assert digest == BUNDLE_SHA256[fixture], f"{fixture} built {digest}, not the bytes every earlier build shipped"
+
+
 def assert_published(run: PipelineRun, s3_client: Any, kube_api: Any, bucket: str, key: str) -> bytes:
     """The object, the XCom results and the artifact ConfigMap agree, byte for byte."""
     assert run.state == "success", run.task_states

@@ -21,6 +21,7 @@ from tests.conftest import FIXTURES, R2_SECRET_KEY, REPO
 from tests.helpers import (
     NAMESPACE,
     OWNER,
+    assert_pinned,
     assert_published,
     conf_for,
     failure_output,
@@ -35,6 +36,7 @@ def test_npm_worker_is_bundled_uploaded_and_recorded(pipeline_dag, git_server, c
 
     body = assert_published(run, s3_client, connections, bucket, "my-worker/build.js")
     assert b"Hello from a Worker built by Airflow" in body
+    assert_pinned(body, "hello-worker")
     assert run.xcom("checkout")["commit_sha"] == repo.head()
     assert run.xcom("install")["package_manager"] == "npm"
     lockfile = (REPO / "examples" / "hello-worker" / "package-lock.json").read_bytes()
@@ -146,6 +148,7 @@ def test_each_package_manager_builds_the_worker_and_leaves_nothing_on_the_worker
     body = assert_published(run, s3_client, connections, bucket, "my-worker/build.js")
     assert run.xcom("install")["package_manager"] == manager
     assert b"Hello from a Worker built by Airflow" in body
+    assert_pinned(body, fixture)
     assert worker_leftovers() == before, "tool caches, shims and logs stay in the run's workspace"
 
 
@@ -175,6 +178,7 @@ def test_monorepo_workspace_with_sparse_checkout_jsonc_and_a_pinned_commit(pipel
     assert run.xcom("checkout")["commit_sha"] == pinned
     assert run.xcom("install")["package_manager"] == "pnpm"
     assert b"from the monorepo" in body, "the workspace:* dependency is bundled in"
+    assert_pinned(body, "pnpm-monorepo")
     assert set(connections.get(NAMESPACE, "my-worker-manifests")["data"]) == {"staging"}
 
 
