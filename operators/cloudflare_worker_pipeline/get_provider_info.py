@@ -97,6 +97,13 @@ _OPTIONS: dict[str, tuple[str, str, str | None, str]] = {
                                "Local mode: the hosts the install stage's package manager may reach through the "
                                "worker's egress proxy, beside the hosts of the registry URLs in install_env; a "
                                "non-public address must be listed as an address or network."),
+    "install_scripts": ("string", "run", "allowlist",
+                        "Install scripts (dependencies' and the root package's lifecycle scripts) run after the "
+                        "fetch, with no network: run (all), allowlist (only install_script_packages; the root "
+                        "package's own when its name is listed) or none."),
+    "install_script_packages": ("string", "", "esbuild,workerd,my-worker",
+                                "With install_scripts = allowlist: comma-separated package names whose install "
+                                "scripts run."),
     "node_image": ("string", "node:20-alpine", "node:20-alpine@sha256:<digest>",
                    "Kubernetes mode: the image of install and bundle; pin it by digest."),
     "node_image_template": ("string", "node:{version}-alpine", "registry.example.com/node:{version}-alpine",

@@ -56,6 +56,7 @@ def worker_build(checkout: CheckoutResult, index: int) -> WorkerBuild:
 class InstallResult(TypedDict):
     package_manager: str  # npm, yarn-classic, yarn-berry, pnpm, bun, or none, as the lockfile named it
     toolchain: dict[str, str]  # package-manager-version, node-version, lockfile, lockfile-sha256
+    install_scripts: str  # which ran after the fetch, offline: run, allowlist or none (the setting)
 
 
 class BuildFile(TypedDict):

@@ -8,6 +8,7 @@ are read when a task runs, never when the DAG file is parsed.
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,9 @@ from cloudflare_worker_pipeline.modes import ConfigMapDestination, ExecutionMode
 from cloudflare_worker_pipeline.parameter_urls import SAFE_GIT_SCHEMES
 
 SANDBOX_MODES = ("bubblewrap", "none")
+INSTALL_SCRIPT_MODES = ("run", "allowlist", "none")
+# A package name as npm accepts it (scoped or not): the install script allowlist reaches a shell.
+PACKAGE_NAME = re.compile(r"^(@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*$")
 ACCESS_MODES = ("ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod")
 
 
@@ -109,6 +113,8 @@ class PipelineSettings:
     :param allowed_git_hosts: the same for ``git-url`` hosts; any public host by default.
     :param allowed_registry_hosts: the hosts install may reach through the egress proxy, beside the
         registry URLs' hosts in ``install_env``.
+    :param install_scripts, install_script_packages: which install scripts run after the fetch, with
+        no network: ``run`` (all), ``allowlist`` (the packages listed) or ``none``.
     :param dependency_cache_dir, dependency_cache_claim: the shared dependency cache (local mode: a
         directory, None for none; kubernetes mode: a claim, empty for none).
     :param dag_owner, pool, max_active_runs, stage_retries, failure_callback: what the DAGs are
@@ -137,6 +143,8 @@ class PipelineSettings:
     allowed_r2_endpoints: tuple[str, ...]
     allowed_git_hosts: tuple[str, ...]
     allowed_registry_hosts: tuple[str, ...]
+    install_scripts: str
+    install_script_packages: tuple[str, ...]
     dag_owner: str
     pool: str
     max_active_runs: int
@@ -208,6 +216,8 @@ class PipelineSettings:
             allowed_r2_endpoints=read.items("allowed_r2_endpoints"),
             allowed_git_hosts=read.items("allowed_git_hosts"),
             allowed_registry_hosts=read.items("allowed_registry_hosts"),
+            install_scripts=read.choice("install_scripts", INSTALL_SCRIPT_MODES),
+            install_script_packages=read.items("install_script_packages"),
             dag_owner=read.string("dag_owner"),
             pool=read.string("pool"),
             max_active_runs=read.positive("max_active_runs"),
@@ -219,6 +229,9 @@ class PipelineSettings:
         )
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in settings.stage_retries.values()):
             raise SettingsError(f'[{SECTION}] stage_retries: expected a JSON object of whole numbers, like {{"install": 3}}')
+        for name in settings.install_script_packages:
+            if not PACKAGE_NAME.match(name):
+                raise SettingsError(f"[{SECTION}] install_script_packages: {name!r} is not an npm package name")
         for path in settings.sandbox_read_only_paths:
             if not path.is_absolute():
                 raise SettingsError(f"[{SECTION}] sandbox_read_only_paths: expected absolute paths, got {str(path)!r}")

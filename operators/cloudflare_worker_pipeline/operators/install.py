@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import platform
 import re
 from pathlib import Path, PurePosixPath
@@ -13,6 +14,7 @@ from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
 from cloudflare_worker_pipeline.fingerprint import node_identity
 from cloudflare_worker_pipeline.modes import ExecutionMode
 from cloudflare_worker_pipeline.operators.node_stage import NodeStage
+from cloudflare_worker_pipeline.operators.stage import StageOperator
 from cloudflare_worker_pipeline.parameters import PipelineParameters
 from cloudflare_worker_pipeline.provenance import parse_toolchain
 from cloudflare_worker_pipeline.results import InstallResult
@@ -23,28 +25,83 @@ REGISTRY_ENV = ("npm_config_registry", "NPM_CONFIG_REGISTRY", "COREPACK_NPM_REGI
                 "YARN_REGISTRY", "BUN_CONFIG_REGISTRY")
 
 
+class InstallPhase(enum.Enum):
+    """The install stage's two phases, each its own sandbox or pod."""
+
+    FETCH = "fetch"  # the package manager alone, scripts and hooks off, the registries through the proxy
+    SCRIPTS = "scripts"  # the install scripts the fetch left out, with no network
+
+
 class InstallDependenciesOperator(NodeStage):
-    """Install dependencies with the package manager the lockfile names, frozen.
+    """Install dependencies with the package manager the lockfile names, frozen, in two phases:
+    fetch (scripts and hooks off; the only phase with a network, and that only to the registries)
+    and then the install scripts (``install_scripts``), with no network at all, so no repository
+    code ever runs where it could reach anything.
 
     Runs in ``package-manager-directory`` (the project root unless set; ``.`` for a monorepo's
     workspace root). The ``install_env`` setting adds registry or corepack configuration.
     """
 
     script = "install.sh"
-    egress = "registry"
-    uses_dependency_cache = True
-    results = ("package-manager", "toolchain")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.enter(InstallPhase.FETCH)
+
+    def enter(self, phase: InstallPhase) -> None:
+        """Become ``phase``: its egress, cache, declared results and where a deferred pod resumes."""
+        self.phase = phase
+        fetch = phase is InstallPhase.FETCH
+        self.egress = "registry" if fetch else "none"
+        self.uses_dependency_cache = fetch
+        self.results = ("package-manager", "toolchain") if fetch else ("install-scripts",)
+        self.resume_method = "resume_fetch" if fetch else "resume_stage"
+
+    def execute(self, context: Any) -> InstallResult:
+        self.enter(InstallPhase.FETCH)
+        return self.run_scripts(context, super().execute(context))
+
+    def resume_fetch(self, context: Any, event: dict[str, Any] | None = None, **_: Any) -> InstallResult:
+        """A deferred fetch pod finished: on to the scripts."""
+        self.enter(InstallPhase.FETCH)
+        return self.run_scripts(context, super().resume_stage(context, event))
+
+    def resume_stage(self, context: Any, event: dict[str, Any] | None = None, fetched: Any = None,
+                     **_: Any) -> InstallResult:
+        """A deferred scripts pod finished."""
+        self.enter(InstallPhase.SCRIPTS)
+        return install_result(fetched, super().resume_stage(context, event))
+
+    def run_scripts(self, context: Any, fetched: dict[str, Any]) -> InstallResult:
+        if self.settings.install_scripts == "none":
+            self.log.info("Install scripts are off (setting install_scripts = none): no second phase")
+            return install_result(fetched, "none")
+        self.enter(InstallPhase.SCRIPTS)
+        self.resume_kwargs = {"fetched": fetched}
+        return install_result(fetched, StageOperator.execute(self, context))
+
+    def pod_stage(self) -> str:
+        return "install-fetch" if self.phase is InstallPhase.FETCH else "install"
+
+    def results_dir(self, p: PipelineParameters) -> Path:
+        """Each phase its own: what the fetch reported is out of the scripts' reach."""
+        directory = super().results_dir(p)
+        return directory if self.phase is InstallPhase.FETCH else directory.with_name(directory.name + "-scripts")
 
     def confined_directories(self, p: PipelineParameters) -> dict[str, str]:
         return {"package-manager-directory": p.package_manager_directory}
 
     def script_env(self, p: PipelineParameters) -> dict[str, str]:
+        settings = self.settings
+        env = {**settings.install_env, "INSTALL_DIR": str(p.install_dir), "INSTALL_PHASE": self.phase.value}
+        if self.phase is InstallPhase.SCRIPTS:
+            return {**env, "INSTALL_SCRIPTS": settings.install_scripts,
+                    "INSTALL_SCRIPT_PACKAGES": " ".join(settings.install_script_packages)}
         cache = self.dependency_cache(p)
-        return {**self.settings.install_env, "INSTALL_DIR": str(p.install_dir),
-                **({"DEPENDENCY_CACHE": str(cache)} if cache else {})}
+        return {**env, **({"DEPENDENCY_CACHE": str(cache)} if cache else {})}
 
     def dependency_cache(self, p: PipelineParameters) -> PurePosixPath | None:
-        """Where the script sees the shared cache: a partition per platform and Node, or None."""
+        """Where the fetch sees the shared cache: a partition per platform and Node, or None."""
         settings = self.settings
         partition = re.sub(r"[^a-z0-9._-]+", "_", f"{platform.system()}-{platform.machine()}-"
                            f"{node_identity(settings, self.node_version)}".lower())
@@ -61,21 +118,30 @@ class InstallDependenciesOperator(NodeStage):
         return super().stage_image()
 
     def sandbox_policy(self, p: PipelineParameters) -> SandboxPolicy:
-        """The stage's usual view, plus the shared cache (writable: the package manager adds to it)."""
+        """The stage's usual view; the fetch also writes the shared cache (the package manager alone
+        runs there). The scripts never see it."""
         policy = super().sandbox_policy(p)
         cache = self.dependency_cache(p)
-        if cache is None:
+        if cache is None or self.phase is not InstallPhase.FETCH:
             return policy
         return SandboxPolicy(writable=(*policy.writable, Path(cache)), home=policy.home, read_only=policy.read_only,
                              egress=policy.egress)
 
     def egress_policy(self, p: PipelineParameters) -> EgressPolicy | None:
-        """The package manager (and corepack) may reach the registries: ``allowed_registry_hosts``
-        and the hosts of the registry URLs in ``install_env``, on their ports."""
-        return registry_egress(self.settings)
+        """The fetch (the package manager and corepack) may reach the registries: ``allowed_registry_hosts``
+        and the hosts of the registry URLs in ``install_env``, on their ports. The scripts: nowhere."""
+        return registry_egress(self.settings) if self.phase is InstallPhase.FETCH else None
 
-    def finish(self, results: dict[str, str], context: Any) -> InstallResult:
-        return InstallResult(package_manager=results["package-manager"], toolchain=parse_toolchain(results["toolchain"]))
+    def finish(self, results: dict[str, str], context: Any) -> Any:
+        if self.phase is InstallPhase.FETCH:
+            return {"package_manager": results["package-manager"], "toolchain": parse_toolchain(results["toolchain"])}
+        return results["install-scripts"]
+
+
+def install_result(fetched: dict[str, Any], install_scripts: Any) -> InstallResult:
+    """The task's XCom value: what the fetch found, and which scripts ran."""
+    return InstallResult(package_manager=str(fetched["package_manager"]), toolchain=dict(fetched["toolchain"]),
+                         install_scripts=str(install_scripts))
 
 
 def bun_lockfile(directory: Path) -> bool:

@@ -77,12 +77,15 @@ class StageOperator(PipelineOperator):
     """
 
     script: ClassVar[str]
-    results: ClassVar[tuple[str, ...]] = ()
+    results: tuple[str, ...] = ()
     image_setting: ClassVar[str] = "node_image"  # the PodSettings field naming this stage's image
-    # What the script reaches over the network: "none", "git" or "registry". The local sandbox
-    # shares the network only with the latter two; pods carry it as a label NetworkPolicies select.
-    egress: ClassVar[str] = "none"
-    uses_dependency_cache: ClassVar[bool] = False  # install: the shared npm cache and pnpm store
+    # What the script reaches over the network: "none", "git" or "registry" (the local sandbox:
+    # through the egress proxy, see egress_policy); pods carry it as a label NetworkPolicies select.
+    # Instance attributes where a stage runs in phases (install: fetch, then scripts).
+    egress: str = "none"
+    uses_dependency_cache: bool = False  # install's fetch: the shared npm cache and pnpm store
+    resume_method: str = "resume_stage"  # where a deferred pod's task resumes
+    resume_kwargs: dict[str, Any] = {}  # noqa: RUF012 -- replaced, never changed in place
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -208,9 +211,14 @@ class StageOperator(PipelineOperator):
                        "try_number": str(getattr(context.get("ti"), "try_number", 1)),
                        **({"map_index": str(self.worker_index)} if self.worker else {})}
         stage = StagePod(
-            stage=self.task_id.replace("_", "-"), script=self.script, image=self.stage_image(), env={},
+            stage=self.pod_stage(), script=self.script, image=self.stage_image(), env={},
             namespace=settings.namespace, egress=self.egress, workspace=mount, timeout_seconds=settings.stage_timeout_seconds,
             labels={**{k: make_safe_label_value(v) for k, v in task_labels.items()}, **self.pipeline.owner_labels},
             secret_refs=self.secret_refs(), cache_claim=settings.dependency_cache_claim if self.uses_dependency_cache else "",
         )
-        return PodScriptRunner(self.log, pods=pods, conn_id=settings.kubernetes_conn_id, stage=stage)
+        return PodScriptRunner(self.log, pods=pods, conn_id=settings.kubernetes_conn_id, stage=stage,
+                               resume_method=self.resume_method, resume_kwargs=self.resume_kwargs)
+
+    def pod_stage(self) -> str:
+        """The stage's name on its pods (name prefix and component label)."""
+        return self.task_id.replace("_", "-")
