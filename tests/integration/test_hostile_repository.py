@@ -84,12 +84,12 @@ def test_repository_code_reaches_no_secret_network_or_later_build(sandbox, pipel
     assert "ran as uid 1000" in report
     assert all(f"cannot read {path}" in report for path in canaries["files"]), report  # type: ignore[attr-defined]
     assert "bundle network: none" in report, "the bundle stage has no network"
-    # Install fetches packages, but only through the egress proxy: the worker's loopback (standing in
-    # for the metadata database, the broker, the API server) is out of reach, directly or through it,
-    # and so is a public host that is not a registry.
+    # The postinstall runs in install's second phase, after the fetch: no network at all, not even
+    # the egress proxy the fetch had, so the worker's loopback (standing in for the metadata
+    # database, the broker, the API server) and any public host are out of reach.
     assert "install network: none" in report, "install reached the worker's loopback"
-    assert f"install proxy to 127.0.0.1:{port}: HTTP/1.1 403 Forbidden" in report, report
-    assert "install proxy to example.com:443: HTTP/1.1 403 Forbidden" in report, report
+    assert "install proxy to" not in report, "the install scripts were given the fetch's egress proxy"
+    assert report.count("== install ran") == 1, "the root's postinstall runs once"
     assert not left_behind, "a setsid daemon outlived its stage"
     assert (gitconfig.read_bytes() if gitconfig.exists() else None) == before, "the worker's ~/.gitconfig changed"
 

@@ -14,7 +14,7 @@ from tests.helpers import assert_published, conf_for, failure_output, hello_work
 
 SETTING = "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__"
 NAMESPACE = "planton-cloud-pipelines"
-STAGE_PODS = {"checkout", "install", "bundle", "typecheck", "kustomize-build"}
+STAGE_PODS = {"checkout", "install-fetch", "install", "bundle", "typecheck", "kustomize-build"}  # install: fetch, then scripts
 STAGE_TASKS = {"checkout", "install", "bundle", "kustomize_build"}
 
 
@@ -141,6 +141,6 @@ def test_a_pod_over_the_stage_timeout_is_stopped_with_the_same_error(pipeline_da
 
     assert run.task_states["install"] == "failed"
     assert "install.sh timed out after 2 s and was stopped" in failure_output(capfd)
-    install_pods = [p for p in kubernetes_mode.pod_store.deleted_pods if p["metadata"]["labels"]["app.kubernetes.io/component"] == "install"]
+    install_pods = [p for p in kubernetes_mode.pod_store.deleted_pods if p["metadata"]["labels"]["app.kubernetes.io/component"] == "install-fetch"]
     assert install_pods and all(p["status"]["reason"] == "DeadlineExceeded" for p in install_pods)
     assert kubernetes_mode.pods == {}

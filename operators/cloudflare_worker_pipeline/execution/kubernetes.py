@@ -38,19 +38,18 @@ class PodScriptRunner:
     """Runs stage scripts in pods built by :func:`build_stage_pod`.
 
     :param stage: the pod's description, less its env, script and timeout (given per run).
-    :param resume_method: the operator's method a deferred stage resumes in, with ``resume_kwargs``.
+    :param resume_method: the operator's method a deferred stage resumes in.
     """
 
     mode = ExecutionMode.KUBERNETES
 
     def __init__(self, log: TaskLog, *, pods: PodSettings, conn_id: str, stage: StagePod,
-                 resume_method: str = "resume_stage", resume_kwargs: Mapping[str, Any] | None = None) -> None:
+                 resume_method: str = "resume_stage") -> None:
         self.log = log
         self.pods = pods
         self.conn_id = conn_id
         self.stage = stage
         self.resume_method = resume_method
-        self.resume_kwargs = dict(resume_kwargs or {})
         self._pod: k8s.V1Pod | None = None
         self._manager: PodManager | None = None
 
@@ -78,7 +77,7 @@ class PodScriptRunner:
         self._pod = pod
         self.manager.create_pod(pod)
         if self.pods.deferrable:
-            raise TaskDeferred(trigger=self._trigger(pod), method_name=self.resume_method, kwargs=self.resume_kwargs,
+            raise TaskDeferred(trigger=self._trigger(pod), method_name=self.resume_method,
                                timeout=datetime.timedelta(seconds=timeout_seconds + self.pods.startup_timeout_seconds + 60))
         try:
             asyncio.run(self.manager.await_pod_start(pod, schedule_timeout=self.pods.startup_timeout_seconds,

@@ -25,6 +25,9 @@ REGISTRY_ENV = ("npm_config_registry", "NPM_CONFIG_REGISTRY", "COREPACK_NPM_REGI
                 "YARN_REGISTRY", "BUN_CONFIG_REGISTRY")
 
 
+FETCHED_XCOM = "fetched"
+
+
 class InstallPhase(enum.Enum):
     """The install stage's two phases, each its own sandbox or pod."""
 
@@ -66,10 +69,10 @@ class InstallDependenciesOperator(NodeStage):
         self.enter(InstallPhase.FETCH)
         return self.run_scripts(context, super().resume_stage(context, event))
 
-    def resume_stage(self, context: Any, event: dict[str, Any] | None = None, fetched: Any = None,
-                     **_: Any) -> InstallResult:
-        """A deferred scripts pod finished."""
+    def resume_stage(self, context: Any, event: dict[str, Any] | None = None, **_: Any) -> InstallResult:
+        """A deferred scripts pod finished; what the fetch found waits in this try's XCom."""
         self.enter(InstallPhase.SCRIPTS)
+        fetched = context["ti"].xcom_pull(task_ids=self.task_id, key=FETCHED_XCOM, map_indexes=context["ti"].map_index)
         return install_result(fetched, super().resume_stage(context, event))
 
     def run_scripts(self, context: Any, fetched: dict[str, Any]) -> InstallResult:
@@ -77,7 +80,7 @@ class InstallDependenciesOperator(NodeStage):
             self.log.info("Install scripts are off (setting install_scripts = none): no second phase")
             return install_result(fetched, "none")
         self.enter(InstallPhase.SCRIPTS)
-        self.resume_kwargs = {"fetched": fetched}
+        context["ti"].xcom_push(key=FETCHED_XCOM, value=fetched)  # for a deferred scripts pod's resume
         return install_result(fetched, StageOperator.execute(self, context))
 
     def pod_stage(self) -> str:

@@ -85,7 +85,6 @@ class StageOperator(PipelineOperator):
     egress: str = "none"
     uses_dependency_cache: bool = False  # install's fetch: the shared npm cache and pnpm store
     resume_method: str = "resume_stage"  # where a deferred pod's task resumes
-    resume_kwargs: dict[str, Any] = {}  # noqa: RUF012 -- replaced, never changed in place
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -217,7 +216,7 @@ class StageOperator(PipelineOperator):
             secret_refs=self.secret_refs(), cache_claim=settings.dependency_cache_claim if self.uses_dependency_cache else "",
         )
         return PodScriptRunner(self.log, pods=pods, conn_id=settings.kubernetes_conn_id, stage=stage,
-                               resume_method=self.resume_method, resume_kwargs=self.resume_kwargs)
+                               resume_method=self.resume_method)
 
     def pod_stage(self) -> str:
         """The stage's name on its pods (name prefix and component label)."""

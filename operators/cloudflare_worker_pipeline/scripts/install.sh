@@ -48,9 +48,10 @@ refuse_yarn_plugins() {
   done
 }
 
-# The root package's own lifecycle scripts, in the order npm ci runs them, each by name (npm's
-# --ignore-scripts then skips its pre- and post- ones, named here themselves); allowlist mode runs
-# them only when the package's name is listed.
+# The root package's own lifecycle scripts of those named in ROOT_SCRIPTS (in the order npm ci runs
+# them), each by name (npm's --ignore-scripts then skips its pre- and post- ones, named here
+# themselves); allowlist mode runs them only when the package's name is listed.
+ROOT_SCRIPTS="preinstall install postinstall preprepare prepare postprepare"
 run_root_scripts() {
   [ -f package.json ] || return 0
   if [ "$scripts_mode" = allowlist ]; then
@@ -58,10 +59,20 @@ run_root_scripts() {
   fi
   present=$(node -e 'const s = require(process.argv[1]).scripts || {};
     process.stdout.write(process.argv.slice(2).filter((name) => typeof s[name] === "string").join(" "))' \
-    "$PWD/package.json" preinstall install postinstall preprepare prepare postprepare)
+    "$PWD/package.json" $ROOT_SCRIPTS)
   for script in $present; do
     "$@" "$script"
   done
+}
+
+# The version of the Yarn or pnpm corepack runs here, asked outside the project: pnpm loads the
+# project's .pnpmfile.cjs even for --version (--ignore-pnpmfile or not).
+corepack_version() {
+  spec=$1
+  case "$declared" in
+    "$1"@*) spec=$declared ;;
+  esac
+  (cd "$HOME" && corepack "$spec" --version)
 }
 
 listed() {
@@ -124,7 +135,10 @@ if [ "$phase" = scripts ]; then
     echo "install: running install scripts offline (dependencies' and the root package's own)"
     # Each manager's own way to run what its fetch left out; each also runs the root's scripts.
     case "$manager" in
-      npm) npm rebuild && run_root_scripts npm run --ignore-scripts ;;
+      npm)  # npm rebuild runs the root's install scripts too, but not its prepare ones
+        npm rebuild
+        ROOT_SCRIPTS="preprepare prepare postprepare"
+        run_root_scripts npm run --ignore-scripts ;;
       pnpm) corepack pnpm rebuild ;;
       yarn-berry) corepack yarn rebuild ;;
       yarn-classic) corepack yarn install --frozen-lockfile --non-interactive --offline ;;
@@ -207,7 +221,7 @@ echo "install: dependencies fetched with $manager"
 
 # The toolchain, for the build's provenance: the manager's version, the lockfile and its digest.
 case "$1" in
-  corepack) manager_version=$(corepack "$2" --version) ;;
+  corepack) manager_version=$(corepack_version "$2") ;;
   bun) manager_version=$(bun --version) ;;
   *) manager_version=$(npm --version) ;;
 esac
