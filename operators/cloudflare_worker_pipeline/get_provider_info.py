@@ -58,6 +58,9 @@ _OPTIONS: dict[str, tuple[str, str, str | None, str]] = {
     "failure_callback": ("string", "", "my_company.airflow.notify_build_failure",
                          "Import path of a callable or notifier instance run when a task of the pipeline fails "
                          "(its on_failure_callback), e.g. a configured SlackNotifier."),
+    "dependency_cache_max_mb": ("integer", "10240", "20480",
+                               "The dependency cache's quota per partition, in MiB: a fuller partition is emptied "
+                               "before the next fetch fills it again."),
     "dependency_cache_dir": ("string", "", "/var/cache/cloudflare-worker-pipeline",
                              "Local mode: npm's cache and pnpm's store shared between builds (both verified "
                              "against the lockfile's hashes); empty: <system temp dir>/cloudflare-worker-pipeline/"

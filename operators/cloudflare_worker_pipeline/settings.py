@@ -116,7 +116,7 @@ class PipelineSettings:
     :param install_scripts, install_script_packages: which install scripts run after the fetch, with
         no network: ``run`` (all), ``allowlist`` (the packages listed) or ``none``.
     :param dependency_cache_dir, dependency_cache_claim: the shared dependency cache (local mode: a
-        directory, None for none; kubernetes mode: a claim, empty for none).
+        directory, None for none; kubernetes mode: a claim, empty for none), and its quota per partition.
     :param dag_owner, pool, max_active_runs, stage_retries, failure_callback: what the DAGs are
         built with (see :func:`cloudflare_worker_pipeline.pipeline.pipeline_dag`).
     """
@@ -152,6 +152,7 @@ class PipelineSettings:
     failure_callback: str
     dependency_cache_dir: Path | None
     dependency_cache_claim: str
+    dependency_cache_max_mb: int
 
     @property
     def git_url_schemes(self) -> tuple[str, ...]:
@@ -226,6 +227,7 @@ class PipelineSettings:
             dependency_cache_dir=None if read.string("dependency_cache_dir") == "none"
             else Path(read.string("dependency_cache_dir") or temp / "dependency-cache"),
             dependency_cache_claim=read.string("dependency_cache_claim"),
+            dependency_cache_max_mb=read.positive("dependency_cache_max_mb"),
         )
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in settings.stage_retries.values()):
             raise SettingsError(f'[{SECTION}] stage_retries: expected a JSON object of whole numbers, like {{"install": 3}}')

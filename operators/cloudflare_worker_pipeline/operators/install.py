@@ -101,7 +101,8 @@ class InstallDependenciesOperator(NodeStage):
             return {**env, "INSTALL_SCRIPTS": settings.install_scripts,
                     "INSTALL_SCRIPT_PACKAGES": " ".join(settings.install_script_packages)}
         cache = self.dependency_cache(p)
-        return {**env, **({"DEPENDENCY_CACHE": str(cache)} if cache else {})}
+        return {**env, **({"DEPENDENCY_CACHE": str(cache),
+                           "DEPENDENCY_CACHE_MAX_MB": str(settings.dependency_cache_max_mb)} if cache else {})}
 
     def dependency_cache(self, p: PipelineParameters) -> PurePosixPath | None:
         """Where the fetch sees the shared cache: a partition per platform and Node, or None."""

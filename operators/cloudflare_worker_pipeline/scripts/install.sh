@@ -13,6 +13,7 @@
 #   INSTALL_DIR, RESULTS_DIR   required
 #   INSTALL_SCRIPTS         run (every script), allowlist (INSTALL_SCRIPT_PACKAGES only; the root
 #                           package's own scripts when its name is listed) or none.
+#   DEPENDENCY_CACHE_MAX_MB the cache's quota: a fuller cache is emptied before the fetch.
 #   DEPENDENCY_CACHE        optional, fetch phase only: a directory shared between builds, which no
 #                           repository code ever sees writable. Only stores the package manager
 #                           verifies against the lockfile's integrity hashes go there: npm's cache
@@ -204,6 +205,15 @@ case "$manager" in
     export npm_config_git=git ;;
 esac
 
+if [ -n "${DEPENDENCY_CACHE:-}" ] && [ -d "$DEPENDENCY_CACHE" ]; then
+  # The quota: a partition over it is emptied whole (a cache may always be dropped; the next
+  # fetches fill it again with what builds use now).
+  used_mb=$(du -sm "$DEPENDENCY_CACHE" | cut -f1)
+  if [ "$used_mb" -gt "${DEPENDENCY_CACHE_MAX_MB:-10240}" ]; then
+    echo "install: the dependency cache holds $used_mb MiB, over its quota of ${DEPENDENCY_CACHE_MAX_MB:-10240} MiB (setting dependency_cache_max_mb): emptied"
+    rm -rf "$DEPENDENCY_CACHE/npm" "$DEPENDENCY_CACHE/pnpm-store"
+  fi
+fi
 if [ -n "${DEPENDENCY_CACHE:-}" ]; then
   case "$manager" in
     # Not prefer-offline: with it npm fails on a cache entry a build corrupted instead of fetching it
