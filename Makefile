@@ -77,6 +77,7 @@ system-deps:
 bench: setup sandbox postgres
 	$(PY) bench/pipeline_runs.py
 	$(PY) bench/dependency_cache.py
+	$(PY) bench/install_phases.py
 
 ## constraints: docs/constraints/airflow-<version>.txt, the versions the wheel is installed with beside each tested
 ## Airflow when Airflow's own constraints URL cannot be fetched: the newest as uv.lock pins it, the lowest
