@@ -69,11 +69,13 @@ class AirflowServer:
         for process in self.processes:  # SIGTERM by PID: each component shuts down cleanly
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30  # one deadline for all: a busy machine must not add them up
         for process in self.processes:
             try:
-                process.wait(timeout=30)
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
 
 def start_airflow(home: Path, database_url: str, dags_folder: Path, extra_env: dict[str, str], *,
