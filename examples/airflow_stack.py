@@ -65,7 +65,10 @@ def main() -> int:
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     secret_key, password = secrets.token_urlsafe(24), secrets.token_urlsafe(12)
-    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops everything the way Ctrl-C does
+    # Ctrl-C and SIGTERM stop everything, even when started with SIGINT ignored (a background job
+    # of a non-interactive shell, as CI's), where Python would not turn SIGINT into KeyboardInterrupt.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
 
     started: list[object] = []
     postgres_dir: Path | None = None

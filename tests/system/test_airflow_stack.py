@@ -24,7 +24,9 @@ def test_make_airflow_runs_the_pipeline_over_rest_and_stops_on_ctrl_c() -> None:
     log = open(SESSION_DIR / "stack.log", "wb")  # noqa: SIM115 - closed below
     stack = subprocess.Popen([sys.executable, str(REPO / "examples" / "airflow_stack.py"), "--root",
                               str(SESSION_DIR / "stack"), "--ready-file", str(ready)],
-                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                             # As a background job of a non-interactive shell (CI's) starts it: Ctrl-C must work anyway.
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         deadline = time.monotonic() + 300
         while not ready.exists():
