@@ -69,10 +69,15 @@ def main() -> None:
                 rows["cold"].append(install(project, Path(tmp) / f"cold-{project.name}-{rep}"))
                 rows["store"].append(install(project, warm))
                 rows["snapshot"].append(restore(project, snapshot))
-    print(f"\nDependency cache, median of {REPS} interleaved runs (seconds; ratio to cold)")
+    print_medians(f"Dependency cache, median of {REPS} interleaved runs (seconds; ratio to cold)", results, "cold")
+
+
+def print_medians(title: str, results: dict[str, dict[str, list[float]]], baseline: str) -> None:
+    """Each project's median per row, with its ratio to the ``baseline`` row; then all as JSON."""
+    print(f"\n{title}")
     for name, rows in results.items():
-        cold = statistics.median(rows["cold"])
-        print(f"  {name}: " + ", ".join(f"{row} {statistics.median(v):.2f} s ({statistics.median(v) / cold:.2f})"
+        base = statistics.median(rows[baseline])
+        print(f"  {name}: " + ", ".join(f"{row} {statistics.median(v):.2f} s ({statistics.median(v) / base:.2f})"
                                       for row, v in rows.items()))
     print(json.dumps({name: {row: statistics.median(v) for row, v in rows.items()} for name, rows in results.items()}))
 

@@ -12,10 +12,8 @@ Run: ``python bench/install_phases.py`` (part of ``make bench``).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,6 +26,7 @@ from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy, sandboxe
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from bench.dependency_cache import print_medians  # noqa: E402
 from examples.local_stack.pipeline_env import registry_hosts  # noqa: E402
 
 REPS = int(os.environ.get("BENCH_REPS", "3"))
@@ -100,12 +99,8 @@ def main() -> None:
             for _ in range(REPS):  # interleaved, warm against warm
                 rows["one phase"].append(install(project, cache, one_phase(project, cache)))
                 rows["two phases"].append(install(project, cache, two_phases(project, cache)))
-    print(f"\nInstall, one phase against two, warm store, median of {REPS} interleaved runs (seconds; ratio to one)")
-    for name, rows in results.items():
-        one = statistics.median(rows["one phase"])
-        print(f"  {name}: " + ", ".join(f"{row} {statistics.median(v):.2f} s ({statistics.median(v) / one:.2f})"
-                                      for row, v in rows.items()))
-    print(json.dumps({name: {row: statistics.median(v) for row, v in rows.items()} for name, rows in results.items()}))
+    print_medians(f"Install, one phase against two, warm store, median of {REPS} interleaved runs (seconds; ratio to "
+                  "one)", results, "one phase")
 
 
 if __name__ == "__main__":
