@@ -90,6 +90,9 @@ _OPTIONS: dict[str, tuple[str, str, str | None, str]] = {
     "sandbox_tmp_size_mb": ("integer", "512", "256",
                             "Local mode: the size of the sandbox's /tmp (a tmpfs, held in memory), in MiB. Builds "
                             "write their temporary files to TMPDIR, in the run's workspace, instead."),
+    "workspace_max_mb": ("integer", "4096", "2048",
+                         "Local mode: the disk one run's workspace may use (clone, node_modules, dist, its HOME); a "
+                         "stage taking it past this fails naming the setting. No file may grow past it either."),
     "allowed_r2_endpoints": ("string", "*.r2.cloudflarestorage.com", "*.r2.cloudflarestorage.com,10.0.0.0/8",
                              "Comma-separated host patterns, addresses or networks r2-endpoint-url may name; a "
                              "non-public address must be listed as an address or network."),
@@ -116,6 +119,13 @@ _OPTIONS: dict[str, tuple[str, str, str | None, str]] = {
                   "Kubernetes mode: the install image for a project with a Bun lockfile (needs sh, node and bun); "
                   "empty uses the Node image, whose install then fails saying Bun is missing."),
     "git_image": ("string", "alpine/git:v2.47.2", None, "Kubernetes mode: the checkout image (git, sh)."),
+    "pod_registry_proxy": ("string", "", "http://cloudflare-worker-egress-proxy:3128",
+                           "Kubernetes mode: the egress proxy install's fetch pods go through (its registry "
+                           "listener, examples/kubernetes/egress-proxy.yaml); empty: straight out, as the "
+                           "NetworkPolicies allow."),
+    "pod_git_proxy": ("string", "", "http://cloudflare-worker-egress-proxy:3129",
+                      "Kubernetes mode: the egress proxy checkout pods go through (its git listener); https git "
+                      "URLs only. Empty: straight out, as the NetworkPolicies allow."),
     "kubectl_image": ("string", "alpine/k8s:1.32.4", None, "Kubernetes mode: the kustomize_build image (kubectl, sh)."),
     "pod_service_account": ("string", "", "cloudflare-worker-builds",
                             "Kubernetes mode: the stage pods' service account (no token is mounted either way)."),

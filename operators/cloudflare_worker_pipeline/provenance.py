@@ -28,8 +28,9 @@ def provenance_key(bundle_key: str) -> str:
 
 def statement(*, p: PipelineParameters, subjects: dict[str, str], commit: str, toolchain: dict[str, str],
               wrangler_version: str, dag_id: str, run_id: str, execution_mode: str, started: str,
-              finished: str) -> dict[str, Any]:
-    """The statement: ``subjects`` maps each stored object's key to its SHA-256 (hex)."""
+              finished: str, byproducts: dict[str, str] | None = None) -> dict[str, Any]:
+    """The statement: ``subjects`` maps each stored object's key to its SHA-256 (hex); ``byproducts``
+    the same for what the build recorded beside it (its egress log)."""
     parameters = {key: value for key, value in p.to_dict().items() if key != "workspace"}
     dependencies: list[dict[str, Any]] = [{"uri": f"git+{p.git_url}", "digest": {"gitCommit": commit}}]
     if toolchain.get("lockfile") and toolchain.get("lockfile-sha256"):
@@ -53,6 +54,8 @@ def statement(*, p: PipelineParameters, subjects: dict[str, str], commit: str, t
             "runDetails": {
                 "builder": {"id": f"urn:cloudflare-worker-pipeline:airflow-dag:{dag_id}", "version": versions},
                 "metadata": {"invocationId": f"{dag_id}/{run_id}", "startedOn": started, "finishedOn": finished},
+                **({"byproducts": [{"name": key, "digest": {"sha256": digest}}
+                                   for key, digest in sorted(byproducts.items())]} if byproducts else {}),
             },
         },
     }

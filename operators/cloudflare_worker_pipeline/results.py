@@ -11,7 +11,7 @@ from typing import TypedDict
 
 class UploadedFile(TypedDict):
     key: str
-    kind: str  # "module" or "source-map"
+    kind: str  # "module", "source-map", "provenance" or "egress-log"
     sha256: str
     size_bytes: int
 
@@ -24,6 +24,7 @@ class StoredBuild(TypedDict):
     size_bytes: int
     files: list[UploadedFile]  # the modules and source map its manifest lists
     provenance: UploadedFile | None  # its in-toto statement, when the metadata names one
+    egress_log: UploadedFile | None  # its egress log, when the metadata names one
     gzip_bytes: int | None  # from the object's metadata; None for objects stored before it was recorded
     brotli_bytes: int | None
 
@@ -38,12 +39,25 @@ class WorkerBuild(TypedDict):
     stored_build: StoredBuild | None  # set when its object already holds this build: its bundle and upload skipped
 
 
+class EgressEntry(TypedDict):
+    """Connections a stage asked the egress proxy for, to one host and port, with one outcome."""
+
+    host: str
+    port: int
+    allowed: bool
+    reason: str  # why it was refused or failed; "" when allowed
+    connections: int
+    bytes_out: int  # sent by the stage
+    bytes_in: int  # received by the stage
+
+
 class CheckoutResult(WorkerBuild):
     """The fingerprint and stored build are the first worker's (the top-level parameters')."""
 
     commit_sha: str  # the full SHA of the checked-out commit
     node_version: NodeVersion | None  # the Node the project asks for (parameter, .nvmrc, .node-version), or None
     additional_workers: list[WorkerBuild]  # the same for each entry of additional-workers, in order
+    egress: list[EgressEntry] | None  # what git reached; None where the worker cannot see it (a pod, no sandbox)
 
 
 def worker_build(checkout: CheckoutResult, index: int) -> WorkerBuild:
@@ -57,6 +71,7 @@ class InstallResult(TypedDict):
     package_manager: str  # npm, yarn-classic, yarn-berry, pnpm, bun, or none, as the lockfile named it
     toolchain: dict[str, str]  # package-manager-version, node-version, lockfile, lockfile-sha256
     install_scripts: str  # which ran after the fetch, offline: run, allowlist or none (the setting)
+    egress: list[EgressEntry] | None  # what the fetch reached; None where the worker cannot see it
 
 
 class BuildFile(TypedDict):
@@ -114,6 +129,7 @@ class UploadResult(TypedDict):
     replaced_sha256: str | None  # what the key held before this upload (a fixed key), or None
     files: list[UploadedFile]  # the modules and source map, stored before the bundle
     provenance: UploadedFile | None  # the in-toto statement (kind "provenance"), stored before the bundle
+    egress_log: UploadedFile | None  # <key>.egress.json (kind "egress-log"), stored before the bundle
     gzip_bytes: int | None
     brotli_bytes: int | None
     skipped: bool  # the object already held this build: the upload was skipped, publish verified it

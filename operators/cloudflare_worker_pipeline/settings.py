@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from airflow.sdk.exceptions import AirflowConfigException
 
@@ -48,6 +49,8 @@ class PodSettings:
     :param resources: container requests and limits.
     :param run_as_user: the non-root UID (and GID, fsGroup) pods run as; 1000 is ``node`` in
         node:20-alpine.
+    :param registry_proxy: the egress proxy (``http://host:port``) install's fetch pods go out
+        through, or "" for straight out; ``git_proxy`` the same for checkout pods.
     :param workspace_claim: an existing claim holding every run's workspace under
         ``<dag_id>/<run>`` (mounted with that sub-path), or "" for a claim created per run.
     """
@@ -70,6 +73,8 @@ class PodSettings:
     workspace_storage_class: str
     workspace_size: str
     workspace_access_mode: str
+    registry_proxy: str = ""  # the egress proxy of install's fetch pods: http://host:port, or ""
+    git_proxy: str = ""  # the same for checkout pods
     workspace_mount_path: str = "/workspace"  # inside stage pods: not a setting
     cache_mount_path: str = "/cache"  # the shared dependency cache, in install pods
 
@@ -205,6 +210,8 @@ class PipelineSettings:
                 workspace_storage_class=read.string("workspace_storage_class"),
                 workspace_size=read.string("workspace_size"),
                 workspace_access_mode=read.choice("workspace_access_mode", ACCESS_MODES),
+                registry_proxy=read.proxy_url("pod_registry_proxy"),
+                git_proxy=read.proxy_url("pod_git_proxy"),
             ),
             git_conn_id=read.string("git_conn_id"),
             git_credentials_secret=read.string("git_credentials_secret"),
@@ -213,7 +220,8 @@ class PipelineSettings:
             sandbox_read_only_paths=tuple(Path(p) for p in read.items("sandbox_read_only_paths")),
             stage_limits=StageLimits(max_processes=read.positive("stage_max_processes"),
                                      memory_bytes=read.positive("stage_memory_mb") * MIB,
-                                     tmp_bytes=read.positive("sandbox_tmp_size_mb") * MIB),
+                                     tmp_bytes=read.positive("sandbox_tmp_size_mb") * MIB,
+                                     workspace_bytes=read.positive("workspace_max_mb") * MIB),
             allowed_r2_endpoints=read.items("allowed_r2_endpoints"),
             allowed_git_hosts=read.items("allowed_git_hosts"),
             allowed_registry_hosts=read.items("allowed_registry_hosts"),
@@ -274,6 +282,20 @@ class _Reader:
         if value <= 0:
             raise SettingsError(f"[{SECTION}] {key}: expected a positive number, got {value}")
         return value
+
+    def proxy_url(self, key: str) -> str:
+        """An HTTP proxy's URL, ``http://host:port``, or ""."""
+        value = self.string(key).strip()
+        if not value:
+            return ""
+        try:
+            url = urlsplit(value)
+            port = url.port
+        except ValueError:
+            port, url = None, urlsplit("")
+        if url.scheme != "http" or not url.hostname or port is None or url.path.strip("/") or url.username:
+            raise SettingsError(f"[{SECTION}] {key}: expected an HTTP proxy as http://host:port, got {value!r}")
+        return f"http://{url.netloc}"
 
     def template(self, key: str, field: str) -> str:
         value = self.string(key)

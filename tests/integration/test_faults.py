@@ -206,10 +206,10 @@ def test_a_killed_stage_takes_every_process_it_started_with_it(tmp_path, sandbox
     import logging
     import uuid
 
+    from cloudflare_worker_pipeline.egress_policies import registry_egress
     from cloudflare_worker_pipeline.execution.base import StageScriptError
     from cloudflare_worker_pipeline.execution.local import LocalScriptRunner
     from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
-    from cloudflare_worker_pipeline.operators.install import registry_egress
     from cloudflare_worker_pipeline.settings import PipelineSettings
 
     project = hello_worker_variant(tmp_path, "project")

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -37,6 +39,21 @@ def test_npm_worker_is_bundled_uploaded_and_recorded(pipeline_dag, git_server, c
     body = assert_published(run, s3_client, connections, bucket, "my-worker/build.js")
     assert b"Hello from a Worker built by Airflow" in body
     assert_pinned(body, "hello-worker")
+
+    # The egress log: git reached the git server, npm the registry, and nothing was refused.
+    log = json.loads(objects_in(s3_client, bucket)["my-worker/build.js.egress.json"])
+    checkout, install = log["stages"]["checkout"], log["stages"]["install"]
+    assert checkout["recorded"] and install["recorded"]
+    assert [(c["host"], c["port"], c["allowed"]) for c in checkout["connections"]] == [
+        ("127.0.0.1", urlsplit(repo.url).port, True)]
+    assert checkout["connections"][0]["bytes_in"] > 0
+    assert install["connections"] and all(c["allowed"] and c["port"] == 443 for c in install["connections"])
+    assert sum(c["bytes_in"] for c in install["connections"]) > 100_000, "hono and wrangler's tarballs came through"
+    assert run.xcom("install")["egress"] == install["connections"]
+    assert log["commit"] == repo.head() and log["object"] == "my-worker/build.js"
+    statement = json.loads(objects_in(s3_client, bucket)["my-worker/build.js.intoto.json"])
+    assert statement["predicate"]["runDetails"]["byproducts"] == [{
+        "name": "my-worker/build.js.egress.json", "digest": {"sha256": run.xcom("upload")["egress_log"]["sha256"]}}]
     assert run.xcom("checkout")["commit_sha"] == repo.head()
     assert run.xcom("install")["package_manager"] == "npm"
     lockfile = (REPO / "examples" / "hello-worker" / "package-lock.json").read_bytes()
@@ -68,7 +85,9 @@ def test_npm_worker_is_bundled_uploaded_and_recorded(pipeline_dag, git_server, c
         "cloudflare-worker-pipeline.planton.cloud/source-map": "my-worker/build.js.map",
         "cloudflare-worker-pipeline.planton.cloud/modules": "",
         "cloudflare-worker-pipeline.planton.cloud/provenance": "my-worker/build.js.intoto.json",
-        "cloudflare-worker-pipeline.planton.cloud/provenance-sha256": run.xcom("upload")["provenance"]["sha256"]}
+        "cloudflare-worker-pipeline.planton.cloud/provenance-sha256": run.xcom("upload")["provenance"]["sha256"],
+        "cloudflare-worker-pipeline.planton.cloud/egress-log": "my-worker/build.js.egress.json",
+        "cloudflare-worker-pipeline.planton.cloud/egress-log-sha256": run.xcom("upload")["egress_log"]["sha256"]}
     assert all(ctype == "application/apply-patch+yaml" for method, _, ctype in connections.requests if method == "PATCH")
 
     kubeconfig = connections.write_kubeconfig(tmp_path / "kubeconfig")
@@ -92,7 +111,8 @@ def test_the_same_build_again_skips_install_bundle_and_upload_and_applies_the_co
     uploaded = first.xcom("upload")
     assert second.xcom("checkout")["stored_build"] == {
         "key": "my-worker/build.js", "sha256": uploaded["sha256"], "size_bytes": uploaded["size_bytes"],
-        "files": uploaded["files"], "provenance": uploaded["provenance"], "gzip_bytes": uploaded["gzip_bytes"],
+        "files": uploaded["files"], "provenance": uploaded["provenance"], "egress_log": uploaded["egress_log"],
+        "gzip_bytes": uploaded["gzip_bytes"],
         "brotli_bytes": uploaded["brotli_bytes"]}
     assert {task: second.task_states[task] for task in ("install", "bundle", "typecheck", "upload")} == dict.fromkeys(
         ("install", "bundle", "typecheck", "upload"), "skipped"), "Airflow shows the build as skipped"
@@ -209,7 +229,11 @@ def test_without_a_kubernetes_connection_config_maps_are_written_as_manifest_fil
                                      "cloudflare-worker-pipeline.planton.cloud/modules": "",
                                      "cloudflare-worker-pipeline.planton.cloud/provenance": "my-worker/build.js.intoto.json",
                                      "cloudflare-worker-pipeline.planton.cloud/provenance-sha256":
-                                         run.xcom("upload")["provenance"]["sha256"]}},
+                                         run.xcom("upload")["provenance"]["sha256"],
+                                     "cloudflare-worker-pipeline.planton.cloud/egress-log":
+                                         "my-worker/build.js.egress.json",
+                                     "cloudflare-worker-pipeline.planton.cloud/egress-log-sha256":
+                                         run.xcom("upload")["egress_log"]["sha256"]}},
         "data": {"bucket": bucket, "path": "my-worker/build.js", "content-hash": hashlib.sha256(body).hexdigest(),
                  "size-bytes": str(len(body))},
     }
@@ -266,6 +290,7 @@ def test_the_publish_emits_an_asset_event_describing_the_object(pipeline_dag, gi
                      "key": f"w/{commit}.js", "sha256": hashlib.sha256(body).hexdigest(), "size_bytes": len(body),
                      "commit_sha": commit, "replaced_sha256": None, "skipped": False, "git_url": repo.url,
                      "files": run.xcom("upload")["files"], "provenance": run.xcom("upload")["provenance"],
+                     "egress_log": run.xcom("upload")["egress_log"],
                      "gzip_bytes": run.xcom("bundle")["gzip_bytes"],
                      "brotli_bytes": run.xcom("bundle")["brotli_bytes"]}
     assert [f["key"] for f in extra["files"]] == [f"w/{commit}.js.map"]

@@ -48,3 +48,33 @@ def test_a_postinstall_exhausting_the_worker_fails_install_naming_the_limit(
     assert after.state == "success", after.task_states
     pids = "/sys/fs/cgroup/pids" if os.path.isdir("/sys/fs/cgroup/pids") else "/sys/fs/cgroup"
     assert not [name for name in os.listdir(pids) if name.startswith("cfw-stage-")], "a stage's cgroup was left"
+
+
+DISK_ATTACKS = {  # the example's node_modules is about 200 MiB: the limit leaves room for it, not for these
+    "many-files": "for i in $(seq 1 40); do dd if=/dev/zero of=filler.$i bs=1M count=10 2>/dev/null; done; sleep 2",
+    "one-file": "fallocate -l 8G filler",  # refused by the kernel at once: nothing is written
+}
+
+
+@pytest.mark.parametrize("attack", sorted(DISK_ATTACKS))
+def test_a_postinstall_filling_the_disk_fails_install_naming_the_workspace_limit(
+        attack, pipeline_dag, git_server, connections, bucket, s3_server, s3_client, tmp_path, monkeypatch, capfd) -> None:
+    """No cgroup needed: the workspace's limit holds as any user."""
+    monkeypatch.setenv(SETTING + "WORKSPACE_MAX_MB", "320")
+    package = json.loads((REPO / "examples/hello-worker/package.json").read_text())
+    package["scripts"]["postinstall"] = DISK_ATTACKS[attack]
+    project = hello_worker_variant(tmp_path, f"disk-{attack}", files={"package.json": json.dumps(package, indent=2)})
+    repo = git_server.publish(f"disk-{attack}", project)
+
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert run.task_states["install"] == "failed", run.task_states
+    output = failure_output(capfd)
+    expected = "over its limit of 320 MiB (setting workspace_max_mb)" if attack == "many-files" else \
+        "no file may grow past 320 MiB: setting workspace_max_mb"
+    assert expected in output, output[-3000:]
+    assert objects_in(s3_client, bucket) == {}
+
+    good = git_server.publish(f"after-disk-{attack}", REPO / "examples" / "hello-worker")
+    after = run_pipeline(pipeline_dag, conf_for(good.url, bucket, s3_server.endpoint_url))
+    assert after.state == "success", after.task_states

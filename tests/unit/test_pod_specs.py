@@ -188,9 +188,66 @@ def test_each_stage_pod_is_selected_by_exactly_one_network_policy_and_offline_st
     assert "Egress" in spec["policyTypes"]
     if EGRESS[operator_class] == "none":
         assert spec["egress"] == []
-    else:  # DNS and public addresses only: no cluster, metadata or private address space
-        blocks = [peer["ipBlock"] for rule in spec["egress"] for peer in rule["to"] if "ipBlock" in peer]
-        assert blocks and all({"10.0.0.0/8", "169.254.0.0/16", "127.0.0.0/8"} <= set(b["except"]) for b in blocks)
+    else:  # DNS and the egress proxy's listener for this kind of pod, nothing else
+        port = {"registry": 3128, "git": 3129}[EGRESS[operator_class]]
+        assert [peer for rule in spec["egress"] for peer in rule["to"] if "ipBlock" in peer] == []
+        proxy_rules = [rule for rule in spec["egress"] if rule["to"] == [{"podSelector": {"matchLabels": {
+            "app.kubernetes.io/name": "cloudflare-worker-egress-proxy"}}}]]
+        assert [rule["ports"] for rule in proxy_rules] == [[{"protocol": "TCP", "port": port}]]
+
+
+def egress_proxy_documents() -> list[dict]:
+    import yaml
+
+    from tests.conftest import REPO
+
+    return list(yaml.safe_load_all((REPO / "examples" / "kubernetes" / "egress-proxy.yaml").read_text()))
+
+
+def test_the_egress_proxy_example_is_valid_and_serves_each_kind_of_pod_on_its_own_port() -> None:
+    from cloudflare_worker_pipeline.egress_proxy import GIT_PORT, REGISTRY_PORT
+
+    documents = {document["kind"]: document for document in egress_proxy_documents()}
+    for document in documents.values():
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+    container = documents["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "cloudflare_worker_pipeline.egress_proxy"]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"registry": REGISTRY_PORT, "git": GIT_PORT}
+    assert {p["name"]: p["port"] for p in documents["Service"]["spec"]["ports"]} == {"registry": REGISTRY_PORT,
+                                                                                    "git": GIT_PORT}
+    ingress = documents["NetworkPolicy"]["spec"]["ingress"]
+    assert [(rule["from"][0]["podSelector"]["matchLabels"]["cloudflare-worker-pipeline.planton.cloud/egress"],
+             rule["ports"][0]["port"]) for rule in ingress] == [("registry", REGISTRY_PORT), ("git", GIT_PORT)]
+    blocks = [peer["ipBlock"] for rule in documents["NetworkPolicy"]["spec"]["egress"] for peer in rule["to"]
+              if "ipBlock" in peer]
+    assert blocks and all({"10.0.0.0/8", "169.254.0.0/16", "127.0.0.0/8", "100.64.0.0/10"} <= set(b["except"])
+                          for b in blocks)
+
+
+@pytest.mark.parametrize("operator_class,proxy", [(CheckoutOperator, "http://cloudflare-worker-egress-proxy:3129"),
+                                                  (InstallDependenciesOperator, "http://cloudflare-worker-egress-proxy:3128"),
+                                                  (BundleWorkerOperator, None), (KustomizeBuildOperator, None)])
+def test_fetching_pods_go_out_through_their_proxy_and_the_others_have_none(operator_class, proxy, monkeypatch) -> None:
+    pod = render_pod(operator_class, monkeypatch, pod_registry_proxy="http://cloudflare-worker-egress-proxy:3128",
+                     pod_git_proxy="http://cloudflare-worker-egress-proxy:3129",
+                     install_env='{"npm_config_https_proxy": "http://elsewhere:8080"}')
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    if proxy is None:  # no network: no proxy either
+        assert not any("egress-proxy" in (value or "") for value in env.values()), env
+        return
+    names = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "npm_config_https_proxy", "npm_config_proxy", "YARN_HTTPS_PROXY")
+    assert {name: env.get(name) for name in names} == dict.fromkeys(names, proxy), "the proxy wins over install_env"
+    assert env["NO_PROXY"] == "" and env["no_proxy"] == ""
+
+
+@pytest.mark.parametrize("value", ["https://proxy:3128", "http://proxy", "proxy:3128", "http://u:p@proxy:3128",
+                                   "http://proxy:3128/path"])
+def test_a_pod_proxy_setting_must_be_http_host_and_port(value, monkeypatch) -> None:
+    from cloudflare_worker_pipeline.settings import PipelineSettings, SettingsError
+
+    monkeypatch.setenv(SETTING + "POD_REGISTRY_PROXY", value)
+    with pytest.raises(SettingsError, match=r"pod_registry_proxy: expected an HTTP proxy as http://host:port"):
+        PipelineSettings.from_airflow_config()
 
 
 def test_only_the_install_pod_mounts_the_shared_dependency_cache(monkeypatch) -> None:
@@ -203,3 +260,18 @@ def test_only_the_install_pod_mounts_the_shared_dependency_cache(monkeypatch) ->
     for other in (CheckoutOperator, BundleWorkerOperator, KustomizeBuildOperator):
         pod = render_pod(other, monkeypatch, dependency_cache_claim="dependency-cache")
         assert "dependency-cache" not in {v["name"] for v in pod["spec"]["volumes"]}
+
+
+def test_a_git_url_git_cannot_fetch_through_the_pods_proxy_fails_checkout_naming_the_setting(monkeypatch) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+    from cloudflare_worker_pipeline.parameters import PipelineParameters
+
+    from tests.helpers import VALID
+
+    for key, value in {"EXECUTION_MODE": "kubernetes", "POD_GIT_PROXY": "http://cloudflare-worker-egress-proxy:3129"}.items():
+        monkeypatch.setenv(SETTING + key, value)
+    params = PipelineParameters.from_conf({**VALID, "git-url": "ssh://git@github.com/org/repo.git"}, workspace="/w")
+    operator = CheckoutOperator(task_id="checkout", parameters=params.to_dict())
+    with pytest.raises(AirflowFailException, match=r"git-url ssh://git@github.com/org/repo.git cannot go through the "
+                                                   r"egress proxy of checkout pods \(setting pod_git_proxy"):
+        operator.execute({"run_id": "manual_1"})

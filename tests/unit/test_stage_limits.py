@@ -15,7 +15,7 @@ from cloudflare_worker_pipeline.execution.limits import (
     join_command,
 )
 
-LIMITS = StageLimits(max_processes=300, memory_bytes=512 * MIB, tmp_bytes=64 * MIB)
+LIMITS = StageLimits(max_processes=300, memory_bytes=512 * MIB, tmp_bytes=64 * MIB, workspace_bytes=256 * MIB)
 
 
 def _own(tmp_path: Path, text: str) -> Path:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cloudflare_worker_pipeline.modes import ExecutionMode
+from cloudflare_worker_pipeline.results import EgressEntry
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 # How npm, Yarn, pnpm, Wrangler, git and kubectl start the lines that matter.
@@ -98,6 +99,9 @@ class ScriptRunner(Protocol):
     """Runs stage scripts somewhere: ``execution.local`` (a sandboxed process) or ``execution.kubernetes`` (a pod)."""
 
     mode: ExecutionMode
+    # After run: the connections the stage asked the egress proxy for, grouped ([] when it had no
+    # network); None where the runner cannot see them (a pod, an unsandboxed process).
+    egress: list[EgressEntry] | None
 
     @property
     def script_workspace(self) -> str:

@@ -20,11 +20,13 @@ import shutil
 import socket
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloudflare_worker_pipeline.allowed_hosts import HostNotAllowedError, check_host
 from cloudflare_worker_pipeline.execution.base import TaskLog
+from cloudflare_worker_pipeline.results import EgressEntry
 
 RELAY_PORT = 3128  # inside the sandbox's own loopback
 MAX_HEAD = 16 * 1024
@@ -103,30 +105,46 @@ class EgressRecord:
     reason: str = ""
     bytes_out: int = 0
     bytes_in: int = 0
-
-    def describe(self) -> str:
-        if not self.allowed:
-            return f"refused {self.host}:{self.port} ({self.reason})"
-        return f"{self.host}:{self.port}: {self.bytes_out} bytes out, {self.bytes_in} bytes in"
+    client: str = ""  # the asking pod's address (a TCP listener); "" on the sandbox's Unix socket
 
 
 @dataclass
 class EgressProxy:
-    """A CONNECT proxy on a Unix socket in a private directory, for one stage."""
+    """A CONNECT proxy for one stage, on a Unix socket in a private directory; or, for the
+    Kubernetes mode's Deployment, on a TCP address (``listen``) for every pod of a kind.
+
+    :param on_record: called with each connection's record once it ends (the Deployment logs it).
+    :param keep_records: keep every record for :meth:`close` (a stage's proxy); a long-running
+        proxy does not.
+    """
 
     policy: EgressPolicy
-    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="cfw-egress-")))
+    listen: tuple[str, int] | None = None
+    on_record: Callable[[EgressRecord], None] | None = None
+    keep_records: bool = True
     records: list[EgressRecord] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.socket_path = self.directory / "proxy.sock"  # short: a Unix socket's path has 107 bytes at most
-        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._server.bind(str(self.socket_path))
+        if self.listen is None:
+            self.directory: Path | None = Path(tempfile.mkdtemp(prefix="cfw-egress-"))
+            self.socket_path = self.directory / "proxy.sock"  # short: a Unix socket's path has 107 bytes at most
+            self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._server.bind(str(self.socket_path))
+        else:
+            self.directory = None
+            self._server = socket.create_server(self.listen, family=socket.AF_INET6 if ":" in self.listen[0]
+                                                else socket.AF_INET, reuse_port=False)
         self._server.listen(64)
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._accept, name="egress-proxy", daemon=True)
         self._thread.start()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The TCP address it listens on (a ``listen`` port of 0 picks a free one)."""
+        host, port = self._server.getsockname()[:2]
+        return str(host), int(port)
 
     def close(self) -> list[EgressRecord]:
         """Stop accepting, and return what the stage asked for."""
@@ -135,19 +153,21 @@ class EgressProxy:
             self._server.shutdown(socket.SHUT_RDWR)
         self._server.close()
         self._thread.join(timeout=5)
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
         with self._lock:
             return list(self.records)
 
     def _accept(self) -> None:
         while not self._closed.is_set():
             try:
-                client, _ = self._server.accept()
+                client, peer = self._server.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(client,), name="egress-connection", daemon=True).start()
+            threading.Thread(target=self._serve, args=(client, peer[0] if isinstance(peer, tuple) else ""),
+                             name="egress-connection", daemon=True).start()
 
-    def _serve(self, client: socket.socket) -> None:
+    def _serve(self, client: socket.socket, peer: str) -> None:
         with client:
             head = _read_head(client)
             if head is None:
@@ -160,30 +180,39 @@ class EgressProxy:
             except ValueError as error:
                 client.sendall(_response(400, str(error)))
                 return
-            record = EgressRecord(host=host, port=port, allowed=False)
-            with self._lock:
-                self.records.append(record)
+            record = EgressRecord(host=host, port=port, allowed=False, client=peer)
+            if self.keep_records:
+                with self._lock:
+                    self.records.append(record)
             try:
-                address = self.policy.address_for(host, port)
-            except EgressRefusedError as error:
-                record.reason = str(error)
-                client.sendall(_response(403, f"egress to {host}:{port} refused: {error}"))
-                return
-            try:
-                upstream = socket.create_connection((address, port), timeout=30)
-            except OSError as error:
-                record.reason = f"unable to connect to {host}:{port} ({error.strerror or error})"
-                client.sendall(_response(502, record.reason))
-                return
-            record.allowed = True
-            with upstream:
-                upstream.settimeout(None)
-                if forward is None:
-                    client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                else:
-                    upstream.sendall(forward)
-                    record.bytes_out += len(forward)
-                _splice(client, upstream, record)
+                self._connect(client, record, forward)
+            finally:
+                if self.on_record is not None:
+                    self.on_record(record)
+
+    def _connect(self, client: socket.socket, record: EgressRecord, forward: bytes | None) -> None:
+        host, port = record.host, record.port
+        try:
+            address = self.policy.address_for(host, port)
+        except EgressRefusedError as error:
+            record.reason = str(error)
+            client.sendall(_response(403, f"egress to {host}:{port} refused: {error}"))
+            return
+        try:
+            upstream = socket.create_connection((address, port), timeout=30)
+        except OSError as error:
+            record.reason = f"unable to connect to {host}:{port} ({error.strerror or error})"
+            client.sendall(_response(502, record.reason))
+            return
+        record.allowed = True
+        with upstream:
+            upstream.settimeout(None)
+            if forward is None:
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            else:
+                upstream.sendall(forward)
+                record.bytes_out += len(forward)
+            _splice(client, upstream, record)
 
 
 def _read_head(client: socket.socket) -> bytes | None:
@@ -264,24 +293,47 @@ def _splice(client: socket.socket, upstream: socket.socket, record: EgressRecord
                 record.bytes_in += len(data)
 
 
+def proxy_env(url: str) -> dict[str, str]:
+    """Every package manager's and git's proxy variable set to ``url``, with no exceptions."""
+    return {**dict.fromkeys(("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "npm_config_https_proxy",
+                             "npm_config_proxy", "YARN_HTTPS_PROXY", "YARN_HTTP_PROXY"), url),
+            "NO_PROXY": "", "no_proxy": ""}
+
+
 def sandbox_env(proxy: EgressProxy, home: Path) -> dict[str, str]:
     """What a stage's environment needs to go out through ``proxy``: the relay's address for every
     package manager's proxy variable, and git's proxy command for git:// and ssh://."""
-    url = f"http://127.0.0.1:{RELAY_PORT}"
     git_proxy = str(home / ".cfw-egress-git-proxy")
     return {
         "CFW_EGRESS_SOCKET": str(proxy.socket_path), "CFW_EGRESS_PORT": str(RELAY_PORT),
         "CFW_EGRESS_RELAY": RELAY_JS, "CFW_EGRESS_CONNECT": CONNECT_JS, "CFW_EGRESS_GIT_PROXY": git_proxy,
-        **dict.fromkeys(("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "npm_config_https_proxy",
-                         "npm_config_proxy", "YARN_HTTPS_PROXY", "YARN_HTTP_PROXY"), url),
-        "NO_PROXY": "", "no_proxy": "",
+        **proxy_env(f"http://127.0.0.1:{RELAY_PORT}"),
         "GIT_PROXY_COMMAND": git_proxy,
         "GIT_SSH_COMMAND": f"ssh -o ProxyCommand='{git_proxy} %h %p'",
     }
 
 
-def log_records(log: TaskLog, script: str, records: list[EgressRecord]) -> None:
-    """One line per connection: what the stage reached through the proxy, and what it was refused."""
+def summarize(records: list[EgressRecord]) -> list[EgressEntry]:
+    """The stage's egress log: its connections grouped by host, port and outcome, refusals last."""
+    entries: dict[tuple[str, int, bool, str], EgressEntry] = {}
     for record in records:
-        (log.info if record.allowed else log.warning)("egress of %s: %s", script, record.describe())
+        key = (record.host, record.port, record.allowed, record.reason)
+        entry = entries.setdefault(key, EgressEntry(host=record.host, port=record.port, allowed=record.allowed,
+                                                    reason=record.reason, connections=0, bytes_out=0, bytes_in=0))
+        entry["connections"] += 1
+        entry["bytes_out"] += record.bytes_out
+        entry["bytes_in"] += record.bytes_in
+    return sorted(entries.values(), key=lambda e: (not e["allowed"], e["host"], e["port"], e["reason"]))
 
+
+def log_egress(log: TaskLog, script: str, entries: list[EgressEntry]) -> None:
+    """One line per host, port and outcome: what the stage reached through the proxy, and what it was refused."""
+    if not entries:
+        log.info("egress of %s: no connections", script)
+    for entry in entries:
+        if entry["allowed"]:
+            log.info("egress of %s: %s:%d, %d connection(s), %d bytes out, %d bytes in", script, entry["host"],
+                     entry["port"], entry["connections"], entry["bytes_out"], entry["bytes_in"])
+        else:
+            log.warning("egress of %s: refused %s:%d, %d connection(s): %s", script, entry["host"], entry["port"],
+                        entry["connections"], entry["reason"])

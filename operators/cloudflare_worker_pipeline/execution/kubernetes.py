@@ -31,6 +31,7 @@ from cloudflare_worker_pipeline.connections import optional_connection
 from cloudflare_worker_pipeline.execution.base import StageScriptError, TaskLog
 from cloudflare_worker_pipeline.execution.pod_spec import BASE_CONTAINER, StagePod, build_stage_pod
 from cloudflare_worker_pipeline.modes import ExecutionMode
+from cloudflare_worker_pipeline.results import EgressEntry
 from cloudflare_worker_pipeline.settings import PodSettings
 
 
@@ -42,6 +43,9 @@ class PodScriptRunner:
     """
 
     mode = ExecutionMode.KUBERNETES
+    # The fetch pods' egress proxy is a Deployment of its own (examples/kubernetes/egress-proxy.yaml),
+    # which logs every connection with the pod's address; the task does not see them.
+    egress: list[EgressEntry] | None = None
 
     def __init__(self, log: TaskLog, *, pods: PodSettings, conn_id: str, stage: StagePod,
                  resume_method: str = "resume_stage") -> None:

@@ -26,11 +26,12 @@ MIB = 1024 * 1024
 @dataclass(frozen=True)
 class StageLimits:
     """What one stage may use on the worker (settings ``stage_max_processes``, ``stage_memory_mb``,
-    ``sandbox_tmp_size_mb``)."""
+    ``sandbox_tmp_size_mb``, ``workspace_max_mb``)."""
 
     max_processes: int
     memory_bytes: int
     tmp_bytes: int
+    workspace_bytes: int  # the run's workspace on disk (execution.disk)
 
 
 class CgroupUnavailableError(OSError):

@@ -22,7 +22,8 @@ from cloudflare_worker_pipeline.execution.base import (
     log_tool_line,
     stage_program,
 )
-from cloudflare_worker_pipeline.execution.egress import EgressProxy, log_records, sandbox_env
+from cloudflare_worker_pipeline.execution.disk import DiskWatch, file_size_limited
+from cloudflare_worker_pipeline.execution.egress import EgressProxy, log_egress, sandbox_env, summarize
 from cloudflare_worker_pipeline.execution.limits import (
     MIB,
     CgroupUnavailableError,
@@ -32,6 +33,7 @@ from cloudflare_worker_pipeline.execution.limits import (
 )
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy, sandboxed_popen
 from cloudflare_worker_pipeline.modes import ExecutionMode
+from cloudflare_worker_pipeline.results import EgressEntry
 
 MAX_RESULT_BYTES = 64 * 1024  # a result is a hash, a path, a name: small
 
@@ -53,7 +55,7 @@ class LocalScriptRunner:
     :param sandboxed: run inside bubblewrap under ``policy`` (the ``sandbox`` setting); when false,
         the script runs as the worker's user, seeing what it sees (trusted repositories only).
     :param limits: the stage's processes, memory (a cgroup of its own, where the worker can make
-        one) and ``/tmp`` size; None for none.
+        one), ``/tmp`` size and the workspace's disk (``execution.disk``); None for none.
     """
 
     mode = ExecutionMode.LOCAL
@@ -70,6 +72,7 @@ class LocalScriptRunner:
         self.sandboxed = sandboxed
         self.limits = limits
         self._process: subprocess.Popen[str] | None = None
+        self.egress: list[EgressEntry] | None = None
 
     def run(self, script: str, env: Mapping[str, str], *, results_dir: Path, timeout_seconds: int) -> dict[str, str]:
         full_env = {key: os.environ[key] for key in PASSED_THROUGH_ENV if key in os.environ}
@@ -77,6 +80,8 @@ class LocalScriptRunner:
         full_env["RESULTS_DIR"] = str(results_dir)
         results_dir.mkdir(parents=True, exist_ok=True)
         command = ["sh", "-c", stage_program(script), script]
+        if self.limits is not None:
+            command = file_size_limited(command, self.limits.workspace_bytes)
         popen_kwargs: dict[str, Any] = {
             "stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True,
             "errors": "replace",
@@ -106,7 +111,9 @@ class LocalScriptRunner:
             self.log.info("Running %s in a bubblewrap sandbox (network: %s)", script,
                           f"only {', '.join(egress.hosts)} through the egress proxy" if egress else "none")
             proxy = EgressProxy(egress) if egress else None
+            self.egress = []
             if proxy is not None:
+                assert proxy.directory is not None
                 policy = replace(policy, writable=(*policy.writable, proxy.directory))
                 full_env = {**full_env, **sandbox_env(proxy, policy.home)}
             try:
@@ -115,9 +122,11 @@ class LocalScriptRunner:
                     **popen_kwargs), cgroup, results_dir, timeout_seconds)
             finally:
                 if proxy is not None:
-                    log_records(self.log, script, proxy.close())
+                    self.egress = summarize(proxy.close())
+                    log_egress(self.log, script, self.egress)
         else:
             self.log.warning("Running %s unsandboxed, as the worker's user (setting sandbox = none)", script)
+            self.egress = None  # the host's network: nothing records where it went
             home = self.policy.home
             (home / ".tmp").mkdir(parents=True, exist_ok=True)
             process = subprocess.Popen(join_command(cgroup, command),
@@ -132,9 +141,10 @@ class LocalScriptRunner:
         errors: list[str] = []
         timer = threading.Timer(timeout_seconds, self._kill, args=(process,))
         timer.start()
+        disk = DiskWatch(self.workspace_root, self.limits.workspace_bytes, lambda: self._kill(process)) if self.limits else None
         try:
             assert process.stdout is not None
-            with ProgressReporter(self.log, script) as progress:
+            with ProgressReporter(self.log, script) as progress, disk or contextlib.nullcontext():
                 for raw in process.stdout:
                     progress.output_seen()
                     line = ANSI_ESCAPE.sub("", raw.rstrip("\n"))  # some tools colour even without a terminal
@@ -146,6 +156,10 @@ class LocalScriptRunner:
         finally:
             timer.cancel()
             self._process = None
+        if disk is not None and disk.over is not None:  # the same build would fill it again: no retry
+            raise StageScriptError(
+                f"ERROR: {script}: the run's workspace grew to {disk.over // MIB} MiB, over its limit of "
+                f"{disk.cap_bytes // MIB} MiB (setting workspace_max_mb); the stage was stopped", diagnosed=True)
         reached = cgroup.limit_reached() if cgroup is not None else None
         if code != 0 and reached:  # the same build would reach it again: no retry
             raise StageScriptError(f"ERROR: {script}: {reached}", diagnosed=True)
@@ -154,6 +168,9 @@ class LocalScriptRunner:
         if code != 0 and self.limits and self.sandboxed and any("No space left on device" in line for line in tail):
             tail.append(f"(the sandbox's /tmp holds at most {self.limits.tmp_bytes // MIB} MiB: setting "
                         "sandbox_tmp_size_mb; TMPDIR, in the run's workspace, has no such cap)")
+        if code != 0 and self.limits and any(("File size limit exceeded" in line or "File too large" in line
+                                              or "EFBIG" in line) for line in tail):
+            tail.append(f"(no file may grow past {self.limits.workspace_bytes // MIB} MiB: setting workspace_max_mb)")
         if code != 0:
             if code == -signal.SIGKILL and not errors:
                 raise StageScriptError(f"{script} timed out after {timeout_seconds} s and was stopped", diagnosed=False)

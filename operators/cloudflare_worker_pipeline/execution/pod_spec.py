@@ -11,6 +11,7 @@ from typing import Any
 from kubernetes.client import models as k8s
 
 from cloudflare_worker_pipeline.execution.base import stage_program
+from cloudflare_worker_pipeline.execution.egress import proxy_env
 from cloudflare_worker_pipeline.settings import PodSettings
 from cloudflare_worker_pipeline.workspace import POD_LABELS, ClaimMount
 
@@ -36,6 +37,7 @@ class StagePod:
     labels: Mapping[str, str] = field(default_factory=dict)  # the owner's and the task's
     secret_refs: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # env name -> (Secret, key)
     cache_claim: str = ""  # mounted at PodSettings.cache_mount_path (the install stage's dependency cache)
+    proxy: str = ""  # the egress proxy its tools go out through (http://host:port), or "" for none
 
 
 def build_stage_pod(stage: StagePod, pods: PodSettings) -> k8s.V1Pod:
@@ -43,7 +45,8 @@ def build_stage_pod(stage: StagePod, pods: PodSettings) -> k8s.V1Pod:
     uid = pods.run_as_user
     seccomp = k8s.V1SeccompProfile(type="RuntimeDefault")
     workspace = pods.workspace_mount_path
-    env = [k8s.V1EnvVar(name=name, value=value) for name, value in stage.env.items()]
+    values = {**stage.env, **(proxy_env(stage.proxy) if stage.proxy else {})}  # the proxy wins over install_env
+    env = [k8s.V1EnvVar(name=name, value=value) for name, value in values.items()]
     env += [k8s.V1EnvVar(name=name, value_from=k8s.V1EnvVarSource(
         secret_key_ref=k8s.V1SecretKeySelector(name=secret, key=key, optional=True)))
         for name, (secret, key) in stage.secret_refs.items()]

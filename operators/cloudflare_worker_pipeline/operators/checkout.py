@@ -11,6 +11,8 @@ from airflow.sdk.bases.skipmixin import SkipMixin
 from airflow.sdk.exceptions import AirflowFailException
 
 from cloudflare_worker_pipeline.clone_paths import PathEscapesCloneError, check_no_escaping_symlinks
+from cloudflare_worker_pipeline.egress_log import EGRESS_LOG_METADATA, egress_log_key
+from cloudflare_worker_pipeline.egress_policies import git_egress
 from cloudflare_worker_pipeline.execution.egress import EgressPolicy
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
 from cloudflare_worker_pipeline.fingerprint import (
@@ -64,6 +66,12 @@ class CheckoutOperator(StageOperator, SkipMixin):
         self.build_task_id = build_task_id
 
     def execute(self, context: Any) -> CheckoutResult:
+        settings, url = self.settings, self.pipeline.git_url
+        if settings.execution_mode is ExecutionMode.KUBERNETES and settings.pods.git_proxy and not url.startswith(
+                ("https://", "http://")):
+            raise AirflowFailException(
+                f"ERROR: git-url {url} cannot go through the egress proxy of checkout pods (setting pod_git_proxy "
+                f"{settings.pods.git_proxy}): git reaches it over https only there; use the repository's https URL")
         return self._skip_stored_build(super().execute(context), context)
 
     def resume_stage(self, context: Any, event: dict[str, Any] | None = None, **kwargs: Any) -> CheckoutResult:
@@ -118,11 +126,9 @@ class CheckoutOperator(StageOperator, SkipMixin):
     def egress_policy(self, p: PipelineParameters) -> EgressPolicy | None:
         """git may reach the hosts of ``allowed_git_hosts`` (the git URL's, its submodules') on git's
         ports: https, git://, ssh, the URL's own port, and plain http only where allowed."""
-        settings = self.settings
-        ports = {443, 9418, 22} | ({80} if settings.allow_http_git_urls else set())
         with contextlib.suppress(ValueError):
-            ports |= {urlsplit(p.git_url).port} - {None}  # type: ignore[arg-type]
-        return EgressPolicy(hosts=settings.allowed_git_hosts, ports=frozenset(ports), setting="allowed_git_hosts")
+            return git_egress(self.settings, {urlsplit(p.git_url).port} - {None})  # type: ignore[arg-type]
+        return git_egress(self.settings)
 
     def finish(self, results: dict[str, str], context: Any) -> CheckoutResult:
         try:
@@ -133,7 +139,8 @@ class CheckoutOperator(StageOperator, SkipMixin):
         commit, p = results["commit"], self.pipeline
         first, *others = [self._worker_build(p, worker, commit, results["input-trees"], node) for worker in p.workers]
         return CheckoutResult(commit_sha=commit, node_version=node, fingerprint=first["fingerprint"],
-                              stored_build=first["stored_build"], additional_workers=others)
+                              stored_build=first["stored_build"], additional_workers=others,
+                              egress=self.stage_egress)
 
     def _worker_build(self, p: PipelineParameters, worker: Worker, commit: str, input_trees: str,
                       node: NodeVersion | None) -> WorkerBuild:
@@ -188,23 +195,27 @@ class CheckoutOperator(StageOperator, SkipMixin):
                       "(force-rebuild=true builds anyway)", p.r2_bucket_name, key, stored.metadata.get("commit"),
                       fingerprint[:12], stored.sha256, self.build_task_id)
         return StoredBuild(key=key, sha256=stored.sha256, size_bytes=stored.size_bytes, files=files,
-                           provenance=self._stored_provenance(p, key, stored.metadata.get(PROVENANCE_METADATA)),
+                           provenance=self._stored_companion(p, provenance_key(key), "provenance",
+                                                             stored.metadata.get(PROVENANCE_METADATA)),
+                           egress_log=self._stored_companion(p, egress_log_key(key), "egress-log",
+                                                             stored.metadata.get(EGRESS_LOG_METADATA)),
                            gzip_bytes=_number(stored.metadata.get(GZIP_METADATA)),
                            brotli_bytes=_number(stored.metadata.get(BROTLI_METADATA)))
 
-    def _stored_provenance(self, p: PipelineParameters, key: str, sha256: str | None) -> UploadedFile | None:
-        """The stored build's statement, when its metadata names one and it still holds that digest."""
+    def _stored_companion(self, p: PipelineParameters, key: str, kind: str, sha256: str | None) -> UploadedFile | None:
+        """The stored build's statement or egress log at ``key``, when the bundle's metadata names
+        one and it still holds that digest."""
         from cloudflare_worker_pipeline.hooks.r2 import R2Error
 
         if not sha256:
             return None
         try:
-            found = self.r2.stored(p.r2_bucket_name, provenance_key(key))
+            found = self.r2.stored(p.r2_bucket_name, key)
         except R2Error:
             return None
         if found is None or found.sha256 != sha256:
             return None
-        return UploadedFile(key=provenance_key(key), kind="provenance", sha256=sha256, size_bytes=found.size_bytes)
+        return UploadedFile(key=key, kind=kind, sha256=sha256, size_bytes=found.size_bytes)
 
     def _stored_files(self, p: PipelineParameters, key: str, manifest_sha256: str | None) -> list[UploadedFile] | None:
         """The files stored beside the bundle, from the manifest it names; None: build again."""

@@ -7,8 +7,8 @@ import platform
 import re
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import urlsplit
 
+from cloudflare_worker_pipeline.egress_policies import registry_egress
 from cloudflare_worker_pipeline.execution.egress import EgressPolicy
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
 from cloudflare_worker_pipeline.fingerprint import node_identity
@@ -18,12 +18,6 @@ from cloudflare_worker_pipeline.operators.stage import StageOperator
 from cloudflare_worker_pipeline.parameters import PipelineParameters
 from cloudflare_worker_pipeline.provenance import parse_toolchain
 from cloudflare_worker_pipeline.results import InstallResult
-from cloudflare_worker_pipeline.settings import PipelineSettings
-
-# install_env keys that name a registry the package managers (and corepack) fetch from.
-REGISTRY_ENV = ("npm_config_registry", "NPM_CONFIG_REGISTRY", "COREPACK_NPM_REGISTRY", "YARN_NPM_REGISTRY_SERVER",
-                "YARN_REGISTRY", "BUN_CONFIG_REGISTRY")
-
 
 FETCHED_XCOM = "fetched"
 
@@ -138,14 +132,15 @@ class InstallDependenciesOperator(NodeStage):
 
     def finish(self, results: dict[str, str], context: Any) -> Any:
         if self.phase is InstallPhase.FETCH:
-            return {"package_manager": results["package-manager"], "toolchain": parse_toolchain(results["toolchain"])}
+            return {"package_manager": results["package-manager"], "toolchain": parse_toolchain(results["toolchain"]),
+                    "egress": self.stage_egress}
         return results["install-scripts"]
 
 
 def install_result(fetched: dict[str, Any], install_scripts: Any) -> InstallResult:
     """The task's XCom value: what the fetch found, and which scripts ran."""
     return InstallResult(package_manager=str(fetched["package_manager"]), toolchain=dict(fetched["toolchain"]),
-                         install_scripts=str(install_scripts))
+                         install_scripts=str(install_scripts), egress=fetched.get("egress"))
 
 
 def bun_lockfile(directory: Path) -> bool:
@@ -153,15 +148,3 @@ def bun_lockfile(directory: Path) -> bool:
     names = {"yarn.lock", "pnpm-lock.yaml", "bun.lock", "bun.lockb"}
     present = {name for name in names if (directory / name).is_file()}
     return bool(present & {"bun.lock", "bun.lockb"}) and not present & {"yarn.lock", "pnpm-lock.yaml"}
-
-
-def registry_egress(settings: PipelineSettings) -> EgressPolicy:
-    """The install stage's egress: ``allowed_registry_hosts`` on 443, and each registry URL of
-    ``install_env`` (a mirror) on its own port."""
-    hosts, ports = list(settings.allowed_registry_hosts), {443}
-    for key in REGISTRY_ENV:
-        url = urlsplit(settings.install_env.get(key, ""))
-        if url.hostname:
-            hosts.append(url.hostname)
-            ports.add(url.port or (80 if url.scheme == "http" else 443))
-    return EgressPolicy(hosts=tuple(dict.fromkeys(hosts)), ports=frozenset(ports), setting="allowed_registry_hosts")

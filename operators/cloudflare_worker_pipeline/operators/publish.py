@@ -112,8 +112,8 @@ class PublishReleaseOperator(PipelineOperator):
 
     def _check_files(self, artifact: UploadResult) -> None:
         """Never publish a bundle missing what it imports: each file beside it must hold its bytes."""
-        statement = artifact.get("provenance")
-        for file in [*artifact["files"], *([statement] if statement else [])]:
+        records = [artifact.get("provenance"), artifact.get("egress_log")]
+        for file in [*artifact["files"], *(record for record in records if record)]:
             if not self.r2.holds(artifact["bucket"], file["key"], file["sha256"], file["size_bytes"]):
                 raise AirflowFailException(
                     f"ERROR: s3://{artifact['bucket']}/{file['key']} ({file['kind']} of {artifact['key']}) is missing or "
@@ -144,7 +144,8 @@ class PublishReleaseOperator(PipelineOperator):
         return UploadResult(artifact_url=f"{p.r2_endpoint_url}/{p.r2_bucket_name}/{stored['key']}",
                             bucket=p.r2_bucket_name, key=stored["key"], sha256=stored["sha256"],
                             size_bytes=stored["size_bytes"], commit_sha=commit, replaced_sha256=None, skipped=True,
-                            files=stored["files"], provenance=stored["provenance"], gzip_bytes=stored["gzip_bytes"],
+                            files=stored["files"], provenance=stored["provenance"],
+                            egress_log=stored.get("egress_log"), gzip_bytes=stored["gzip_bytes"],
                             brotli_bytes=stored["brotli_bytes"])
 
     def _artifact_config_map(self, p: PipelineParameters, artifact: UploadResult,

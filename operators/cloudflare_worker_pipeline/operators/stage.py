@@ -24,6 +24,7 @@ from cloudflare_worker_pipeline.execution.local import LocalScriptRunner
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy, SandboxUnavailableError, ca_paths
 from cloudflare_worker_pipeline.modes import ExecutionMode
 from cloudflare_worker_pipeline.parameters import PipelineParameters, Worker
+from cloudflare_worker_pipeline.results import EgressEntry
 from cloudflare_worker_pipeline.settings import PipelineSettings
 from cloudflare_worker_pipeline.workspace import WorkspaceNotVisibleError, check_visible, run_workspace
 
@@ -89,6 +90,7 @@ class StageOperator(PipelineOperator):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._runner: ScriptRunner | None = None
+        self.stage_egress: list[EgressEntry] | None = None  # what the last script run reached, for finish()
 
     def script_env(self, p: PipelineParameters) -> dict[str, str]:
         """The script's environment, with paths as the script sees them (``p``)."""
@@ -170,6 +172,7 @@ class StageOperator(PipelineOperator):
             for parameter, relative in self.confined_directories(self.pipeline).items():
                 check_confined(self.pipeline.checkout_dir, relative, parameter)
             results = run(self.script_parameters(runner))
+            self.stage_egress = runner.egress
             missing = [name for name in self.results if name not in results]
             if missing:
                 raise AirflowFailException(
@@ -214,6 +217,7 @@ class StageOperator(PipelineOperator):
             namespace=settings.namespace, egress=self.egress, workspace=mount, timeout_seconds=settings.stage_timeout_seconds,
             labels={**{k: make_safe_label_value(v) for k, v in task_labels.items()}, **self.pipeline.owner_labels},
             secret_refs=self.secret_refs(), cache_claim=settings.dependency_cache_claim if self.uses_dependency_cache else "",
+            proxy={"registry": pods.registry_proxy, "git": pods.git_proxy}.get(self.egress, ""),
         )
         return PodScriptRunner(self.log, pods=pods, conn_id=settings.kubernetes_conn_id, stage=stage,
                                resume_method=self.resume_method)

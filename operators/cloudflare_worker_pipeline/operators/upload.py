@@ -13,6 +13,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from cloudflare_worker_pipeline.allowed_hosts import HostNotAllowedError, check_r2_endpoint
 from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError, read_build_file
+from cloudflare_worker_pipeline.egress_log import EGRESS_LOG_METADATA, egress_log, egress_log_key
 from cloudflare_worker_pipeline.fingerprint import FINGERPRINT_METADATA
 from cloudflare_worker_pipeline.links import R2ObjectLink
 from cloudflare_worker_pipeline.operators.stage import PipelineOperator
@@ -81,7 +82,8 @@ class UploadBundleOperator(PipelineOperator):
         key = object_key_for_commit(p.r2_object_key, commit)
         body = self._read_bundle()
         companions = [(file, self._read_file(file)) for file in bundle["files"]]
-        keys = [key, *(file_key(key, file) for file, _ in companions), *([manifest_key(key)] if companions else [])]
+        keys = [key, *(file_key(key, file) for file, _ in companions), *([manifest_key(key)] if companions else []),
+                provenance_key(key), egress_log_key(key)]
         if len(set(keys)) != len(keys):
             raise AirflowFailException(f"ERROR: r2-object-key {key} collides with a file stored beside it ({', '.join(keys)})")
         target = f"s3://{p.r2_bucket_name}/{key}"
@@ -107,7 +109,13 @@ class UploadBundleOperator(PipelineOperator):
                 with failing_as_the_bundle(target, manifest_key(key)):
                     self._put(manifest_key(key), manifest, metadata, "application/json")
                 metadata = {**metadata, MANIFEST_METADATA: hashlib.sha256(manifest).hexdigest()}
-            provenance = self._provenance(context, key, files)
+            log = self._egress_log(context, key)
+            with failing_as_the_bundle(target, egress_log_key(key)):
+                self._put(egress_log_key(key), log, metadata, "application/json")
+            log_file = UploadedFile(key=egress_log_key(key), kind="egress-log", sha256=hashlib.sha256(log).hexdigest(),
+                                    size_bytes=len(log))
+            metadata = {**metadata, EGRESS_LOG_METADATA: log_file["sha256"]}
+            provenance = self._provenance(context, key, files, log_file)
             with failing_as_the_bundle(target, provenance_key(key)):
                 self._put(provenance_key(key), provenance, metadata, "application/json")
             statement_file = UploadedFile(key=provenance_key(key), kind="provenance",
@@ -125,11 +133,17 @@ class UploadBundleOperator(PipelineOperator):
         return UploadResult(artifact_url=artifact_url, bucket=p.r2_bucket_name, key=key, sha256=bundle["sha256"],
                             size_bytes=bundle["size_bytes"], commit_sha=commit,
                             replaced_sha256=(previous.sha256 or "unknown") if previous else None, skipped=False,
-                            files=files, provenance=statement_file, gzip_bytes=bundle["gzip_bytes"],
+                            files=files, provenance=statement_file, egress_log=log_file, gzip_bytes=bundle["gzip_bytes"],
                             brotli_bytes=bundle["brotli_bytes"])
 
-    def _provenance(self, context: Any, key: str, files: list[UploadedFile]) -> bytes:
-        """The in-toto statement for the bundle and every file beside it."""
+    def _egress_log(self, context: Any, key: str) -> bytes:
+        """Where checkout and install's fetch went, as the worker's egress proxy saw it."""
+        return egress_log(key=key, commit=self.checkout["commit_sha"], invocation=f"{self.dag_id}/{context['run_id']}",
+                          stages={"checkout": self.checkout.get("egress"),
+                                  "install": self.install.get("egress") if self.install else None})
+
+    def _provenance(self, context: Any, key: str, files: list[UploadedFile], log: UploadedFile) -> bytes:
+        """The in-toto statement for the bundle and every file beside it; the egress log is a byproduct."""
         dag_run = context.get("dag_run")
         started = getattr(dag_run, "start_date", None) or datetime.now(UTC)
         document = statement(
@@ -137,6 +151,7 @@ class UploadBundleOperator(PipelineOperator):
             commit=self.checkout["commit_sha"], toolchain=self.install["toolchain"] if self.install else {},
             wrangler_version=self.bundle["wrangler_version"], dag_id=self.dag_id, run_id=str(context["run_id"]),
             execution_mode=self.settings.execution_mode.value, started=started.isoformat(),
+            byproducts={log["key"]: log["sha256"]},
             finished=datetime.now(UTC).isoformat())
         return statement_bytes(document)
 
