@@ -8,6 +8,10 @@ import hashlib
 import json
 import re
 import shutil
+import socketserver
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -197,3 +201,23 @@ def record_failure(context: Any) -> None:
 
     with open(os.environ["CFW_TEST_FAILURES"], "a") as record:
         record.write(f"{context['ti'].task_id}\n")
+
+
+class _UpperEcho(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        while data := self.request.recv(4096):
+            self.request.sendall(data.upper())
+
+
+@contextmanager
+def upper_echo_server() -> Iterator[int]:
+    """A TCP server on 127.0.0.1 answering each chunk in upper case (so an answer proves the bytes
+    went through it); yields its port. Stands in for a registry behind the egress proxy."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _UpperEcho)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -8,32 +8,22 @@ import json
 import os
 import signal
 import socket
-import socketserver
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 
 import pytest
 
+from tests.helpers import upper_echo_server
+
 SETTING = "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__"
-
-
-class _Echo(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        while data := self.request.recv(4096):
-            self.request.sendall(data)
 
 
 @pytest.fixture
 def registry() -> Iterator[int]:
-    """A stand-in registry mirror on 127.0.0.1 (echoing)."""
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    """A stand-in registry mirror on 127.0.0.1."""
+    with upper_echo_server() as port:
+        yield port
 
 
 def _connect(port: int, target: str, payload: bytes = b"") -> bytes:
@@ -72,7 +62,7 @@ def test_the_deployment_admits_each_kind_of_pod_only_where_its_stage_may_go_and_
         proxy.kill()
     logged = [json.loads(line) for line in rest.splitlines()]
 
-    assert mirror.startswith(b"HTTP/1.1 200") and mirror.endswith(b"GET /hono"), mirror
+    assert mirror.startswith(b"HTTP/1.1 200") and mirror.endswith(b"GET /HONO"), mirror
     assert from_git_pod.startswith(b"HTTP/1.1 403") and b"refused" in from_git_pod, from_git_pod
     assert metadata.startswith(b"HTTP/1.1 403") and stray.startswith(b"HTTP/1.1 403")
     assert proxy.returncode == 0, "SIGTERM stops it cleanly"

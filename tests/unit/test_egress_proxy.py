@@ -8,29 +8,20 @@ from __future__ import annotations
 
 import json
 import socket
-import socketserver
-import threading
 from collections.abc import Iterator
 
 import pytest
 from cloudflare_worker_pipeline.egress_log import egress_log, egress_log_key
 from cloudflare_worker_pipeline.execution.egress import EgressPolicy, EgressProxy, log_egress, summarize
 
-
-class _Echo(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        while data := self.request.recv(4096):
-            self.request.sendall(data.upper())
+from tests.helpers import upper_echo_server
 
 
 @pytest.fixture
 def upstream() -> Iterator[int]:
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    """A stand-in registry on 127.0.0.1."""
+    with upper_echo_server() as port:
+        yield port
 
 
 def _ask(proxy: EgressProxy, request: bytes, then: bytes = b"") -> bytes:
