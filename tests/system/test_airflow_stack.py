@@ -59,7 +59,8 @@ def test_make_airflow_runs_the_pipeline_over_rest_and_stops_on_ctrl_c() -> None:
         keys = [item["Key"] for item in client.list_objects_v2(Bucket=info["conf"]["r2-bucket-name"])["Contents"]]
         bundles = [key for key in keys if key.endswith(".js")]
         assert len(bundles) == 1 and bundles[0].startswith("hello-worker/")
-        assert sorted(keys) == sorted(bundles[0] + suffix for suffix in ("", ".map", ".files.json", ".intoto.json")), keys
+        assert sorted(keys) == sorted(bundles[0] + suffix for suffix in ("", ".map", ".files.json", ".intoto.json",
+                                                                                   ".egress.json")), keys
     finally:
         os.killpg(stack.pid, signal.SIGINT)
         code = stack.wait(timeout=120)

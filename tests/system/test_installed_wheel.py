@@ -117,7 +117,8 @@ def test_the_example_dag_builds_the_example_worker_on_the_lowest_airflow(clean_e
     assert "RUN-STATE success" in done.stdout, (done.stdout + done.stderr)[-4000:]
     stored = s3_client.list_objects_v2(Bucket=bucket)["Contents"]
     bundle = f"hello/{repo.head()}.js"
-    assert [item["Key"] for item in stored] == [bundle, f"{bundle}.files.json", f"{bundle}.intoto.json", f"{bundle}.map"]
+    assert [item["Key"] for item in stored] == [bundle, f"{bundle}.egress.json", f"{bundle}.files.json", f"{bundle}.intoto.json",
+                                                f"{bundle}.map"]
     assert (SESSION_DIR / "clean-manifests" / "planton-cloud-pipelines" / "hello-artifact.yaml").exists()
 
 
