@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 from dataclasses import asdict
+from functools import partial
 from typing import TextIO
 
 from cloudflare_worker_pipeline.egress_policies import git_egress, registry_egress
@@ -29,14 +30,12 @@ def start(listeners: dict[str, tuple[EgressPolicy, tuple[str, int]]], out: TextI
     """A proxy per listener name, each logging its connections to ``out`` as JSON lines."""
     lock = threading.Lock()
 
-    def logger(name: str):  # type: ignore[no-untyped-def]
-        def log(record: EgressRecord) -> None:
-            with lock:
-                out.write(json.dumps({"listener": name, **asdict(record)}, sort_keys=True) + "\n")
-                out.flush()
-        return log
+    def log(name: str, record: EgressRecord) -> None:
+        with lock:
+            out.write(json.dumps({"listener": name, **asdict(record)}, sort_keys=True) + "\n")
+            out.flush()
 
-    return {name: EgressProxy(policy, listen=address, on_record=logger(name), keep_records=False)
+    return {name: EgressProxy(policy, listen=address, on_record=partial(log, name), keep_records=False)
             for name, (policy, address) in listeners.items()}
 
 
@@ -48,14 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--git-port", type=int, default=GIT_PORT, help="checkout pods (pod_git_proxy)")
     args = parser.parse_args(argv)
     settings = PipelineSettings.from_airflow_config()
-    registry, git = registry_egress(settings), git_egress(settings)
-    proxies = start({"registry": (registry, (args.host, args.registry_port)), "git": (git, (args.host, args.git_port))},
-                    sys.stdout)
+    proxies = start({"registry": (registry_egress(settings), (args.host, args.registry_port)),
+                     "git": (git_egress(settings), (args.host, args.git_port))}, sys.stdout)
     for name, proxy in proxies.items():
-        policy = registry if name == "registry" else git
         host, port = proxy.address
-        print(json.dumps({"listening": f"{host}:{port}", "listener": name, "hosts": list(policy.hosts),
-                          "ports": sorted(policy.ports)}), flush=True)
+        print(json.dumps({"listening": f"{host}:{port}", "listener": name, "hosts": list(proxy.policy.hosts),
+                          "ports": sorted(proxy.policy.ports)}), flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
