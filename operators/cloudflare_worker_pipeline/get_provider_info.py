@@ -107,6 +107,11 @@ _OPTIONS: dict[str, tuple[str, str, str | None, str]] = {
                         "Install scripts (dependencies' and the root package's lifecycle scripts) run after the "
                         "fetch, with no network: run (all), allowlist (only install_script_packages; the root "
                         "package's own when its name is listed) or none."),
+    "allow_yarn_repository_code": ("boolean", "False", "True",
+                                   "Yarn 2+: load the plugins and the yarnPath release a repository's .yarnrc.yml "
+                                   "names. They are repository code, and run in the fetch, which reaches the "
+                                   "registries (only) through the egress proxy. Off: plugins are refused and yarnPath "
+                                   "is ignored."),
     "install_script_packages": ("string", "", "esbuild,workerd,my-worker",
                                 "With install_scripts = allowlist: comma-separated package names whose install "
                                 "scripts run."),

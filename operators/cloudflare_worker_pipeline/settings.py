@@ -120,6 +120,9 @@ class PipelineSettings:
         registry URLs' hosts in ``install_env``.
     :param install_scripts, install_script_packages: which install scripts run after the fetch, with
         no network: ``run`` (all), ``allowlist`` (the packages listed) or ``none``.
+    :param allow_yarn_repository_code: load Yarn plugins and run a ``yarnPath`` release, in the
+        fetch (registries only, through the egress proxy) and the scripts (offline); off refuses
+        plugins and ignores ``yarnPath``.
     :param dependency_cache_dir, dependency_cache_claim: the shared dependency cache (local mode: a
         directory, None for none; kubernetes mode: a claim, empty for none), and its quota per partition.
     :param dag_owner, pool, max_active_runs, stage_retries, failure_callback: what the DAGs are
@@ -150,6 +153,7 @@ class PipelineSettings:
     allowed_registry_hosts: tuple[str, ...]
     install_scripts: str
     install_script_packages: tuple[str, ...]
+    allow_yarn_repository_code: bool
     dag_owner: str
     pool: str
     max_active_runs: int
@@ -227,6 +231,7 @@ class PipelineSettings:
             allowed_registry_hosts=read.items("allowed_registry_hosts"),
             install_scripts=read.choice("install_scripts", INSTALL_SCRIPT_MODES),
             install_script_packages=read.items("install_script_packages"),
+            allow_yarn_repository_code=read.boolean("allow_yarn_repository_code"),
             dag_owner=read.string("dag_owner"),
             pool=read.string("pool"),
             max_active_runs=read.positive("max_active_runs"),

@@ -6,7 +6,9 @@ a registry; whatever it finds ships in the bundle. The fetch, the only phase wit
 none of them: a ``.pnpmfile.cjs`` is ignored there (``--ignore-pnpmfile``), a ``yarnPath`` release
 never runs (``YARN_IGNORE_PATH``), Yarn plugins are refused naming the file, and a git
 dependency (whose ``prepare`` would run) cannot be fetched from a host that is no registry.
-Before the two-phase install each of these ran with the network.
+Before the two-phase install each of these ran with the network. A deployment that allows Yarn's
+repository code (``allow_yarn_repository_code``) runs plugins and ``yarnPath``, and they still reach
+nothing but the registries.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +27,7 @@ import pytest
 
 from examples.local_stack.dag_run import fast_retries, run_pipeline
 from tests.conftest import FIXTURES, REPO
-from tests.helpers import conf_for, failure_output, objects_in, processes_with_environ
+from tests.helpers import SETTING, conf_for, failure_output, objects_in, processes_with_environ
 
 
 @pytest.fixture
@@ -101,6 +104,40 @@ def test_a_yarn_path_release_is_never_run(pipeline_dag, git_server, connections,
 
     assert run.state == "success", run.task_states
     assert "yarnpath ran" not in shipped_report(s3_client, bucket), "the repository's yarnPath release ran"
+
+
+def yarn_release(tmp_path: Path, version: str) -> str:
+    """The text of Yarn ``version``'s release, as a repository vendoring it for ``yarnPath`` would hold it."""
+    home = tmp_path / "corepack-home"
+    env = {**os.environ, **json.loads(os.environ[SETTING + "INSTALL_ENV"]), "COREPACK_HOME": str(home)}
+    subprocess.run(["corepack", f"yarn@{version}", "--version"], cwd=tmp_path, env=env, check=True,
+                   capture_output=True)
+    return (home / "v1" / "yarn" / version / "yarn.js").read_text().removeprefix("#!/usr/bin/env node\n")
+
+
+def test_allowed_yarn_plugins_and_yarn_path_run_and_reach_only_the_registries(
+        pipeline_dag, git_server, connections, bucket, s3_server, s3_client, tmp_path, marker, monkeypatch) -> None:
+    monkeypatch.setenv(SETTING + "ALLOW_YARN_REPOSITORY_CODE", "True")
+    port = urlsplit(s3_server.endpoint_url).port
+    rc = (FIXTURES / "projects" / "yarn-berry" / ".yarnrc.yml").read_text()
+    version = json.loads((FIXTURES / "projects" / "yarn-berry" / "package.json").read_text())["packageManager"]
+    plugin = RUN_ESCAPE.format(name="plugin") + 'module.exports = { name: "evil", factory: () => ({}) };\n'
+    release = RUN_ESCAPE.format(name="yarnpath") + yarn_release(tmp_path, version.removeprefix("yarn@"))
+    repo = git_server.publish("allowed-yarn-code", hostile_copy(tmp_path, "yarn-berry", port, marker, {  # type: ignore[arg-type]
+        ".yarnrc.yml": rc + "plugins:\n  - path: .yarn/plugins/evil.cjs\nyarnPath: .yarn/releases/yarn-vendored.cjs\n",
+        ".yarn/plugins/evil.cjs": plugin, ".yarn/releases/yarn-vendored.cjs": release}))
+
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert run.state == "success", run.task_states
+    report = shipped_report(s3_client, bucket)
+    for code in ("plugin", "yarnpath"):
+        assert f"== {code} ran" in report, report  # both ran: the setting took effect
+        # In the fetch, beside the egress proxy: it refuses the worker's loopback and a host that is no registry.
+        assert f"{code} proxy to 127.0.0.1:{port}: HTTP/1.1 403" in report, report
+        assert f"{code} proxy to example.com:443: HTTP/1.1 403" in report, report
+    assert "network: reached" not in report, report
+    assert not processes_with_environ(marker), "a daemon outlived its stage"
 
 
 def test_a_git_dependency_and_its_prepare_are_not_fetched(pipeline_dag, git_server, connections, bucket, s3_server,

@@ -90,7 +90,8 @@ class InstallDependenciesOperator(NodeStage):
 
     def script_env(self, p: PipelineParameters) -> dict[str, str]:
         settings = self.settings
-        env = {**settings.install_env, "INSTALL_DIR": str(p.install_dir), "INSTALL_PHASE": self.phase.value}
+        env = {**settings.install_env, "INSTALL_DIR": str(p.install_dir), "INSTALL_PHASE": self.phase.value,
+               "INSTALL_YARN_CODE": "allow" if settings.allow_yarn_repository_code else "refuse"}
         if self.phase is InstallPhase.SCRIPTS:
             return {**env, "INSTALL_SCRIPTS": settings.install_scripts,
                     "INSTALL_SCRIPT_PACKAGES": " ".join(settings.install_script_packages)}

@@ -3,7 +3,7 @@
 # so the lockfile is the truth, in two phases, each its own sandbox or pod:
 #   INSTALL_PHASE=fetch     the package manager alone, with every script and hook off
 #                           (--ignore-scripts, --ignore-pnpmfile, Yarn's skip-build, no yarnPath,
-#                           no Yarn plugins): the only phase with a network, and that only to the
+#                           no Yarn plugins unless allowed): the only phase with a network, and that only to the
 #                           registries, through the egress proxy. Writes RESULTS_DIR/package-manager
 #                           and RESULTS_DIR/toolchain ("key=value": package-manager-version,
 #                           node-version, lockfile, lockfile-sha256).
@@ -13,6 +13,8 @@
 #   INSTALL_DIR, RESULTS_DIR   required
 #   INSTALL_SCRIPTS         run (every script), allowlist (INSTALL_SCRIPT_PACKAGES only; the root
 #                           package's own scripts when its name is listed) or none.
+#   INSTALL_YARN_CODE       refuse (default: Yarn plugins refused, yarnPath ignored) or allow (both
+#                           run, in both phases; setting allow_yarn_repository_code).
 #   DEPENDENCY_CACHE_MAX_MB the cache's quota: a fuller cache is emptied before the fetch.
 #   DEPENDENCY_CACHE        optional, fetch phase only: a directory shared between builds, which no
 #                           repository code ever sees writable. Only stores the package manager
@@ -35,14 +37,18 @@ package_name() {
   node -e 'const p = require(process.argv[1]); process.stdout.write(typeof p.name === "string" ? p.name : "")' "$PWD/package.json"
 }
 
+yarn_code="${INSTALL_YARN_CODE:-refuse}"
+
 # Yarn 2+ loads the plugins its .yarnrc.yml files name (each directory up from the project, and the
-# home): code of the repository's choosing, run before any flag of ours applies. Refused; yarnPath
-# is ignored instead (YARN_IGNORE_PATH), so the Yarn that runs is corepack's, from packageManager.
+# home): code of the repository's choosing, run before any flag of ours applies. Refused unless
+# allowed; yarnPath is ignored instead (YARN_IGNORE_PATH), so the Yarn that runs is corepack's,
+# from packageManager.
 refuse_yarn_plugins() {
+  [ "$yarn_code" = allow ] && return 0
   dir=$PWD
   while :; do
     if [ -f "$dir/.yarnrc.yml" ] && grep -q 'plugins' "$dir/.yarnrc.yml"; then
-      fail "$dir/.yarnrc.yml names Yarn plugins: repository code Yarn would run while fetching, with the network; the pipeline runs no Yarn plugins (Yarn 4 has the official ones built in): remove them"
+      fail "$dir/.yarnrc.yml names Yarn plugins: repository code Yarn would run while fetching, with the network; the pipeline runs no Yarn plugins (Yarn 4 has the official ones built in): remove them, or allow them with the setting allow_yarn_repository_code"
     fi
     [ "$dir" = / ] && break
     dir=$(dirname "$dir")
@@ -69,6 +75,10 @@ run_root_scripts() {
 # The version of the Yarn or pnpm corepack runs here, asked outside the project: pnpm loads the
 # project's .pnpmfile.cjs even for --version (--ignore-pnpmfile or not).
 corepack_version() {
+  if [ "$yarn_code" = allow ] && [ "$manager" = yarn-berry ]; then
+    corepack yarn --version  # the repository's yarnPath, when it names one
+    return
+  fi
   spec=$1
   case "$declared" in
     "$1"@*) spec=$declared ;;
@@ -90,8 +100,16 @@ fi
 
 # Yarn: the cache inside the project, not in HOME: Plug'n'Play's .pnp.cjs and the bundle's module
 # comments then name it by a path relative to the project, the same in any directory. The
-# repository's yarnPath is never run.
-export YARN_ENABLE_GLOBAL_CACHE=false YARN_IGNORE_PATH=1
+# repository's yarnPath is run only when allowed.
+export YARN_ENABLE_GLOBAL_CACHE=false
+case "$yarn_code" in
+  allow) unset YARN_IGNORE_PATH
+         if [ "$phase" = fetch ] && [ -f .yarnrc.yml ]; then
+           echo "install: Yarn plugins and yarnPath are allowed (setting allow_yarn_repository_code): the repository's own Yarn code runs in the fetch, which reaches only the registries"
+         fi ;;
+  refuse) export YARN_IGNORE_PATH=1 ;;
+  *) fail "INSTALL_YARN_CODE must be allow or refuse, not $yarn_code" ;;
+esac
 
 if [ -f yarn.lock ]; then
   case "$declared" in
@@ -175,7 +193,9 @@ case "$manager" in
   yarn-berry)
     refuse_yarn_plugins
     case "$declared" in
-      yarn@1.*|"") fail "a Yarn 2+ project (.yarnrc.yml) must name its Yarn in package.json's packageManager (e.g. \"yarn@4.5.0\"): the pipeline does not run the repository's yarnPath" ;;
+      yarn@1.*|"") if [ "$yarn_code" != allow ] || ! grep -q '^yarnPath:' .yarnrc.yml; then
+                     fail "a Yarn 2+ project (.yarnrc.yml) must name its Yarn in package.json's packageManager (e.g. \"yarn@4.5.0\"): the pipeline does not run the repository's yarnPath (unless the setting allow_yarn_repository_code allows it)"
+                   fi ;;
     esac
     echo "install: yarn.lock with Yarn 2+: yarn install --immutable --mode=skip-build (scripts run later, offline)"
     set -- corepack yarn install --immutable --mode=skip-build ;;
