@@ -1,26 +1,31 @@
 """Scale-out on a distributed engine: the CeleryExecutor with Redis and PostgreSQL, two Celery
 workers under different hostnames, four services built at once, all succeeding, their tasks
-spread over both workers. The workers share workspace_root, as the README's "Scaling out" asks."""
+spread over both workers. The workers share workspace_root, as the README's "Scaling out" asks.
+
+On the same stack, a hostile repository whose ``postinstall`` holds the broker's password cannot
+enqueue a workload: its code runs on a Celery worker, beside Redis, with no network (issue 19)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from tests.conftest import R2_ACCESS_KEY, R2_SECRET_KEY, REPO, SESSION_DIR
-from tests.helpers import conf_for, objects_in
+from tests.conftest import FIXTURES, R2_ACCESS_KEY, R2_SECRET_KEY, REPO, SESSION_DIR
+from tests.helpers import conf_for, hello_worker_variant, objects_in
 
 DAG_ID = "build_and_upload_cloudflare_worker"
 SERVICES = ("alpha", "bravo", "charlie", "delta")
 
 
 @pytest.fixture(scope="module")
-def celery_airflow(s3_server, git_server):
-    import json
-
+def celery_stack(s3_server, git_server):
     from examples.local_stack.airflow_server import start_airflow
     from examples.local_stack.celery_workers import start_celery_worker
     from examples.local_stack.postgres import start_postgres
@@ -42,12 +47,17 @@ def celery_airflow(s3_server, git_server):
     workers = [start_celery_worker(server, name) for name in ("worker-a", "worker-b")]
     try:
         server.wait_for_dag(DAG_ID)
-        yield server
+        yield SimpleNamespace(airflow=server, redis=redis, postgres=postgres)
     finally:
         server.stop()
         redis.stop()
         postgres.stop()
         assert all(worker.poll() is not None for worker in workers)
+
+
+@pytest.fixture(scope="module")
+def celery_airflow(celery_stack):
+    return celery_stack.airflow
 
 
 def test_four_services_at_once_on_two_celery_workers_all_succeed(celery_airflow, git_server, s3_server, s3_client,
@@ -78,3 +88,45 @@ def test_four_services_at_once_on_two_celery_workers_all_succeed(celery_airflow,
         hostnames |= {ti["hostname"] for ti in tis["task_instances"] if ti["hostname"]}
     assert hostnames == {"worker-a", "worker-b"}, "the tasks were spread over both workers"
     print(f"4 services on 2 Celery workers: {elapsed:.0f} s trigger to all succeeded")
+
+
+def test_a_postinstall_with_the_broker_password_cannot_enqueue_a_task(celery_stack, git_server, s3_server, s3_client,
+                                                                      bucket, tmp_path) -> None:
+    import redis
+
+    stack, marker = celery_stack, uuid.uuid4().hex
+    broker = redis.Redis.from_url(stack.redis.url, socket_timeout=10)
+    target = {"redis": stack.redis.port, "password": stack.redis.password, "queue": f"cfw-hostile-queue-{marker}",
+              "postgres": stack.postgres.port, "api": int(stack.airflow.url.rsplit(":", 1)[1]),
+              "key": f"cfw-hostile-{marker}"}
+    package = json.loads((REPO / "examples/hello-worker/package.json").read_text())
+    package["scripts"]["postinstall"] = "node enqueue.js"
+    project = hello_worker_variant(tmp_path, "hostile-celery", files={
+        "enqueue.js": (FIXTURES / "hostile" / "enqueue.js").read_text(), "broker.json": json.dumps(target),
+        "src/index.ts": (FIXTURES / "hostile" / "index.ts").read_text(), "src/leak.js": 'export const report = "";\n',
+        "package.json": json.dumps(package, indent=2)})
+
+    # The control: the same script as a plain process on this host logs in and writes.
+    control = subprocess.run(["node", "enqueue.js"], cwd=project, capture_output=True, text=True, timeout=60)
+    assert 'redis: answered "+OK\\r\\n:1\\r\\n+OK' in control.stdout, control.stdout + control.stderr
+    assert "postgres: connected" in control.stdout and "api-server: connected" in control.stdout, control.stdout
+    assert broker.get(target["key"]) == b"enqueued"
+    broker.delete(target["key"], target["queue"])
+    (project / "src" / "leak.js").write_text('export const report = "";\n')
+
+    repo = git_server.publish("hostile-celery", project)
+    api = stack.airflow.api()
+    conf = conf_for(repo.url, bucket, s3_server.endpoint_url, r2_object_key="hostile-celery/build.js",
+                    worker_script_artifact_config_map_name="hostile-celery-artifact",
+                    kustomize_manifests_config_map_name="hostile-celery-manifests",
+                    owner_identifier_label_value="svc-hostile")
+    response = api.post(f"{stack.airflow.url}/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": conf},
+                        timeout=30)
+    assert response.status_code == 200, response.text
+    run = stack.airflow.wait_for_run(DAG_ID, response.json()["dag_run_id"], timeout=600)
+
+    assert run["state"] == "success", run
+    report = s3_client.get_object(Bucket=bucket, Key="hostile-celery/build.js")["Body"].read().decode()
+    assert "redis: error ECONNREFUSED" in report, report  # the sandbox's own loopback: nothing listens
+    assert "postgres: error ECONNREFUSED" in report and "api-server: error ECONNREFUSED" in report, report
+    assert broker.exists(target["key"], target["queue"]) == 0, "the build wrote to the broker"
