@@ -1,7 +1,8 @@
 """Where the fetching stages may go: git for checkout, the package registries for install's fetch.
 
 One definition for both modes: the local mode's per-stage proxy and the Kubernetes mode's proxy
-Deployment (``egress_proxy``) admit exactly these hosts and ports.
+Deployment (``egress_proxy``) admit exactly these hosts and ports, and leave through
+``egress_upstream_proxy`` when the network has one.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ def registry_egress(settings: PipelineSettings) -> EgressPolicy:
         if url.hostname:
             hosts.append(url.hostname)
             ports.add(url.port or (80 if url.scheme == "http" else 443))
-    return EgressPolicy(hosts=tuple(dict.fromkeys(hosts)), ports=frozenset(ports), setting="allowed_registry_hosts")
+    return EgressPolicy(hosts=tuple(dict.fromkeys(hosts)), ports=frozenset(ports), setting="allowed_registry_hosts",
+                        upstream=settings.egress_upstream_proxy)
 
 
 def git_egress(settings: PipelineSettings, extra_ports: Iterable[int] = ()) -> EgressPolicy:
     """Checkout's egress: the hosts of ``allowed_git_hosts`` on git's ports (plain http only where
     ``allow_http_git_urls``), and ``extra_ports`` (a git URL's own port)."""
     ports = set(GIT_PORTS) | ({80} if settings.allow_http_git_urls else set()) | set(extra_ports)
-    return EgressPolicy(hosts=settings.allowed_git_hosts, ports=frozenset(ports), setting="allowed_git_hosts")
+    return EgressPolicy(hosts=settings.allowed_git_hosts, ports=frozenset(ports), setting="allowed_git_hosts",
+                        upstream=settings.egress_upstream_proxy)

@@ -103,6 +103,11 @@ _OPTIONS: dict[str, tuple[str, str, str | None, str]] = {
                                "Local mode: the hosts the install stage's package manager may reach through the "
                                "worker's egress proxy, beside the hosts of the registry URLs in install_env; a "
                                "non-public address must be listed as an address or network."),
+    "egress_upstream_proxy": ("string", "", "http://proxy.internal:3128",
+                              "The network's own HTTP proxy, for workers with no direct route out: the egress "
+                              "proxies (the stages' and the Deployment) check each connection as always, then ask "
+                              "it to CONNECT by host name. http://[user:password@]host:port; empty: connect "
+                              "directly."),
     "install_scripts": ("string", "run", "allowlist",
                         "Install scripts (dependencies' and the root package's lifecycle scripts) run after the "
                         "fetch, with no network: run (all), allowlist (only install_script_packages; the root "
@@ -151,6 +156,8 @@ _OPTIONS: dict[str, tuple[str, str, str | None, str]] = {
 }
 
 DEFAULTS: dict[str, str] = {key: default for key, (_, default, _, _) in _OPTIONS.items()}
+# Masked in logs and `airflow config list`, and readable from a secret (`..._SECRET`) or command (`..._CMD`).
+SENSITIVE = frozenset({"egress_upstream_proxy"})
 
 
 def _escaped(default: str) -> str:
@@ -176,7 +183,7 @@ def get_provider_info() -> dict[str, Any]:
                 "description": "Deployment settings of the Cloudflare Worker pipeline, read when a task runs.",
                 "options": {
                     key: {"description": description, "version_added": VERSION, "type": kind, "example": example,
-                          "default": _escaped(default)}
+                          "default": _escaped(default), **({"sensitive": True} if key in SENSITIVE else {})}
                     for key, (kind, default, example, description) in _OPTIONS.items()
                 },
             }

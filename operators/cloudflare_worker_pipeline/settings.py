@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -120,6 +120,7 @@ class PipelineSettings:
         registry URLs' hosts in ``install_env``.
     :param install_scripts, install_script_packages: which install scripts run after the fetch, with
         no network: ``run`` (all), ``allowlist`` (the packages listed) or ``none``.
+    :param egress_upstream_proxy: the network's own HTTP proxy the egress proxies leave through.
     :param allow_yarn_repository_code: load Yarn plugins and run a ``yarnPath`` release, in the
         fetch (registries only, through the egress proxy) and the scripts (offline); off refuses
         plugins and ignores ``yarnPath``.
@@ -154,6 +155,7 @@ class PipelineSettings:
     install_scripts: str
     install_script_packages: tuple[str, ...]
     allow_yarn_repository_code: bool
+    egress_upstream_proxy: str = field(repr=False)  # may hold the upstream's credentials
     dag_owner: str
     pool: str
     max_active_runs: int
@@ -232,6 +234,7 @@ class PipelineSettings:
             install_scripts=read.choice("install_scripts", INSTALL_SCRIPT_MODES),
             install_script_packages=read.items("install_script_packages"),
             allow_yarn_repository_code=read.boolean("allow_yarn_repository_code"),
+            egress_upstream_proxy=read.proxy_url("egress_upstream_proxy", credentials=True),
             dag_owner=read.string("dag_owner"),
             pool=read.string("pool"),
             max_active_runs=read.positive("max_active_runs"),
@@ -288,8 +291,9 @@ class _Reader:
             raise SettingsError(f"[{SECTION}] {key}: expected a positive number, got {value}")
         return value
 
-    def proxy_url(self, key: str) -> str:
-        """An HTTP proxy's URL, ``http://host:port``, or ""."""
+    def proxy_url(self, key: str, *, credentials: bool = False) -> str:
+        """An HTTP proxy's URL, ``http://host:port`` (``http://user:password@host:port`` where
+        ``credentials``), or ""."""
         value = self.string(key).strip()
         if not value:
             return ""
@@ -298,8 +302,11 @@ class _Reader:
             port = url.port
         except ValueError:
             port, url = None, urlsplit("")
-        if url.scheme != "http" or not url.hostname or port is None or url.path.strip("/") or url.username:
-            raise SettingsError(f"[{SECTION}] {key}: expected an HTTP proxy as http://host:port, got {value!r}")
+        if (url.scheme != "http" or not url.hostname or port is None or url.path.strip("/") or url.query
+                or (url.username is not None and not credentials)):
+            shown = value if url.password is None else value.replace(url.password, "***")
+            raise SettingsError(f"[{SECTION}] {key}: expected an HTTP proxy as "
+                                f"http://{'[user:password@]' if credentials else ''}host:port, got {shown!r}")
         return f"http://{url.netloc}"
 
     def template(self, key: str, field: str) -> str:

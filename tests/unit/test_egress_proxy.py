@@ -6,8 +6,12 @@ the tests' settings do. Nothing here leaves the machine.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import socket
+import socketserver
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -120,3 +124,74 @@ def test_the_stored_log_tells_an_unrecorded_stage_from_one_that_reached_nothing(
                                   "install": {"recorded": False, "connections": []}}
     assert (document["object"], document["commit"], document["invocationId"]) == ("w/b.js", "d" * 40, "build/manual_1")
     assert egress_log_key("w/b.js") == "w/b.js.egress.json"
+
+
+class _UpstreamProxy(socketserver.BaseRequestHandler):
+    """A network's own HTTP proxy, standing in for the target too: it records each CONNECT's head,
+    answers with ``status``, and then echoes in upper case what comes through the tunnel."""
+
+    heads: list[str]
+    status: bytes
+
+    def handle(self) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head and (chunk := self.request.recv(4096)):
+            head += chunk
+        self.heads.append(head.decode("latin-1"))
+        self.request.sendall(self.status + b"\r\n\r\n")
+        if self.status.startswith(b"HTTP/1.1 200"):
+            while chunk := self.request.recv(4096):
+                self.request.sendall(chunk.upper())
+
+
+@contextlib.contextmanager
+def upstream_proxy(status: bytes = b"HTTP/1.1 200 Connection established") -> Iterator[tuple[str, list[str]]]:
+    """``(its URL with credentials, the heads it received)``."""
+    heads: list[str] = []
+    handler = type("Handler", (_UpstreamProxy,), {"heads": heads, "status": status})
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://builds:s%3Acret@127.0.0.1:{server.server_address[1]}", heads
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_behind_an_upstream_proxy_an_admitted_connect_goes_through_it_with_its_credentials() -> None:
+    with upstream_proxy() as (url, heads):
+        proxy = EgressProxy(EgressPolicy(hosts=("127.0.0.1",), ports=frozenset({443}),
+                                         setting="allowed_registry_hosts", upstream=url))
+        answer = _ask(proxy, b"CONNECT 127.0.0.1:443 HTTP/1.1\r\n\r\n", b"through the upstream")
+        [entry] = summarize(proxy.close())
+
+    assert answer.endswith(b"THROUGH THE UPSTREAM"), answer
+    [head] = heads
+    assert head.startswith("CONNECT 127.0.0.1:443 HTTP/1.1\r\n"), head
+    assert "Proxy-Authorization: Basic " + base64.b64encode(b"builds:s:cret").decode() in head, head
+    assert (entry["allowed"], entry["bytes_out"], entry["bytes_in"]) == (True, 20, 20)
+
+
+def test_behind_an_upstream_proxy_what_the_policy_refuses_never_reaches_it() -> None:
+    with upstream_proxy() as (url, heads):
+        proxy = EgressProxy(EgressPolicy(hosts=("127.0.0.1",), ports=frozenset({443}),
+                                         setting="allowed_registry_hosts", upstream=url))
+        answers = [_ask(proxy, f"CONNECT {target} HTTP/1.1\r\n\r\n".encode())
+                   for target in ("169.254.169.254:443", "example.com:443", "127.0.0.1:5432")]
+        entries = summarize(proxy.close())
+
+    assert all(answer.startswith(b"HTTP/1.1 403") for answer in answers), answers
+    assert heads == [] and not any(entry["allowed"] for entry in entries)
+
+
+def test_an_upstream_proxy_refusing_the_tunnel_fails_the_connection_naming_its_answer() -> None:
+    with upstream_proxy(b"HTTP/1.1 407 Proxy Authentication Required") as (url, _):
+        proxy = EgressProxy(EgressPolicy(hosts=("127.0.0.1",), ports=frozenset({443}),
+                                         setting="allowed_registry_hosts", upstream=url))
+        answer = _ask(proxy, b"CONNECT 127.0.0.1:443 HTTP/1.1\r\n\r\n")
+        [entry] = summarize(proxy.close())
+
+    assert answer.startswith(b"HTTP/1.1 502"), answer
+    assert "407 Proxy Authentication Required" in entry["reason"] and not entry["allowed"], entry
+    assert "s:cret" not in entry["reason"] and "s%3Acret" not in entry["reason"]

@@ -29,6 +29,8 @@ def test_defaults_follow_the_spec(monkeypatch) -> None:
     ("EXECUTION_MODE", "docker", "execution_mode: expected one of local"),
     ("SANDBOX", "firejail", "sandbox: expected one of bubblewrap, none"),
     ("SANDBOX_READ_ONLY_PATHS", "opt/node", "sandbox_read_only_paths: expected absolute paths"),
+    ("EGRESS_UPSTREAM_PROXY", "https://proxy:3128", r"egress_upstream_proxy: expected .* http://\[user:password@\]host:port"),
+    ("POD_REGISTRY_PROXY", "http://user:pw@proxy:3128", r"pod_registry_proxy: expected an HTTP proxy as http://host:port"),
 ])
 def test_bad_settings_name_the_setting(monkeypatch, key: str, value: str, message: str) -> None:
     monkeypatch.setenv(SETTING + key, value)
@@ -67,3 +69,25 @@ def test_the_provider_info_follows_airflows_schema() -> None:
 
     schema_file = providers_manager.__file__.replace("providers_manager.py", "provider_info.schema.json")
     jsonschema.validate(get_provider_info(), json.loads(Path(schema_file).read_text()))
+
+
+def test_the_upstream_proxy_may_carry_credentials_and_both_egress_policies_leave_through_it(monkeypatch) -> None:
+    from cloudflare_worker_pipeline.egress_policies import git_egress, registry_egress
+
+    monkeypatch.setenv(SETTING + "EGRESS_UPSTREAM_PROXY", "http://builds:s3cret@proxy.internal:3128")
+    settings = PipelineSettings.from_airflow_config()
+    assert registry_egress(settings).upstream == git_egress(settings).upstream == "http://builds:s3cret@proxy.internal:3128"
+    assert "s3cret" not in repr(settings) and "s3cret" not in repr(registry_egress(settings))
+
+
+def test_a_refused_upstream_proxy_is_named_without_its_password(monkeypatch) -> None:
+    monkeypatch.setenv(SETTING + "EGRESS_UPSTREAM_PROXY", "http://builds:s3cret@proxy.internal/path")
+    with pytest.raises(SettingsError, match="egress_upstream_proxy") as raised:
+        PipelineSettings.from_airflow_config()
+    assert "s3cret" not in str(raised.value) and "***" in str(raised.value)
+
+
+def test_the_upstream_proxy_is_sensitive_so_a_command_may_supply_it(monkeypatch) -> None:
+    monkeypatch.delenv(SETTING + "EGRESS_UPSTREAM_PROXY", raising=False)
+    monkeypatch.setenv(SETTING + "EGRESS_UPSTREAM_PROXY_CMD", "echo http://builds:s3cret@proxy.internal:3128")
+    assert PipelineSettings.from_airflow_config().egress_upstream_proxy == "http://builds:s3cret@proxy.internal:3128"

@@ -10,10 +10,14 @@ It speaks HTTP CONNECT (and forwards plain-HTTP requests) and admits only the ho
 the stage's :class:`EgressPolicy`. It resolves each name itself and connects to the address it
 checked, refusing loopback, private, link-local and other non-public addresses unless the
 deployment's setting lists them, whatever DNS says. Every connection is recorded, allowed or not.
+
+Behind a network's own HTTP proxy (``egress_upstream_proxy``) it checks the same way, then asks
+that proxy to CONNECT to the host by name, so the upstream's own allowlist by name still applies.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import select
 import shutil
@@ -23,6 +27,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from cloudflare_worker_pipeline.allowed_hosts import HostNotAllowedError, check_host
 from cloudflare_worker_pipeline.execution.base import TaskLog
@@ -79,11 +84,14 @@ class EgressPolicy:
     addresses and networks; a non-public address only when an address or network entry covers it.
 
     :param setting: the setting that names the hosts, for the refusal messages.
+    :param upstream: the network's own HTTP proxy every admitted connection goes through
+        (``http://[user:password@]host:port``), or "" to connect directly.
     """
 
     hosts: tuple[str, ...]
     ports: frozenset[int]
     setting: str
+    upstream: str = field(default="", repr=False)  # may hold the upstream's credentials
 
     def address_for(self, host: str, port: int) -> str:
         """The address to connect to for ``host:port``, checked; raise :class:`EgressRefusedError`."""
@@ -199,7 +207,8 @@ class EgressProxy:
             client.sendall(_response(403, f"egress to {host}:{port} refused: {error}"))
             return
         try:
-            upstream = socket.create_connection((address, port), timeout=30)
+            upstream, early = (_tunnel(self.policy.upstream, host, port) if self.policy.upstream
+                               else (socket.create_connection((address, port), timeout=30), b""))
         except OSError as error:
             record.reason = f"unable to connect to {host}:{port} ({error.strerror or error})"
             client.sendall(_response(502, record.reason))
@@ -208,11 +217,38 @@ class EgressProxy:
         with upstream:
             upstream.settimeout(None)
             if forward is None:
-                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n" + early)
+                record.bytes_in += len(early)
             else:
                 upstream.sendall(forward)
                 record.bytes_out += len(forward)
             _splice(client, upstream, record)
+
+
+class UpstreamRefusedError(OSError):
+    """The network's own proxy did not open the tunnel."""
+
+
+def _tunnel(proxy_url: str, host: str, port: int) -> tuple[socket.socket, bytes]:
+    """A connection to ``host:port`` through the upstream proxy's CONNECT, and what the server
+    already sent past the proxy's answer (an SSH server speaks first)."""
+    url = urlsplit(proxy_url)
+    connection = socket.create_connection((url.hostname or "", url.port or 80), timeout=30)
+    head = [f"CONNECT {host}:{port} HTTP/1.1", f"Host: {host}:{port}"]
+    if url.username is not None:
+        token = base64.b64encode(f"{unquote(url.username)}:{unquote(url.password or '')}".encode()).decode()
+        head.append(f"Proxy-Authorization: Basic {token}")
+    try:
+        connection.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        answer = _read_head(connection)
+        status = (answer or b"").split(b"\r\n", 1)[0].decode("latin-1")
+        if answer is None or status.split(" ")[1:2] != ["200"]:
+            raise UpstreamRefusedError(f"the upstream proxy {url.hostname}:{url.port} answered "
+                                       f"{status or 'nothing'!r}")
+    except OSError:
+        connection.close()
+        raise
+    return connection, answer.partition(b"\r\n\r\n")[2]
 
 
 def _read_head(client: socket.socket) -> bytes | None:
