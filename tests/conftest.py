@@ -39,7 +39,7 @@ os.environ.update({
     "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__MANIFEST_DIR": str(SESSION_DIR / "manifests"),
     "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__DEPENDENCY_CACHE_DIR": str(SESSION_DIR / "dependency-cache"),
     # SeaweedFS and the git daemon listen on 127.0.0.1, which the defaults (R2's hosts; public git hosts) refuse.
-    "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__ALLOWED_R2_ENDPOINTS": "127.0.0.1",
+    "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__ALLOWED_R2_ENDPOINTS": "127.0.0.1:*",
     "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__ALLOWED_GIT_HOSTS": "*,127.0.0.1",
     # The registry through the egress proxy, at the address this machine's network gives it.
     "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__ALLOWED_REGISTRY_HOSTS": registry_hosts(NPM_REGISTRY),

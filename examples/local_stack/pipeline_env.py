@@ -39,7 +39,7 @@ def pipeline_env(root: Path, access_key: str, secret_key: str) -> dict[str, str]
         SETTING + "WORKSPACE_ROOT": str(root / "workspaces"),
         SETTING + "CONFIGMAP_DESTINATION": "files",  # no cluster on a laptop
         SETTING + "MANIFEST_DIR": str(root / "configmaps"),
-        SETTING + "ALLOWED_R2_ENDPOINTS": "127.0.0.1",
+        SETTING + "ALLOWED_R2_ENDPOINTS": "127.0.0.1:*",
         SETTING + "ALLOWED_GIT_HOSTS": "*,127.0.0.1",
         SETTING + "ALLOWED_REGISTRY_HOSTS": os.environ.get(SETTING + "ALLOWED_REGISTRY_HOSTS") or registry_hosts(registry),
         # Some registry mirrors strip corepack's signatures; see the README's "Install environment".

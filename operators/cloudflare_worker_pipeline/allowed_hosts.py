@@ -5,6 +5,9 @@ a run could aim the worker's signed S3 requests (carrying the R2 access key id) 
 service or an internal host, or make a build fetch from one. Each host must match an allowlist
 setting, and an address in loopback, private, link-local or otherwise non-public space is refused
 unless an address or network entry of that setting covers it (the demo and tests allow 127.0.0.1).
+
+An ``allowed_r2_endpoints`` entry also names its port (``host:9000``, ``[fd00::/8]:9000``,
+``127.0.0.1:*``); without one it admits 443 only, so allowing a host does not open its other services.
 """
 
 from __future__ import annotations
@@ -70,10 +73,47 @@ def check_host(host: str, entries: Sequence[str], *, parameter: str, setting: st
     return addresses
 
 
+DEFAULT_ENDPOINT_PORT = 443
+
+
+def split_port(entry: str) -> tuple[str, str]:
+    """An endpoint entry's host part and port part (digits, ``*`` or "" for the default): an IPv6
+    address or network carries a port only in brackets."""
+    if entry.startswith("["):
+        inner, _, rest = entry[1:].partition("]")
+        return inner, rest.removeprefix(":")
+    if entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+        return host, port
+    return entry, ""
+
+
+def bad_endpoint_entries(entries: Sequence[str]) -> list[str]:
+    """The entries whose port is neither absent, ``*`` nor 1-65535 (for the settings' check)."""
+    def valid(port: str) -> bool:
+        return port in ("", "*") or (port.isdigit() and 0 < int(port) < 65536)
+    return [entry for entry in entries if not split_port(entry)[0] or not valid(split_port(entry)[1])]
+
+
 def check_r2_endpoint(endpoint_url: str, allowed: Sequence[str]) -> None:
-    """``r2-endpoint-url``'s host against the ``allowed_r2_endpoints`` setting (validation and upload)."""
-    check_host(urlsplit(endpoint_url).hostname or "", allowed, parameter="r2-endpoint-url",
-               setting="allowed_r2_endpoints")
+    """``r2-endpoint-url``'s host and port against the ``allowed_r2_endpoints`` setting (validation
+    and upload): the host as :func:`check_host` does, and the port as the matching entries name it."""
+    url = urlsplit(endpoint_url)
+    host = url.hostname or ""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    entries = [split_port(entry) for entry in allowed]
+    check_host(host, [h for h, _ in entries], parameter="r2-endpoint-url", setting="allowed_r2_endpoints",
+               resolve=False)
+    admitted = [h for h, ports in entries if ports == "*" or int(ports or DEFAULT_ENDPOINT_PORT) == port]
+    try:
+        check_host(host, admitted, parameter="r2-endpoint-url", setting="allowed_r2_endpoints", resolve=False)
+    except HostNotAllowedError:
+        raise HostNotAllowedError(
+            f"Invalid parameter 'r2-endpoint-url': port {port} of host {host} is not allowed here (setting "
+            f"[cloudflare_worker_pipeline] allowed_r2_endpoints: {', '.join(allowed)}; an entry without a port "
+            f"admits {DEFAULT_ENDPOINT_PORT} only)"
+        ) from None
+    check_host(host, admitted, parameter="r2-endpoint-url", setting="allowed_r2_endpoints")
 
 
 def _is_network(entry: str) -> bool:

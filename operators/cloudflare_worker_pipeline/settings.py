@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from airflow.sdk.exceptions import AirflowConfigException
 
+from cloudflare_worker_pipeline.allowed_hosts import bad_endpoint_entries
 from cloudflare_worker_pipeline.execution.limits import MIB, StageLimits
 from cloudflare_worker_pipeline.get_provider_info import DEFAULTS, SECTION
 from cloudflare_worker_pipeline.modes import ConfigMapDestination, ExecutionMode, WorkspaceKind
@@ -113,9 +114,11 @@ class PipelineSettings:
         installed outside ``/usr``.
     :param stage_limits: what one local-mode stage may use: processes, memory, its sandbox's ``/tmp``.
     :param allowed_r2_endpoints: host patterns (``fnmatch``), IP addresses or networks (CIDR) an
-        ``r2-endpoint-url`` may name. A host resolving to loopback, private or link-local space is
-        refused unless an address or network entry covers that address.
-    :param allowed_git_hosts: the same for ``git-url`` hosts; any public host by default.
+        ``r2-endpoint-url`` may name, each with its port (``:9000``, ``:*``; 443 when absent). A
+        host resolving to loopback, private or link-local space is refused unless an address or
+        network entry covers that address.
+    :param allowed_git_hosts: the same for ``git-url`` hosts, without ports (the egress policy
+        names git's); any public host by default.
     :param allowed_registry_hosts: the hosts install may reach through the egress proxy, beside the
         registry URLs' hosts in ``install_env``.
     :param install_scripts, install_script_packages: which install scripts run after the fetch, with
@@ -245,6 +248,9 @@ class PipelineSettings:
             dependency_cache_claim=read.string("dependency_cache_claim"),
             dependency_cache_max_mb=read.positive("dependency_cache_max_mb"),
         )
+        if bad := bad_endpoint_entries(settings.allowed_r2_endpoints):
+            raise SettingsError(f"[{SECTION}] allowed_r2_endpoints: expected host patterns, addresses or networks, each "
+                                f"with an optional :port (digits or *; [IPv6]:port), got {', '.join(bad)}")
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in settings.stage_retries.values()):
             raise SettingsError(f'[{SECTION}] stage_retries: expected a JSON object of whole numbers, like {{"install": 3}}')
         for name in settings.install_script_packages:

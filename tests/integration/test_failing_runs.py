@@ -14,6 +14,7 @@ from examples.local_stack.dag_run import fast_retries, run_pipeline
 from tests.conftest import R2_SECRET_KEY, REPO
 from tests.helpers import (
     NAMESPACE,
+    SETTING,
     conf_for,
     failure_output,
     hello_worker_variant,
@@ -130,6 +131,22 @@ def test_a_stage_over_its_timeout_is_stopped_and_retried(pipeline_dag, git_serve
     expected_tries = 1 + pipeline_dag.get_task("install").retries
     assert output.count("install.sh timed out after 2 s and was stopped") >= expected_tries
     assert not workspace_of(run).exists()
+
+
+def test_another_port_on_an_allowed_endpoint_host_is_refused_before_anything_is_written(
+        pipeline_dag, git_server, connections, bucket, s3_server, s3_client, monkeypatch, capfd) -> None:
+    from urllib.parse import urlsplit
+
+    s3_port = urlsplit(s3_server.endpoint_url).port
+    monkeypatch.setenv(SETTING + "ALLOWED_R2_ENDPOINTS", f"127.0.0.1:{s3_port}")  # the host, on S3's port only
+    repo = git_server.publish("other-port", REPO / "examples" / "hello-worker")
+    other = urlsplit(repo.url).port  # a real service on the allowed host: the git daemon
+
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, f"http://127.0.0.1:{other}"))
+
+    assert run.task_states["validate_parameters"] == "failed", run.task_states
+    assert f"port {other} of host 127.0.0.1 is not allowed here" in failure_output(capfd)
+    assert objects_in(s3_client, bucket) == {}
 
 
 @pytest.mark.parametrize("overrides,parameter", [

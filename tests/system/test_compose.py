@@ -131,10 +131,10 @@ def test_every_setting_is_declared_and_every_connection_the_pipeline_uses_is_pro
 def test_the_settings_parse_as_the_workers_will_read_them(compose) -> None:
     env = {**os.environ, **env_of(compose, "airflow-worker"), "AIRFLOW_HOME": str(SESSION_DIR / "compose-airflow")}
     probe = ("from cloudflare_worker_pipeline.settings import PipelineSettings\n"
-             "from cloudflare_worker_pipeline.allowed_hosts import check_host\n"
+             "from cloudflare_worker_pipeline.allowed_hosts import check_r2_endpoint\n"
              "s = PipelineSettings.from_airflow_config()\n"
              "print(s.configmap_destination.value, s.workspace_root, s.manifest_dir, s.pool)\n"
-             "check_host('172.18.0.5', s.allowed_r2_endpoints, parameter='r2-endpoint-url', setting='allowed_r2_endpoints')\n")
+             "check_r2_endpoint('http://172.18.0.5:8333', s.allowed_r2_endpoints)\n")
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["files", "/opt/airflow/workspaces", "/opt/airflow/configmaps", "cloudflare-worker-builds"]

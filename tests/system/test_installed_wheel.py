@@ -102,7 +102,7 @@ def test_the_example_dag_builds_the_example_worker_on_the_lowest_airflow(clean_e
     )
     env = {**clean_env,
            "AIRFLOW_CONN_R2_DEFAULT": json.dumps({"conn_type": "aws", "login": R2_ACCESS_KEY, "password": R2_SECRET_KEY}),
-           f"AIRFLOW__{SECTION.upper()}__ALLOWED_R2_ENDPOINTS": "127.0.0.1",
+           f"AIRFLOW__{SECTION.upper()}__ALLOWED_R2_ENDPOINTS": "127.0.0.1:*",
            f"AIRFLOW__{SECTION.upper()}__ALLOWED_GIT_HOSTS": "*,127.0.0.1",
            f"AIRFLOW__{SECTION.upper()}__ALLOWED_REGISTRY_HOSTS":
                os.environ[f"AIRFLOW__{SECTION.upper()}__ALLOWED_REGISTRY_HOSTS"],

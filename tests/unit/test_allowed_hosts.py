@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from cloudflare_worker_pipeline.allowed_hosts import HostNotAllowedError, check_host
+from cloudflare_worker_pipeline.allowed_hosts import (
+    HostNotAllowedError,
+    bad_endpoint_entries,
+    check_host,
+    check_r2_endpoint,
+)
 from cloudflare_worker_pipeline.get_provider_info import DEFAULTS
 
 DEFAULT_ALLOWED_R2_ENDPOINTS = tuple(DEFAULTS["allowed_r2_endpoints"].split(","))
@@ -53,3 +58,38 @@ def test_a_network_entry_allows_its_addresses() -> None:
 
 def test_an_unresolvable_host_is_refused_naming_it() -> None:
     assert "does not resolve" in refused("no-such-host.invalid", ("*",))
+
+
+def endpoint_refused(url: str, entries: tuple[str, ...]) -> str:
+    with pytest.raises(HostNotAllowedError) as error:
+        check_r2_endpoint(url, entries)
+    return str(error.value)
+
+
+def test_an_endpoint_entry_without_a_port_admits_443_only() -> None:
+    check_r2_endpoint("https://198.51.100.7", ("198.51.100.7",))  # a literal address: nothing to resolve here
+    check_r2_endpoint("https://198.51.100.7:443", ("198.51.100.0/24",))
+    assert "port 8443" in endpoint_refused("https://198.51.100.7:8443", ("198.51.100.7",))
+    message = endpoint_refused("https://acct.r2.cloudflarestorage.com:8443", DEFAULT_ALLOWED_R2_ENDPOINTS)
+    assert "port 8443 of host acct.r2.cloudflarestorage.com is not allowed here" in message, message
+    assert "admits 443 only" in message
+    assert "port 80 " in endpoint_refused("http://127.0.0.1", ("127.0.0.1",))
+
+
+def test_an_allowed_address_does_not_open_its_other_ports() -> None:
+    check_r2_endpoint("http://127.0.0.1:8333", ("127.0.0.1:8333",))
+    assert "port 5432 of host 127.0.0.1" in endpoint_refused("http://127.0.0.1:5432", ("127.0.0.1:8333",))
+    check_r2_endpoint("http://127.0.0.1:5432", ("127.0.0.1:*",))  # a deliberate wildcard
+    check_r2_endpoint("http://10.1.2.3:9000", ("10.0.0.0/8:9000",))
+    check_r2_endpoint("http://[fd00::5]:9000", ("[fd00::/8]:9000",))
+    assert "port 9001" in endpoint_refused("http://[fd00::5]:9001", ("[fd00::/8]:9000",))
+
+
+def test_another_host_is_refused_as_a_host_whatever_its_port() -> None:
+    assert "host 10.0.0.5 is not allowed here" in endpoint_refused("http://10.0.0.5:8333", ("127.0.0.1:8333",))
+
+
+@pytest.mark.parametrize("entries,bad", [(("host:port",), ["host:port"]), (("h:70000",), ["h:70000"]),
+                                         ((":443",), [":443"]), (("h:443", "fd00::/8", "[::1]:*"), [])])
+def test_endpoint_entries_with_a_malformed_port_are_found(entries: tuple[str, ...], bad: list[str]) -> None:
+    assert bad_endpoint_entries(entries) == bad
