@@ -108,6 +108,10 @@ _OPTIONS: dict[str, tuple[str, str, str | None, str]] = {
                               "proxies (the stages' and the Deployment) check each connection as always, then ask "
                               "it to CONNECT by host name. http://[user:password@]host:port; empty: connect "
                               "directly."),
+    "allow_build_command": ("boolean", "True", "False",
+                            "Whether a run may pass build-command: a program the catalogue's user chooses, run in "
+                            "the bundle stage's sandbox (no network, no secrets) before Wrangler. False refuses "
+                            "such runs at validation."),
     "install_scripts": ("string", "run", "allowlist",
                         "Install scripts (dependencies' and the root package's lifecycle scripts) run after the "
                         "fetch, with no network: run (all), allowlist (only install_script_packages; the root "

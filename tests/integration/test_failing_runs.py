@@ -133,6 +133,20 @@ def test_a_stage_over_its_timeout_is_stopped_and_retried(pipeline_dag, git_serve
     assert not workspace_of(run).exists()
 
 
+def test_a_deployment_can_forbid_build_command(pipeline_dag, git_server, connections, bucket, s3_server, s3_client,
+                                              monkeypatch, capfd) -> None:
+    monkeypatch.setenv(SETTING + "ALLOW_BUILD_COMMAND", "False")
+    repo = git_server.publish("forbidden-build-command", REPO / "examples" / "hello-worker")
+
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url,
+                                              build_command='["node", "-e", "1"]'))
+
+    assert run.task_states["validate_parameters"] == "failed", run.task_states
+    output = failure_output(capfd)
+    assert "Invalid parameter 'build-command'" in output and "allow_build_command = False" in output, output[-2000:]
+    assert objects_in(s3_client, bucket) == {}
+
+
 def test_another_port_on_an_allowed_endpoint_host_is_refused_before_anything_is_written(
         pipeline_dag, git_server, connections, bucket, s3_server, s3_client, monkeypatch, capfd) -> None:
     from urllib.parse import urlsplit

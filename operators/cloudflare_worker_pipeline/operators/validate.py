@@ -96,6 +96,9 @@ class ValidateParametersOperator(BaseOperator):
             if parameters.bundle_size_limit_bytes > settings.max_bundle_bytes:
                 raise InvalidParameterError("bundle-size-limit-bytes", f"at most {settings.max_bundle_bytes} (the "
                                             "deployment's setting max_bundle_bytes)", parameters.bundle_size_limit_bytes)
+            if parameters.build_command and not settings.allow_build_command:
+                raise InvalidParameterError("build-command", "none: this deployment runs no command a run names "
+                                            "(setting allow_build_command = False)", list(parameters.build_command))
             check_allowed_hosts(parameters, settings)
             store = config_map_store(settings)  # a missing connection fails here, before any build
             check_owners(parameters, settings, store, self.log)
