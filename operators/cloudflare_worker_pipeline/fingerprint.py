@@ -2,8 +2,9 @@
 at its key already holds this build and skip installing, bundling and uploading it again.
 
 The inputs: the git trees of the project root and of the package manager directory (its files,
-the lockfile, the Wrangler config, and through the lockfile Wrangler's version), the parameters
-that choose them, the stage scripts of this pipeline version, and the Node that runs the build.
+the lockfile, the Wrangler config, and through the lockfile Wrangler's version), the repository
+and the owner (so a twin repository's build is never taken for this one's), the parameters that
+choose them, the stage scripts of this pipeline version, and the Node that runs the build.
 A commit touching only other directories has the same fingerprint. Each worker of a run has its own:
 a commit changing one worker's project root rebuilds that worker only.
 """
@@ -78,6 +79,7 @@ def bundle_fingerprint(run: PipelineParameters, worker: Worker, settings: Pipeli
     inputs = {
         "pipeline": VERSION, "scripts": _scripts_digest(), "node": node_identity(settings, node),
         "trees": sorted(line for line in input_trees.splitlines() if line.split("=", 1)[0] in directories),
+        "repository": p.git_url, "owner": p.owner,  # a twin repository's build is never this one's
         "project-root": p.project_root, "package-manager-directory": p.package_manager_directory,
         "install-env": settings.install_env,
         # what decides the outputs besides the sources, or whether this build passes its checks

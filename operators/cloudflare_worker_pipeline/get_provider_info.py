@@ -108,6 +108,10 @@ _OPTIONS: dict[str, tuple[str, str, str | None, str]] = {
                               "proxies (the stages' and the Deployment) check each connection as always, then ask "
                               "it to CONNECT by host name. http://[user:password@]host:port; empty: connect "
                               "directly."),
+    "adopt_unowned_objects": ("boolean", "False", "True",
+                              "Whether a run may replace an object at its key that carries no owner metadata (one "
+                              "another tool stored, or this pipeline before it recorded owners); the run's owner "
+                              "then owns it. False refuses such runs."),
     "allow_build_command": ("boolean", "True", "False",
                             "Whether a run may pass build-command: a program the catalogue's user chooses, run in "
                             "the bundle stage's sandbox (no network, no secrets) before Wrangler. False refuses "

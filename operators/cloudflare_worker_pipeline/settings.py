@@ -124,6 +124,7 @@ class PipelineSettings:
     :param install_scripts, install_script_packages: which install scripts run after the fetch, with
         no network: ``run`` (all), ``allowlist`` (the packages listed) or ``none``.
     :param egress_upstream_proxy: the network's own HTTP proxy the egress proxies leave through.
+    :param adopt_unowned_objects: whether a run may replace an object without owner metadata.
     :param allow_build_command: whether a run may pass ``build-command`` (code of the run's choosing).
     :param allow_yarn_repository_code: load Yarn plugins and run a ``yarnPath`` release, in the
         fetch (registries only, through the egress proxy) and the scripts (offline); off refuses
@@ -160,6 +161,7 @@ class PipelineSettings:
     install_script_packages: tuple[str, ...]
     allow_yarn_repository_code: bool
     allow_build_command: bool
+    adopt_unowned_objects: bool
     egress_upstream_proxy: str = field(repr=False)  # may hold the upstream's credentials
     dag_owner: str
     pool: str
@@ -240,6 +242,7 @@ class PipelineSettings:
             install_script_packages=read.items("install_script_packages"),
             allow_yarn_repository_code=read.boolean("allow_yarn_repository_code"),
             allow_build_command=read.boolean("allow_build_command"),
+            adopt_unowned_objects=read.boolean("adopt_unowned_objects"),
             egress_upstream_proxy=read.proxy_url("egress_upstream_proxy", credentials=True),
             dag_owner=read.string("dag_owner"),
             pool=read.string("pool"),

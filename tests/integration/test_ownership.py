@@ -13,7 +13,7 @@ from cloudflare_worker_pipeline.settings import PipelineSettings
 
 from examples.local_stack.dag_run import run_pipeline
 from tests.conftest import REPO
-from tests.helpers import NAMESPACE, OWNER, conf_for, failure_output, objects_in
+from tests.helpers import NAMESPACE, OWNER, SETTING, conf_for, failure_output, objects_in
 
 OTHER = "planton.cloud/service-id=svc-other"
 
@@ -103,3 +103,51 @@ def test_manifest_files_are_owned_the_same_way(pipeline_dag, git_server, no_kube
 
     assert run.task_states["validate_parameters"] == "failed"
     assert f"belongs to another owner ({OWNER[0]}={OWNER[1]})" in failure_output(capfd)
+
+
+def test_an_object_without_owner_metadata_is_not_replaced_unless_the_deployment_adopts_it(
+        pipeline_dag, git_server, connections, bucket, s3_server, s3_client, monkeypatch, capfd) -> None:
+    s3_client.put_object(Bucket=bucket, Key="my-worker/build.js", Body=b"another tool's", Metadata={})
+    repo = git_server.publish("unowned-object", REPO / "examples" / "hello-worker")
+    conf = conf_for(repo.url, bucket, s3_server.endpoint_url)
+
+    refused = run_pipeline(pipeline_dag, conf)
+
+    assert refused.task_states["validate_parameters"] == "failed", refused.task_states
+    output = failure_output(capfd)
+    assert "Invalid parameter 'r2-object-key'" in output and "exists without owner metadata" in output, output[-2000:]
+    assert objects_in(s3_client, bucket) == {"my-worker/build.js": b"another tool's"}
+
+    monkeypatch.setenv(SETTING + "ADOPT_UNOWNED_OBJECTS", "True")
+    assert run_pipeline(pipeline_dag, conf).state == "success"
+    assert s3_client.head_object(Bucket=bucket, Key="my-worker/build.js")["Metadata"]["owner"] == f"{OWNER[0]}={OWNER[1]}"
+
+
+def test_a_twin_repositorys_build_is_never_skipped_to(pipeline_dag, git_server, connections, bucket, s3_server,
+                                                       s3_client) -> None:
+    ours = git_server.publish("twin-ours", REPO / "examples" / "hello-worker")
+    twin = git_server.publish("twin-theirs", REPO / "examples" / "hello-worker")  # the same files, another URL
+    assert run_pipeline(pipeline_dag, conf_for(twin.url, bucket, s3_server.endpoint_url)).state == "success"
+    assert s3_client.head_object(Bucket=bucket, Key="my-worker/build.js")["Metadata"]["repository"] == twin.url
+
+    run = run_pipeline(pipeline_dag, conf_for(ours.url, bucket, s3_server.endpoint_url))
+
+    assert run.state == "success"
+    assert run.task_states["upload"] == "success", run.task_states  # built and uploaded, not skipped to the twin's
+    head = s3_client.head_object(Bucket=bucket, Key="my-worker/build.js")["Metadata"]
+    assert (head["repository"], head["commit"]) == (ours.url, ours.head())
+
+
+def test_force_rebuild_does_not_replace_another_repositorys_build(pipeline_dag, git_server, connections, bucket,
+                                                                  s3_server, s3_client, capfd) -> None:
+    first = git_server.publish("force-first", REPO / "examples" / "hello-worker")
+    second = git_server.publish("force-second", REPO / "examples" / "hello-worker")
+    assert run_pipeline(pipeline_dag, conf_for(first.url, bucket, s3_server.endpoint_url)).state == "success"
+    before = objects_in(s3_client, bucket)
+
+    run = run_pipeline(pipeline_dag, {**conf_for(second.url, bucket, s3_server.endpoint_url), "force-rebuild": "true"})
+
+    assert run.task_states["validate_parameters"] == "failed", run.task_states
+    output = failure_output(capfd)
+    assert f"was built from another repository ({first.url})" in output, output[-2000:]
+    assert objects_in(s3_client, bucket) == before

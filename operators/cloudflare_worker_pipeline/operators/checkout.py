@@ -25,6 +25,7 @@ from cloudflare_worker_pipeline.links import CommitLink
 from cloudflare_worker_pipeline.modes import ExecutionMode
 from cloudflare_worker_pipeline.node_version import NodeVersionError, image_for, project_node_version, satisfies
 from cloudflare_worker_pipeline.operators.stage import StageOperator
+from cloudflare_worker_pipeline.ownership import same_identity
 from cloudflare_worker_pipeline.parameters import PipelineParameters, Worker, object_key_for_commit
 from cloudflare_worker_pipeline.provenance import PROVENANCE_METADATA, provenance_key
 from cloudflare_worker_pipeline.results import CheckoutResult, NodeVersion, StoredBuild, UploadedFile, WorkerBuild
@@ -184,8 +185,11 @@ class CheckoutOperator(StageOperator, SkipMixin):
         except R2Error as error:  # the upload reports R2's trouble, if it lasts
             self.log.warning("Could not read s3://%s/%s (%s): building it", p.r2_bucket_name, key, error)
             return None
-        if (stored is None or stored.sha256 is None or stored.metadata.get(FINGERPRINT_METADATA) != fingerprint
-                or (stored.metadata.get("owner") or "") != p.owner):  # S3 may drop an empty value
+        if stored is None or stored.sha256 is None or stored.metadata.get(FINGERPRINT_METADATA) != fingerprint:
+            return None
+        if not same_identity(stored.metadata, p.owner, p.git_url):
+            self.log.info("s3://%s/%s was stored by another owner or from another repository than this run's: "
+                          "building it", p.r2_bucket_name, key)
             return None
         files = self._stored_files(p, key, stored.metadata.get(MANIFEST_METADATA))
         if files is None:

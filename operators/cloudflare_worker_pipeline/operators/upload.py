@@ -17,7 +17,7 @@ from cloudflare_worker_pipeline.egress_log import EGRESS_LOG_METADATA, egress_lo
 from cloudflare_worker_pipeline.fingerprint import FINGERPRINT_METADATA
 from cloudflare_worker_pipeline.links import R2ObjectLink
 from cloudflare_worker_pipeline.operators.stage import PipelineOperator
-from cloudflare_worker_pipeline.ownership import ObjectOwnedElsewhereError, check_object_owner
+from cloudflare_worker_pipeline.ownership import ObjectOwnedElsewhereError, check_object_owner, object_identity
 from cloudflare_worker_pipeline.parameters import object_key_for_commit
 from cloudflare_worker_pipeline.provenance import PROVENANCE_METADATA, provenance_key, statement, statement_bytes
 from cloudflare_worker_pipeline.results import (
@@ -93,12 +93,14 @@ class UploadBundleOperator(PipelineOperator):
             raise AirflowFailException(str(error)) from None
         self.log.info("Uploading %s (%d bytes, sha256 %s) to %s at %s", bundle["bundle_path"], len(body),
                       bundle["sha256"], target, p.r2_endpoint_url)
-        metadata = {"owner": p.owner, "commit": commit,
+        metadata = {**object_identity(p.owner, p.git_url), "commit": commit,
                     FINGERPRINT_METADATA: worker_build(self.checkout, self.worker_index)["fingerprint"]}
         sizes = {GZIP_METADATA: str(bundle["gzip_bytes"]), BROTLI_METADATA: str(bundle["brotli_bytes"])}
         try:
             previous = self.r2.stored(p.r2_bucket_name, key)
-            check_object_owner(previous.metadata.get("owner") if previous else None, p.owner)
+            check_object_owner(previous.metadata if previous else None, p.owner,
+                               adopt_unowned=self.settings.adopt_unowned_objects,
+                               repository=p.git_url if p.force_rebuild else None)
             # The files first, the bundle last: a bundle is never stored before what it imports.
             files = []
             for file, data in companions:
@@ -163,7 +165,8 @@ class UploadBundleOperator(PipelineOperator):
             self.log.info("%s already holds %s (sha256 %s)", key, file["name"], file["sha256"])
             return uploaded
         try:
-            check_object_owner(stored.metadata.get("owner") if stored else None, self.pipeline.owner)
+            check_object_owner(stored.metadata if stored else None, self.pipeline.owner,
+                               adopt_unowned=self.settings.adopt_unowned_objects)
         except ObjectOwnedElsewhereError as error:
             raise ObjectOwnedElsewhereError(f"(file {key} beside it) {error}") from None
         self._put(key, body, metadata, content_type(file["name"]))

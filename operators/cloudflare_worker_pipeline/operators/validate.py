@@ -69,7 +69,9 @@ def check_object(parameters: PipelineParameters, settings: PipelineSettings, par
     try:
         hook = R2Hook(endpoint_url=parameters.r2_endpoint_url, aws_conn_id=settings.r2_conn_id)
         stored = hook.stored(parameters.r2_bucket_name, key)
-        check_object_owner(stored.metadata.get("owner") if stored else None, parameters.owner)
+        check_object_owner(stored.metadata if stored else None, parameters.owner,
+                           adopt_unowned=settings.adopt_unowned_objects,
+                           repository=parameters.git_url if parameters.force_rebuild else None)
     except ObjectOwnedElsewhereError as error:
         raise ObjectOwnedElsewhereError(f"Invalid parameter '{parameter}': {target} {error}") from None
     except Exception as error:  # unreachable, refused credentials...: the upload reports it
