@@ -30,8 +30,9 @@ LOG = DEMO / "demo.log"
 ACCESS_KEY, SECRET_KEY = "demo-access-key", "demo-secret-key-change-me"
 # The example's commit date: the same files make the same commit, demo after demo.
 COMMIT_DATE = "2026-01-01T00:00:00Z"
-# What a demo keeps: the S3 server's data (the stored builds) and the ConfigMap files it applied.
-KEPT = ("seaweedfs", "configmaps")
+# What a demo keeps: the S3 server's data (the stored builds), the ConfigMap files it applied, and
+# the git daemon's port (the example's repository URL, which a skip must match).
+KEPT = ("seaweedfs", "configmaps", "git-port")
 
 sys.path.insert(0, str(REPO))
 from examples.local_stack.pipeline_env import BUCKET, DAG_ID, example_conf, pipeline_env  # noqa: E402
@@ -67,7 +68,7 @@ def _demo(terminal: TextIO) -> int:
     say(f"Airflow's output (the task runner's logs) goes to {LOG}")
     resetdb()
     s3 = start_seaweedfs(DEMO / "seaweedfs", ACCESS_KEY, SECRET_KEY)
-    git_daemon = start_git_daemon(DEMO / "git")
+    git_daemon = start_git_daemon(DEMO / "git", port_file=DEMO / "git-port")  # the same repository URL as last time
     try:
         client = _s3_client(s3.endpoint_url)
         if BUCKET not in {bucket["Name"] for bucket in client.list_buckets()["Buckets"]}:

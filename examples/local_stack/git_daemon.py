@@ -84,9 +84,15 @@ class Repository:
         return git("rev-parse", "HEAD", cwd=self.work)
 
 
-def start_git_daemon(base_path: Path) -> GitDaemon:
+def start_git_daemon(base_path: Path, *, port_file: Path | None = None) -> GitDaemon:
+    """A git daemon serving ``base_path``; with ``port_file``, on the port it names when that is
+    free (and the file then names the port used), so its repositories keep their URLs run after
+    run: a stored build is skipped to only from the same repository URL."""
     base_path.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    kept = port_file.read_text().strip() if port_file is not None and port_file.exists() else ""
+    port = int(kept) if kept.isdigit() and not port_open(int(kept)) else free_port()
+    if port_file is not None:
+        port_file.write_text(str(port))
     process = subprocess.Popen(
         ["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={base_path}",
          "--listen=127.0.0.1", f"--port={port}", "--enable=upload-pack", str(base_path)],

@@ -55,7 +55,7 @@ def previous_build(connections, s3_client, bucket):
     """The bucket and the ConfigMap as an earlier, successful run left them."""
     from kubernetes import client, config
 
-    s3_client.put_object(Bucket=bucket, Key=KEY, Body=PREVIOUS,
+    s3_client.put_object(Bucket=bucket, Key=KEY, Body=PREVIOUS, Metadata={"owner": f"{OWNER[0]}={OWNER[1]}"},
                          ChecksumSHA256=base64.b64encode(hashlib.sha256(PREVIOUS).digest()).decode())
     kubeconfig = json.loads(os.environ["AIRFLOW_CONN_KUBERNETES_DEFAULT"])["extra"]["kube_config_path"]
     api = client.CoreV1Api(config.new_client_from_config(kubeconfig))
