@@ -58,6 +58,7 @@ class CheckoutResult(WorkerBuild):
     node_version: NodeVersion | None  # the Node the project asks for (parameter, .nvmrc, .node-version), or None
     additional_workers: list[WorkerBuild]  # the same for each entry of additional-workers, in order
     egress: list[EgressEntry] | None  # what git reached; None where the worker cannot see it (a pod, no sandbox)
+    toolchain: dict[str, str]  # measured by the worker (toolchain.py): lockfile, lockfile-sha256, package-manager, node
 
 
 def worker_build(checkout: CheckoutResult, index: int) -> WorkerBuild:

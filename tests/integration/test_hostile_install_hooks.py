@@ -13,6 +13,7 @@ nothing but the registries.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -163,3 +164,32 @@ def test_a_git_dependency_and_its_prepare_are_not_fetched(pipeline_dag, git_serv
     assert "evil-dependency" in output and "npm install --ignore-scripts" in output, output[-3000:]
     assert "403" in output or "Forbidden" in output or "not allowed" in output, output[-3000:]
     assert objects_in(s3_client, bucket) == {}
+
+
+def test_a_forged_toolchain_report_never_reaches_the_measured_provenance(
+        pipeline_dag, git_server, connections, bucket, s3_server, s3_client, tmp_path, marker, monkeypatch) -> None:
+    """A ``yarnPath`` release (allowed here) answers ``--version`` with a version of its choosing,
+    as a ``postinstall`` once rewrote the recorded Node (issue 20): the statement's measured fields
+    keep the declared Yarn and the lockfile git holds, and the forgery shows only as reported."""
+    monkeypatch.setenv(SETTING + "ALLOW_YARN_REPOSITORY_CODE", "True")
+    port = urlsplit(s3_server.endpoint_url).port
+    fixture = FIXTURES / "projects" / "yarn-berry"
+    declared = json.loads((fixture / "package.json").read_text())["packageManager"]
+    release = ('if (process.argv.includes("--version")) { console.log("0.0.0-RT-FORGED"); process.exit(0); }\n'
+               + yarn_release(tmp_path, declared.removeprefix("yarn@")))
+    repo = git_server.publish("forged-toolchain", hostile_copy(tmp_path, "yarn-berry", port, marker, {  # type: ignore[arg-type]
+        ".yarnrc.yml": (fixture / ".yarnrc.yml").read_text() + "yarnPath: .yarn/releases/yarn-forging.cjs\n",
+        ".yarn/releases/yarn-forging.cjs": release}))
+
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert run.state == "success", run.task_states
+    statement = json.loads(objects_in(s3_client, bucket)["my-worker/build.js.intoto.json"])
+    details, definition = statement["predicate"]["runDetails"], statement["predicate"]["buildDefinition"]
+    assert details["reportedByBuild"]["package-manager-version"] == "0.0.0-RT-FORGED", "the forgery ran"
+    assert details["builder"]["version"]["package-manager"] == declared
+    assert details["builder"]["version"]["node"] == subprocess.run(["node", "--version"], capture_output=True,
+                                                                   text=True).stdout.strip()
+    assert "FORGED" not in json.dumps(details["builder"]) + json.dumps(definition)
+    lockfile = hashlib.sha256((fixture / "yarn.lock").read_bytes()).hexdigest()
+    assert definition["resolvedDependencies"][1] == {"name": "yarn.lock", "digest": {"sha256": lockfile}}

@@ -70,9 +70,11 @@ def test_a_durable_object_worker_with_modules_ships_every_file_beside_its_bundle
     definition, details = statement["predicate"]["buildDefinition"], statement["predicate"]["runDetails"]
     assert definition["resolvedDependencies"] == [
         {"uri": f"git+{repo.url}", "digest": {"gitCommit": repo.head()}},
-        {"name": "package-lock.json", "digest": {"sha256": run.xcom("install")["toolchain"]["lockfile-sha256"]}}]
+        {"name": "package-lock.json", "digest": {"sha256": run.xcom("checkout")["toolchain"]["lockfile-sha256"]}}]
+    assert run.xcom("checkout")["toolchain"]["lockfile-sha256"] == run.xcom("install")["toolchain"]["lockfile-sha256"]
     assert definition["externalParameters"]["r2_object_key"] == "durable/worker.js"
-    assert details["builder"]["version"]["wrangler"] == "4.86.0"
+    assert details["builder"]["version"]["package-manager"].startswith("npm@")  # the worker's own npm, measured
+    assert details["reportedByBuild"]["wrangler"] == "4.86.0"
     assert details["metadata"]["invocationId"] == f"build_and_upload_cloudflare_worker/{run.run_id}"
     assert s3_client.head_object(Bucket=bucket, Key="durable/worker.js")["ContentType"] == "application/javascript"
     wasm_key = next(f["key"] for f in upload["files"] if f["key"].endswith("add.wasm"))

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from airflow.sdk.bases.skipmixin import SkipMixin
 from airflow.sdk.exceptions import AirflowFailException
 
+from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError
 from cloudflare_worker_pipeline.clone_paths import PathEscapesCloneError, check_no_escaping_symlinks
 from cloudflare_worker_pipeline.egress_log import EGRESS_LOG_METADATA, egress_log_key
 from cloudflare_worker_pipeline.egress_policies import git_egress
@@ -29,6 +30,7 @@ from cloudflare_worker_pipeline.ownership import same_identity
 from cloudflare_worker_pipeline.parameters import PipelineParameters, Worker, object_key_for_commit
 from cloudflare_worker_pipeline.provenance import PROVENANCE_METADATA, provenance_key
 from cloudflare_worker_pipeline.results import CheckoutResult, NodeVersion, StoredBuild, UploadedFile, WorkerBuild
+from cloudflare_worker_pipeline.toolchain import measured_toolchain
 from cloudflare_worker_pipeline.worker_files import (
     BROTLI_METADATA,
     GZIP_METADATA,
@@ -132,16 +134,19 @@ class CheckoutOperator(StageOperator, SkipMixin):
         return git_egress(self.settings)
 
     def finish(self, results: dict[str, str], context: Any) -> CheckoutResult:
+        p = self.pipeline
         try:
-            check_no_escaping_symlinks(self.pipeline.checkout_dir)
+            check_no_escaping_symlinks(p.checkout_dir)
             node = self._node_version()
-        except (PathEscapesCloneError, NodeVersionError) as error:
+            # Before any repository code has run: what the provenance may trust.
+            toolchain = measured_toolchain(Path(p.workspace), p.install_dir, self.settings, node)
+        except (PathEscapesCloneError, NodeVersionError, UnsafeBuildFileError) as error:
             raise AirflowFailException(f"ERROR: {error}") from None
-        commit, p = results["commit"], self.pipeline
+        commit = results["commit"]
         first, *others = [self._worker_build(p, worker, commit, results["input-trees"], node) for worker in p.workers]
         return CheckoutResult(commit_sha=commit, node_version=node, fingerprint=first["fingerprint"],
                               stored_build=first["stored_build"], additional_workers=others,
-                              egress=self.stage_egress)
+                              egress=self.stage_egress, toolchain=toolchain)
 
     def _worker_build(self, p: PipelineParameters, worker: Worker, commit: str, input_trees: str,
                       node: NodeVersion | None) -> WorkerBuild:

@@ -150,8 +150,9 @@ class UploadBundleOperator(PipelineOperator):
         started = getattr(dag_run, "start_date", None) or datetime.now(UTC)
         document = statement(
             p=self.pipeline, subjects={key: self.bundle["sha256"], **{f["key"]: f["sha256"] for f in files}},
-            commit=self.checkout["commit_sha"], toolchain=self.install["toolchain"] if self.install else {},
-            wrangler_version=self.bundle["wrangler_version"], dag_id=self.dag_id, run_id=str(context["run_id"]),
+            commit=self.checkout["commit_sha"], toolchain=self.checkout.get("toolchain") or {},
+            reported={**(self.install["toolchain"] if self.install else {}), "wrangler": self.bundle["wrangler_version"]},
+            dag_id=self.dag_id, run_id=str(context["run_id"]),
             execution_mode=self.settings.execution_mode.value, started=started.isoformat(),
             byproducts={log["key"]: log["sha256"]},
             finished=datetime.now(UTC).isoformat())
