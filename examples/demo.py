@@ -30,12 +30,21 @@ LOG = DEMO / "demo.log"
 ACCESS_KEY, SECRET_KEY = "demo-access-key", "demo-secret-key-change-me"
 # The example's commit date: the same files make the same commit, demo after demo.
 COMMIT_DATE = "2026-01-01T00:00:00Z"
-# What a demo keeps: the S3 server's data (the stored builds), the ConfigMap files it applied, and
-# the git daemon's port (the example's repository URL, which a skip must match).
-KEPT = ("seaweedfs", "configmaps", "git-port")
 
 sys.path.insert(0, str(REPO))
-from examples.local_stack.pipeline_env import BUCKET, DAG_ID, example_conf, pipeline_env  # noqa: E402
+from examples.local_stack.pipeline_env import (  # noqa: E402
+    BUCKET,
+    DAG_ID,
+    PUBLIC_KEY,
+    SIGNING_KEY,
+    example_conf,
+    pipeline_env,
+)
+
+# What a demo keeps: the S3 server's data (the stored builds), the ConfigMap files it applied, the
+# git daemon's port (the example's repository URL, which a skip must match), and the key pair that
+# signs the builds' provenance (a stored build verifies only with the key that signed it).
+KEPT = ("seaweedfs", "configmaps", "git-port", SIGNING_KEY, PUBLIC_KEY)
 
 os.environ.update({
     "AIRFLOW_HOME": str(DEMO / "airflow"),
@@ -111,8 +120,14 @@ def _summary(checkout: dict[str, Any], publish: dict[str, Any], client: Any) -> 
         f"SHA-256       {artifact['sha256']} (read back from S3 and matched)",
         f"size          {artifact['size_bytes']} bytes (gzip {artifact['gzip_bytes']}, brotli {artifact['brotli_bytes']})",
     ]
-    for beside in artifact["files"] + ([artifact["provenance"]] if artifact["provenance"] else []):
+    records = [artifact.get(name) for name in ("provenance", "signature")]
+    for beside in artifact["files"] + [record for record in records if record]:
         lines.append(f"beside it     {beside['key']} ({beside['kind']}, {beside['size_bytes']} bytes)")
+    if artifact.get("signature"):
+        lines.append(f"verified      signed provenance, every file's bytes, commit and owner (publish); again with: "
+                     f".venv/bin/python -m cloudflare_worker_pipeline.verify --endpoint-url "
+                     f"{artifact['artifact_url'].rsplit('/' + BUCKET + '/', 1)[0]} --bucket {BUCKET} --key {artifact['key']} "
+                     f"--public-key {DEMO / PUBLIC_KEY}")
     lines += [f"ConfigMaps    {publish['artifact_config_map']}", f"              {publish['manifests_config_map']}",
               "Apply them with: kubectl apply -f " + str(DEMO / "configmaps" / "planton-cloud-pipelines")]
     return lines

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from examples.local_stack.pipeline_env import registry_hosts
+from examples.local_stack.pipeline_env import registry_hosts, signing_connection
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -40,6 +40,8 @@ os.environ.update({
     "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__DEPENDENCY_CACHE_DIR": str(SESSION_DIR / "dependency-cache"),
     # SeaweedFS and the git daemon listen on 127.0.0.1, which the defaults (R2's hosts; public git hosts) refuse.
     "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__ALLOWED_R2_ENDPOINTS": "127.0.0.1:*",
+    # The key that signs each build's provenance (a DSSE envelope); its public key beside it.
+    "AIRFLOW_CONN_PROVENANCE_SIGNING_DEFAULT": signing_connection(SESSION_DIR),
     "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__ALLOWED_GIT_HOSTS": "*,127.0.0.1",
     # The registry through the egress proxy, at the address this machine's network gives it.
     "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__ALLOWED_REGISTRY_HOSTS": registry_hosts(NPM_REGISTRY),

@@ -32,6 +32,28 @@ def registry_hosts(registry: str) -> str:
     return ",".join(dict.fromkeys(entries))
 
 
+SIGNING_KEY = "provenance-signing-key.pem"  # under a local stack's root, mode 0600
+PUBLIC_KEY = "provenance-signing-key.pub.pem"  # beside it: what `python -m cloudflare_worker_pipeline.verify` takes
+
+
+def signing_connection(root: Path) -> str:
+    """The provenance signing connection (``AIRFLOW_CONN_PROVENANCE_SIGNING_DEFAULT``) of a local
+    stack: an ed25519 key made once under ``root``, its public key beside it."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    private = root / SIGNING_KEY
+    if not private.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        key = Ed25519PrivateKey.generate()
+        private.touch(mode=0o600)
+        private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()))
+        (root / PUBLIC_KEY).write_bytes(key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return json.dumps({"conn_type": "generic", "password": private.read_text()})
+
+
 def pipeline_env(root: Path, access_key: str, secret_key: str) -> dict[str, str]:
     """Environment for Airflow components running the pipeline against the local stack under ``root``."""
     registry = os.environ.get("NPM_CONFIG_REGISTRY", "https://registry.npmjs.org")
@@ -46,6 +68,7 @@ def pipeline_env(root: Path, access_key: str, secret_key: str) -> dict[str, str]
         SETTING + "INSTALL_ENV": os.environ.get(SETTING + "INSTALL_ENV") or json.dumps({
             "COREPACK_ENABLE_DOWNLOAD_PROMPT": "0", "COREPACK_INTEGRITY_KEYS": "0", "COREPACK_NPM_REGISTRY": registry}),
         "AIRFLOW_CONN_R2_DEFAULT": json.dumps({"conn_type": "aws", "login": access_key, "password": secret_key}),
+        "AIRFLOW_CONN_PROVENANCE_SIGNING_DEFAULT": signing_connection(root),
     }
 
 

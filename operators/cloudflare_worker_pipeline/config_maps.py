@@ -64,7 +64,7 @@ def build_annotations(*, commit: str, git_url: str, dag_id: str, run_id: str, ow
 def artifact_annotations(artifact: UploadResult) -> dict[str, str]:
     """What the artifact ConfigMap adds to the spec's four keys, as annotations existing readers
     ignore: the bundle's compressed sizes, its source map, the modules stored beside it, its
-    provenance statement and its egress log.
+    provenance statement, its signed envelope and its egress log.
 
     Every one is always written, empty when it does not apply: a ConfigMap first created with a
     value must not keep it once a build has none (an applier cannot remove what a create set).
@@ -74,7 +74,7 @@ def artifact_annotations(artifact: UploadResult) -> dict[str, str]:
     modules = [{"key": f["key"], "sha256": f["sha256"], "size-bytes": f["size_bytes"]} for f in files
                if f["kind"] == "module"]
     gzip_bytes, brotli_bytes = artifact.get("gzip_bytes"), artifact.get("brotli_bytes")
-    provenance, log = artifact.get("provenance"), artifact.get("egress_log")
+    provenance, log, signature = artifact.get("provenance"), artifact.get("egress_log"), artifact.get("signature")
     return {
         f"{ANNOTATION_PREFIX}/gzip-bytes": "" if gzip_bytes is None else str(gzip_bytes),
         f"{ANNOTATION_PREFIX}/brotli-bytes": "" if brotli_bytes is None else str(brotli_bytes),
@@ -84,6 +84,7 @@ def artifact_annotations(artifact: UploadResult) -> dict[str, str]:
         f"{ANNOTATION_PREFIX}/provenance-sha256": provenance["sha256"] if provenance else "",
         f"{ANNOTATION_PREFIX}/egress-log": log["key"] if log else "",
         f"{ANNOTATION_PREFIX}/egress-log-sha256": log["sha256"] if log else "",
+        f"{ANNOTATION_PREFIX}/provenance-signature": signature["key"] if signature else "",
     }
 
 

@@ -112,6 +112,13 @@ _OPTIONS: dict[str, tuple[str, str, str | None, str]] = {
                               "Whether a run may replace an object at its key that carries no owner metadata (one "
                               "another tool stored, or this pipeline before it recorded owners); the run's owner "
                               "then owns it. False refuses such runs."),
+    "provenance_signing_conn_id": ("string", "provenance_signing_default", None,
+                                   "Airflow connection whose password holds the ed25519 private key (PEM) that signs "
+                                   "each build's provenance (<r2-object-key>.intoto.jsonl). `python -m "
+                                   "cloudflare_worker_pipeline.signing` makes a key pair."),
+    "allow_unsigned_provenance": ("boolean", "False", "True",
+                                  "Without the signing connection, store the provenance statement unsigned instead "
+                                  "of refusing to run. A connection, when present, always signs."),
     "allow_build_command": ("boolean", "True", "False",
                             "Whether a run may pass build-command: a program the catalogue's user chooses, run in "
                             "the bundle stage's sandbox (no network, no secrets) before Wrangler. False refuses "

@@ -70,6 +70,12 @@ def object_identity(owner: str, git_url: str) -> dict[str, str]:
     return {OWNER_METADATA: owner or NO_OWNER, REPOSITORY_METADATA: repository_metadata(git_url)}
 
 
+def recorded_owner(metadata: dict[str, str]) -> str | None:
+    """The owner an object's metadata records ("" for a run without one), or None: no owner metadata."""
+    recorded = metadata.get(OWNER_METADATA)
+    return "" if recorded == NO_OWNER else recorded
+
+
 def same_identity(metadata: dict[str, str], owner: str, git_url: str) -> bool:
     """Was the object stored by a run of this owner from this repository (and so may be skipped to)?"""
     return (metadata.get(OWNER_METADATA) or NO_OWNER) == (owner or NO_OWNER) and \
@@ -87,9 +93,7 @@ def check_object_owner(metadata: dict[str, str] | None, owner: str, *, adopt_uno
     """
     if metadata is None:
         return
-    recorded = metadata.get(OWNER_METADATA)
-    if recorded is not None:
-        recorded = "" if recorded in ("", NO_OWNER) else recorded
+    recorded = recorded_owner(metadata)
     if recorded is None and not adopt_unowned:
         raise ObjectOwnedElsewhereError(
             "exists without owner metadata (another tool's object, or one stored before owners were recorded); "

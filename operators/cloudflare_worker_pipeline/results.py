@@ -25,6 +25,7 @@ class StoredBuild(TypedDict):
     files: list[UploadedFile]  # the modules and source map its manifest lists
     provenance: UploadedFile | None  # its in-toto statement, when the metadata names one
     egress_log: UploadedFile | None  # its egress log, when the metadata names one
+    signature: UploadedFile | None  # its signed provenance (DSSE envelope), when the metadata names one
     gzip_bytes: int | None  # from the object's metadata; None for objects stored before it was recorded
     brotli_bytes: int | None
 
@@ -131,6 +132,7 @@ class UploadResult(TypedDict):
     files: list[UploadedFile]  # the modules and source map, stored before the bundle
     provenance: UploadedFile | None  # the in-toto statement (kind "provenance"), stored before the bundle
     egress_log: UploadedFile | None  # <key>.egress.json (kind "egress-log"), stored before the bundle
+    signature: UploadedFile | None  # <key>.intoto.jsonl (kind "provenance-signature"), or None: unsigned
     gzip_bytes: int | None
     brotli_bytes: int | None
     skipped: bool  # the object already held this build: the upload was skipped, publish verified it

@@ -124,6 +124,8 @@ class PipelineSettings:
     :param install_scripts, install_script_packages: which install scripts run after the fetch, with
         no network: ``run`` (all), ``allowlist`` (the packages listed) or ``none``.
     :param egress_upstream_proxy: the network's own HTTP proxy the egress proxies leave through.
+    :param provenance_signing_conn_id, allow_unsigned_provenance: the connection holding the key
+        that signs each build's provenance, and whether a deployment without it may store it unsigned.
     :param adopt_unowned_objects: whether a run may replace an object without owner metadata.
     :param allow_build_command: whether a run may pass ``build-command`` (code of the run's choosing).
     :param allow_yarn_repository_code: load Yarn plugins and run a ``yarnPath`` release, in the
@@ -162,6 +164,8 @@ class PipelineSettings:
     allow_yarn_repository_code: bool
     allow_build_command: bool
     adopt_unowned_objects: bool
+    provenance_signing_conn_id: str
+    allow_unsigned_provenance: bool
     egress_upstream_proxy: str = field(repr=False)  # may hold the upstream's credentials
     dag_owner: str
     pool: str
@@ -243,6 +247,8 @@ class PipelineSettings:
             allow_yarn_repository_code=read.boolean("allow_yarn_repository_code"),
             allow_build_command=read.boolean("allow_build_command"),
             adopt_unowned_objects=read.boolean("adopt_unowned_objects"),
+            provenance_signing_conn_id=read.string("provenance_signing_conn_id"),
+            allow_unsigned_provenance=read.boolean("allow_unsigned_provenance"),
             egress_upstream_proxy=read.proxy_url("egress_upstream_proxy", credentials=True),
             dag_owner=read.string("dag_owner"),
             pool=read.string("pool"),

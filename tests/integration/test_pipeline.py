@@ -87,7 +87,8 @@ def test_npm_worker_is_bundled_uploaded_and_recorded(pipeline_dag, git_server, c
         "cloudflare-worker-pipeline.planton.cloud/provenance": "my-worker/build.js.intoto.json",
         "cloudflare-worker-pipeline.planton.cloud/provenance-sha256": run.xcom("upload")["provenance"]["sha256"],
         "cloudflare-worker-pipeline.planton.cloud/egress-log": "my-worker/build.js.egress.json",
-        "cloudflare-worker-pipeline.planton.cloud/egress-log-sha256": run.xcom("upload")["egress_log"]["sha256"]}
+        "cloudflare-worker-pipeline.planton.cloud/egress-log-sha256": run.xcom("upload")["egress_log"]["sha256"],
+        "cloudflare-worker-pipeline.planton.cloud/provenance-signature": "my-worker/build.js.intoto.jsonl"}
     assert all(ctype == "application/apply-patch+yaml" for method, _, ctype in connections.requests if method == "PATCH")
 
     kubeconfig = connections.write_kubeconfig(tmp_path / "kubeconfig")
@@ -233,7 +234,9 @@ def test_without_a_kubernetes_connection_config_maps_are_written_as_manifest_fil
                                      "cloudflare-worker-pipeline.planton.cloud/egress-log":
                                          "my-worker/build.js.egress.json",
                                      "cloudflare-worker-pipeline.planton.cloud/egress-log-sha256":
-                                         run.xcom("upload")["egress_log"]["sha256"]}},
+                                         run.xcom("upload")["egress_log"]["sha256"],
+                                     "cloudflare-worker-pipeline.planton.cloud/provenance-signature":
+                                         "my-worker/build.js.intoto.jsonl"}},
         "data": {"bucket": bucket, "path": "my-worker/build.js", "content-hash": hashlib.sha256(body).hexdigest(),
                  "size-bytes": str(len(body))},
     }

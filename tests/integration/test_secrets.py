@@ -5,6 +5,7 @@ failing, in both modes, and everything it produced is scanned for the secret val
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -14,8 +15,10 @@ from tests.conftest import R2_ACCESS_KEY, R2_SECRET_KEY, REPO
 from tests.helpers import conf_for, failure_output, hello_worker_variant, objects_in
 
 WRONG_SECRET = "wrong-r2-secret-7d1f0c2b9e"
+# The provenance signing key's body: the base64 line of its PEM (the key never leaves the task process).
+SIGNING_KEY = json.loads(os.environ["AIRFLOW_CONN_PROVENANCE_SIGNING_DEFAULT"])["password"].splitlines()[1]
 SECRETS = {"R2 access key id": R2_ACCESS_KEY, "R2 secret access key": R2_SECRET_KEY, "kube token": KUBE_TOKEN,
-           "a refused R2 secret": WRONG_SECRET}
+           "a refused R2 secret": WRONG_SECRET, "provenance signing key": SIGNING_KEY}
 
 
 def scan(where: str, text: str) -> list[str]:

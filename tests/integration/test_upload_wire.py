@@ -40,8 +40,8 @@ def test_upload_over_https_sends_a_plain_body_with_a_sha256_header(pipeline_dag,
     assert run.xcom("upload")["artifact_url"].startswith("https://127.0.0.1:")
     puts = {r.path.split("?")[0]: r for r in tls_front.requests if r.method == "PUT"}
     assert sorted(puts) == [f"/{bucket}/my-worker/build.js{suffix}" for suffix in (
-        "", ".egress.json", ".files.json", ".intoto.json", ".map")], \
-        "the bundle, its source map, their manifest, the egress log and the provenance statement"
+        "", ".egress.json", ".files.json", ".intoto.json", ".intoto.jsonl", ".map")], \
+        "the bundle, its source map, their manifest, the egress log, the provenance statement and its signature"
     put = puts[f"/{bucket}/my-worker/build.js"]
     assert tls_front.requests.index(put) > max(tls_front.requests.index(r) for r in puts.values() if r is not put), \
         "the bundle goes last, after what it needs"

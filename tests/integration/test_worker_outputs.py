@@ -57,7 +57,7 @@ def test_a_durable_object_worker_with_modules_ships_every_file_beside_its_bundle
     assert json.loads(stored["durable/worker.js.map"])["version"] == 3
     assert sorted(f["key"] for f in upload["files"]) == sorted(k for k in stored if k not in (
         "durable/worker.js", "durable/worker.js.files.json", "durable/worker.js.intoto.json",
-        "durable/worker.js.egress.json"))
+        "durable/worker.js.egress.json", "durable/worker.js.intoto.jsonl"))
 
     # The provenance statement names every stored file, the commit and the lockfile.
     statement = json.loads(stored["durable/worker.js.intoto.json"])
@@ -116,14 +116,14 @@ def test_without_source_maps_only_the_bundle_is_stored(pipeline_dag, git_server,
     assert [row["bytes"] for row in report] == sorted((row["bytes"] for row in report), reverse=True)
     assert sorted(objects_in(s3_client, bucket)) == ["my-worker/build.js", "my-worker/build.js.egress.json",
                                                      "my-worker/build.js.files.json", "my-worker/build.js.intoto.json",
-                                                     "my-worker/build.js.map"]
+                                                     "my-worker/build.js.intoto.jsonl", "my-worker/build.js.map"]
 
     without = run_pipeline(pipeline_dag, {**conf_for(repo.url, bucket, s3_server.endpoint_url, r2_object_key="plain/w.js"),
                                           "upload-source-maps": "false"})
     assert without.state == "success"
     assert without.xcom("bundle")["files"] == [] and without.xcom("upload")["files"] == []
     assert sorted(key for key in objects_in(s3_client, bucket) if key.startswith("plain/")) == [
-        "plain/w.js", "plain/w.js.egress.json", "plain/w.js.intoto.json"]
+        "plain/w.js", "plain/w.js.egress.json", "plain/w.js.intoto.json", "plain/w.js.intoto.jsonl"]
     annotations = connections.get(NAMESPACE, "my-worker-artifact-metadata")["metadata"]["annotations"]
     assert annotations[f"{ANNOTATION}/source-map"] == annotations[f"{ANNOTATION}/modules"] == "", "none now"
     failure_output(capfd)

@@ -60,7 +60,7 @@ def test_make_airflow_runs_the_pipeline_over_rest_and_stops_on_ctrl_c() -> None:
         bundles = [key for key in keys if key.endswith(".js")]
         assert len(bundles) == 1 and bundles[0].startswith("hello-worker/")
         assert sorted(keys) == sorted(bundles[0] + suffix for suffix in ("", ".map", ".files.json", ".intoto.json",
-                                                                                   ".egress.json")), keys
+                                                                                   ".intoto.jsonl", ".egress.json")), keys
     finally:
         os.killpg(stack.pid, signal.SIGINT)
         code = stack.wait(timeout=120)

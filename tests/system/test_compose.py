@@ -24,7 +24,8 @@ COMPOSE = REPO / "docker-compose.yaml"
 # The secrets compose refuses to start without (test values; a real stack generates its own).
 SECRETS = {"AIRFLOW_JWT_SECRET": "compose-test-jwt-secret-" + "0" * 40,
            "AIRFLOW_FERNET_KEY": "q4Jzl2Wd3WQ1YfM9yCwH9gqGVXc1l0Qn2o3ypJvG0aM=",
-           "POSTGRES_PASSWORD": "0a1b2c3d4e5f60718293a4b5c6d7e8f9", "REDIS_PASSWORD": "f9e8d7c6b5a40392817f6e5d4c3b2a10"}
+           "POSTGRES_PASSWORD": "0a1b2c3d4e5f60718293a4b5c6d7e8f9", "REDIS_PASSWORD": "f9e8d7c6b5a40392817f6e5d4c3b2a10",
+           "PROVENANCE_SIGNING_CONNECTION": os.environ["AIRFLOW_CONN_PROVENANCE_SIGNING_DEFAULT"]}
 AIRFLOW_SERVICES = ("airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
                     "airflow-triggerer", "airflow-worker")
 PREFIX = "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__"

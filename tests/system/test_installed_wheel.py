@@ -102,6 +102,7 @@ def test_the_example_dag_builds_the_example_worker_on_the_lowest_airflow(clean_e
     )
     env = {**clean_env,
            "AIRFLOW_CONN_R2_DEFAULT": json.dumps({"conn_type": "aws", "login": R2_ACCESS_KEY, "password": R2_SECRET_KEY}),
+           "AIRFLOW_CONN_PROVENANCE_SIGNING_DEFAULT": os.environ["AIRFLOW_CONN_PROVENANCE_SIGNING_DEFAULT"],
            f"AIRFLOW__{SECTION.upper()}__ALLOWED_R2_ENDPOINTS": "127.0.0.1:*",
            f"AIRFLOW__{SECTION.upper()}__ALLOWED_GIT_HOSTS": "*,127.0.0.1",
            f"AIRFLOW__{SECTION.upper()}__ALLOWED_REGISTRY_HOSTS":
@@ -118,7 +119,7 @@ def test_the_example_dag_builds_the_example_worker_on_the_lowest_airflow(clean_e
     stored = s3_client.list_objects_v2(Bucket=bucket)["Contents"]
     bundle = f"hello/{repo.head()}.js"
     assert [item["Key"] for item in stored] == [bundle, f"{bundle}.egress.json", f"{bundle}.files.json", f"{bundle}.intoto.json",
-                                                f"{bundle}.map"]
+                                                f"{bundle}.intoto.jsonl", f"{bundle}.map"]
     assert (SESSION_DIR / "clean-manifests" / "planton-cloud-pipelines" / "hello-artifact.yaml").exists()
 
 

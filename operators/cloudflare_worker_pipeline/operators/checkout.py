@@ -30,6 +30,7 @@ from cloudflare_worker_pipeline.ownership import same_identity
 from cloudflare_worker_pipeline.parameters import PipelineParameters, Worker, object_key_for_commit
 from cloudflare_worker_pipeline.provenance import PROVENANCE_METADATA, provenance_key
 from cloudflare_worker_pipeline.results import CheckoutResult, NodeVersion, StoredBuild, UploadedFile, WorkerBuild
+from cloudflare_worker_pipeline.signing import SIGNATURE_METADATA, ProvenanceSigningError, run_signer, signature_key
 from cloudflare_worker_pipeline.toolchain import measured_toolchain
 from cloudflare_worker_pipeline.worker_files import (
     BROTLI_METADATA,
@@ -199,6 +200,12 @@ class CheckoutOperator(StageOperator, SkipMixin):
         files = self._stored_files(p, key, stored.metadata.get(MANIFEST_METADATA))
         if files is None:
             return None
+        signature = self._stored_companion(p, signature_key(key), "provenance-signature",
+                                           stored.metadata.get(SIGNATURE_METADATA))
+        if signature is None and self._signing():
+            self.log.info("s3://%s/%s holds this build unsigned, and this deployment signs: building it",
+                          p.r2_bucket_name, key)
+            return None
         self.log.info("s3://%s/%s already holds this build (commit %s, fingerprint %s, sha256 %s): skipping %s and "
                       "what follows it; publish verifies the object and applies the ConfigMaps again "
                       "(force-rebuild=true builds anyway)", p.r2_bucket_name, key, stored.metadata.get("commit"),
@@ -208,8 +215,17 @@ class CheckoutOperator(StageOperator, SkipMixin):
                                                              stored.metadata.get(PROVENANCE_METADATA)),
                            egress_log=self._stored_companion(p, egress_log_key(key), "egress-log",
                                                              stored.metadata.get(EGRESS_LOG_METADATA)),
+                           signature=signature,
                            gzip_bytes=_number(stored.metadata.get(GZIP_METADATA)),
                            brotli_bytes=_number(stored.metadata.get(BROTLI_METADATA)))
+
+    def _signing(self) -> bool:
+        """Does this deployment sign provenance (a signing connection exists, or is required)?"""
+        settings = self.settings
+        try:
+            return run_signer(settings.provenance_signing_conn_id, settings.allow_unsigned_provenance) is not None
+        except ProvenanceSigningError:
+            return True  # required but unusable: the upload says why
 
     def _stored_companion(self, p: PipelineParameters, key: str, kind: str, sha256: str | None) -> UploadedFile | None:
         """The stored build's statement or egress log at ``key``, when the bundle's metadata names

@@ -38,6 +38,13 @@ from cloudflare_worker_pipeline.results import (
     worker_build,
 )
 from cloudflare_worker_pipeline.settings import SettingsError
+from cloudflare_worker_pipeline.signing import (
+    ProvenanceSigningError,
+    ProvenanceVerificationError,
+    public_key_pem,
+    run_signer,
+)
+from cloudflare_worker_pipeline.verify import verify_release
 from cloudflare_worker_pipeline.workspace import WorkspaceNotVisibleError, check_visible
 
 
@@ -99,6 +106,7 @@ class PublishReleaseOperator(PipelineOperator):
                                                      for artifact in artifacts[1:]])
         for artifact in artifacts:
             self._check_files(artifact)
+        self._verify(artifacts)
         manifests_config_map = self._write(store, manifests, None, artifacts[0])
         releases = [WorkerRelease(artifact=artifact, artifact_config_map=self._write(
             store, config_map_, partial(holds, artifact), artifact))
@@ -112,12 +120,34 @@ class PublishReleaseOperator(PipelineOperator):
 
     def _check_files(self, artifact: UploadResult) -> None:
         """Never publish a bundle missing what it imports: each file beside it must hold its bytes."""
-        records = [artifact.get("provenance"), artifact.get("egress_log")]
+        records = [artifact.get("provenance"), artifact.get("egress_log"), artifact.get("signature")]
         for file in [*artifact["files"], *(record for record in records if record)]:
             if not self.r2.holds(artifact["bucket"], file["key"], file["sha256"], file["size_bytes"]):
                 raise AirflowFailException(
                     f"ERROR: s3://{artifact['bucket']}/{file['key']} ({file['kind']} of {artifact['key']}) is missing or "
                     f"no longer holds sha256 {file['sha256']}; not publishing. Run again with force-rebuild=true")
+
+    def _verify(self, artifacts: list[UploadResult]) -> None:
+        """What ``verify`` checks, before any ConfigMap names the release: the platform's signature,
+        every signed file's bytes, this run's commit and owner."""
+        settings, p = self.settings, self.pipeline
+        try:
+            signer = run_signer(settings.provenance_signing_conn_id, settings.allow_unsigned_provenance)
+        except ProvenanceSigningError as error:
+            raise AirflowFailException(f"ERROR: {error}") from None
+        if signer is None:
+            self.log.warning("Publishing unsigned provenance (allow_unsigned_provenance): nothing to verify it with")
+            return
+        public = public_key_pem(signer)
+        for artifact in artifacts:
+            try:
+                verify_release(self.r2, artifact["bucket"], artifact["key"], public, commit=self.checkout["commit_sha"],
+                               owner=p.owner, max_bytes=settings.max_bundle_bytes)
+            except ProvenanceVerificationError as error:
+                raise AirflowFailException(f"ERROR: {error}; not publishing. Run again with force-rebuild=true") \
+                    from None
+            self.log.info("Verified s3://%s/%s: signed by this platform's key, every file's bytes, commit %s, owner %s",
+                          artifact["bucket"], artifact["key"], self.checkout["commit_sha"], p.owner or "(none)")
 
     def _artifacts(self, context: Any, count: int) -> list[UploadResult]:
         """Each worker's object to publish: what its upload stored, or the build checkout found stored."""
@@ -145,7 +175,8 @@ class PublishReleaseOperator(PipelineOperator):
                             bucket=p.r2_bucket_name, key=stored["key"], sha256=stored["sha256"],
                             size_bytes=stored["size_bytes"], commit_sha=commit, replaced_sha256=None, skipped=True,
                             files=stored["files"], provenance=stored["provenance"],
-                            egress_log=stored.get("egress_log"), gzip_bytes=stored["gzip_bytes"],
+                            egress_log=stored.get("egress_log"), signature=stored.get("signature"),
+                            gzip_bytes=stored["gzip_bytes"],
                             brotli_bytes=stored["brotli_bytes"])
 
     def _artifact_config_map(self, p: PipelineParameters, artifact: UploadResult,

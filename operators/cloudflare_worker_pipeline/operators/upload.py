@@ -29,6 +29,13 @@ from cloudflare_worker_pipeline.results import (
     UploadResult,
     worker_build,
 )
+from cloudflare_worker_pipeline.signing import (
+    SIGNATURE_METADATA,
+    ProvenanceSigningError,
+    run_signer,
+    sign,
+    signature_key,
+)
 from cloudflare_worker_pipeline.worker_files import (
     BROTLI_METADATA,
     GZIP_METADATA,
@@ -83,14 +90,17 @@ class UploadBundleOperator(PipelineOperator):
         body = self._read_bundle()
         companions = [(file, self._read_file(file)) for file in bundle["files"]]
         keys = [key, *(file_key(key, file) for file, _ in companions), *([manifest_key(key)] if companions else []),
-                provenance_key(key), egress_log_key(key)]
+                provenance_key(key), signature_key(key), egress_log_key(key)]
         if len(set(keys)) != len(keys):
             raise AirflowFailException(f"ERROR: r2-object-key {key} collides with a file stored beside it ({', '.join(keys)})")
         target = f"s3://{p.r2_bucket_name}/{key}"
         try:  # again, right before connecting: the name may resolve elsewhere by now
             check_r2_endpoint(p.r2_endpoint_url, self.settings.allowed_r2_endpoints)
+            signer = run_signer(self.settings.provenance_signing_conn_id, self.settings.allow_unsigned_provenance)
         except HostNotAllowedError as error:
             raise AirflowFailException(str(error)) from None
+        except ProvenanceSigningError as error:
+            raise AirflowFailException(f"ERROR: {error}") from None
         self.log.info("Uploading %s (%d bytes, sha256 %s) to %s at %s", bundle["bundle_path"], len(body),
                       bundle["sha256"], target, p.r2_endpoint_url)
         metadata = {**object_identity(p.owner, p.git_url), "commit": commit,
@@ -123,6 +133,17 @@ class UploadBundleOperator(PipelineOperator):
             statement_file = UploadedFile(key=provenance_key(key), kind="provenance",
                                           sha256=hashlib.sha256(provenance).hexdigest(), size_bytes=len(provenance))
             metadata = {**metadata, PROVENANCE_METADATA: statement_file["sha256"]}
+            signature_file = None
+            if signer is not None:  # the platform's signature: the key stays in this process
+                envelope = sign(provenance, signer)
+                with failing_as_the_bundle(target, signature_key(key)):
+                    self._put(signature_key(key), envelope, metadata, "application/jsonl")
+                signature_file = UploadedFile(key=signature_key(key), kind="provenance-signature",
+                                              sha256=hashlib.sha256(envelope).hexdigest(), size_bytes=len(envelope))
+                metadata = {**metadata, SIGNATURE_METADATA: signature_file["sha256"]}
+            else:
+                self.log.warning("The provenance is not signed: no connection %s, and allow_unsigned_provenance is set",
+                                 self.settings.provenance_signing_conn_id)
             self.r2.put_verified(p.r2_bucket_name, key, body, metadata={**metadata, **sizes})
         except ObjectOwnedElsewhereError as error:
             raise AirflowFailException(f"upload: failed: {target} {error}") from None
@@ -135,7 +156,8 @@ class UploadBundleOperator(PipelineOperator):
         return UploadResult(artifact_url=artifact_url, bucket=p.r2_bucket_name, key=key, sha256=bundle["sha256"],
                             size_bytes=bundle["size_bytes"], commit_sha=commit,
                             replaced_sha256=(previous.sha256 or "unknown") if previous else None, skipped=False,
-                            files=files, provenance=statement_file, egress_log=log_file, gzip_bytes=bundle["gzip_bytes"],
+                            files=files, provenance=statement_file, egress_log=log_file, signature=signature_file,
+                            gzip_bytes=bundle["gzip_bytes"],
                             brotli_bytes=bundle["brotli_bytes"])
 
     def _egress_log(self, context: Any, key: str) -> bytes:

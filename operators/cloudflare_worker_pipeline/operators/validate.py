@@ -21,6 +21,7 @@ from cloudflare_worker_pipeline.ownership import (
 from cloudflare_worker_pipeline.parameter_workers import parameter_name
 from cloudflare_worker_pipeline.parameters import InvalidParameterError, PipelineParameters, git_host
 from cloudflare_worker_pipeline.settings import PipelineSettings, SettingsError
+from cloudflare_worker_pipeline.signing import ProvenanceSigningError, run_signer
 from cloudflare_worker_pipeline.workspace import run_workspace
 
 
@@ -102,9 +103,10 @@ class ValidateParametersOperator(BaseOperator):
                 raise InvalidParameterError("build-command", "none: this deployment runs no command a run names "
                                             "(setting allow_build_command = False)", list(parameters.build_command))
             check_allowed_hosts(parameters, settings)
+            run_signer(settings.provenance_signing_conn_id, settings.allow_unsigned_provenance)  # before any build
             store = config_map_store(settings)  # a missing connection fails here, before any build
             check_owners(parameters, settings, store, self.log)
-        except (InvalidParameterError, HostNotAllowedError, SettingsError,
+        except (InvalidParameterError, HostNotAllowedError, SettingsError, ProvenanceSigningError,
                 ConfigMapOwnedElsewhereError, ObjectOwnedElsewhereError) as error:
             raise AirflowFailException(str(error)) from None
         self.log.info(
