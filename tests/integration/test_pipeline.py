@@ -113,7 +113,7 @@ def test_the_same_build_again_skips_install_bundle_and_upload_and_applies_the_co
     assert second.xcom("checkout")["stored_build"] == {
         "key": "my-worker/build.js", "sha256": uploaded["sha256"], "size_bytes": uploaded["size_bytes"],
         "files": uploaded["files"], "provenance": uploaded["provenance"], "egress_log": uploaded["egress_log"],
-        "gzip_bytes": uploaded["gzip_bytes"],
+        "signature": uploaded["signature"], "gzip_bytes": uploaded["gzip_bytes"],
         "brotli_bytes": uploaded["brotli_bytes"]}
     assert {task: second.task_states[task] for task in ("install", "bundle", "typecheck", "upload")} == dict.fromkeys(
         ("install", "bundle", "typecheck", "upload"), "skipped"), "Airflow shows the build as skipped"
@@ -293,7 +293,7 @@ def test_the_publish_emits_an_asset_event_describing_the_object(pipeline_dag, gi
                      "key": f"w/{commit}.js", "sha256": hashlib.sha256(body).hexdigest(), "size_bytes": len(body),
                      "commit_sha": commit, "replaced_sha256": None, "skipped": False, "git_url": repo.url,
                      "files": run.xcom("upload")["files"], "provenance": run.xcom("upload")["provenance"],
-                     "egress_log": run.xcom("upload")["egress_log"],
+                     "egress_log": run.xcom("upload")["egress_log"], "signature": run.xcom("upload")["signature"],
                      "gzip_bytes": run.xcom("bundle")["gzip_bytes"],
                      "brotli_bytes": run.xcom("bundle")["brotli_bytes"]}
     assert [f["key"] for f in extra["files"]] == [f"w/{commit}.js.map"]

@@ -126,8 +126,9 @@ def test_the_catalogue_triggers_a_build_over_rest_and_reads_the_results_back(air
     assert upload == {"artifact_url": f"{s3_server.endpoint_url}/{bucket}/{key}", "bucket": bucket, "key": key,
                       "sha256": hashlib.sha256(body).hexdigest(), "size_bytes": len(body), "commit_sha": commit,
                       "replaced_sha256": None, "skipped": False, "files": upload["files"], "provenance": upload["provenance"],
-                      "egress_log": upload["egress_log"],
+                      "egress_log": upload["egress_log"], "signature": upload["signature"],
                       "gzip_bytes": upload["gzip_bytes"], "brotli_bytes": upload["brotli_bytes"]}
+    assert upload["signature"]["key"] == f"{key}.intoto.jsonl", "a running Airflow signs too"
     assert [f["key"] for f in upload["files"]] == [f"{key}.map"] and 0 < upload["gzip_bytes"] < len(body)
     assert kube_api.get(NAMESPACE, "my-worker-artifact-metadata")["data"]["path"] == key
 
