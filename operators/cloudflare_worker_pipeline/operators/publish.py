@@ -140,14 +140,17 @@ class PublishReleaseOperator(PipelineOperator):
             return
         public = public_key_pem(signer)
         for artifact in artifacts:
+            # A skipped rebuild publishes the stored build of an earlier commit with the same
+            # fingerprint: its own signed commit (which verify holds to the object's metadata).
+            commit = None if artifact["skipped"] else self.checkout["commit_sha"]
             try:
-                verify_release(self.r2, artifact["bucket"], artifact["key"], public, commit=self.checkout["commit_sha"],
+                verify_release(self.r2, artifact["bucket"], artifact["key"], public, commit=commit,
                                owner=p.owner, max_bytes=settings.max_bundle_bytes)
             except ProvenanceVerificationError as error:
                 raise AirflowFailException(f"ERROR: {error}; not publishing. Run again with force-rebuild=true") \
                     from None
             self.log.info("Verified s3://%s/%s: signed by this platform's key, every file's bytes, commit %s, owner %s",
-                          artifact["bucket"], artifact["key"], self.checkout["commit_sha"], p.owner or "(none)")
+                          artifact["bucket"], artifact["key"], commit or "(the stored build's)", p.owner or "(none)")
 
     def _artifacts(self, context: Any, count: int) -> list[UploadResult]:
         """Each worker's object to publish: what its upload stored, or the build checkout found stored."""
