@@ -9,14 +9,17 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import socket
 import socketserver
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 from cloudflare_worker_pipeline.egress_log import egress_log, egress_log_key
-from cloudflare_worker_pipeline.execution.egress import EgressPolicy, EgressProxy, log_egress, summarize
+from cloudflare_worker_pipeline.execution.egress import CONNECT_JS, EgressPolicy, EgressProxy, log_egress, summarize
 
 from tests.helpers import upper_echo_server
 
@@ -195,3 +198,35 @@ def test_an_upstream_proxy_refusing_the_tunnel_fails_the_connection_naming_its_a
     assert answer.startswith(b"HTTP/1.1 502"), answer
     assert "407 Proxy Authentication Required" in entry["reason"] and not entry["allowed"], entry
     assert "s:cret" not in entry["reason"] and "s%3Acret" not in entry["reason"]
+
+
+def test_the_git_proxy_command_delivers_every_byte_a_server_sent_before_closing() -> None:
+    """git:// and ssh:// go through ``CONNECT_JS``: a git daemon sends its pack and closes. Exiting
+    on the socket's end before stdout drained cut large packs short ("fatal: early EOF")."""
+    payload = bytes(range(256)) * (8 * 1024 * 1024 // 256)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def send_and_close() -> None:
+            connection, _ = server.accept()
+            with connection:
+                connection.sendall(payload)
+
+        sender = threading.Thread(target=send_and_close, daemon=True)
+        sender.start()
+        proxy = EgressProxy(EgressPolicy(hosts=("127.0.0.1",), ports=frozenset({port}), setting="allowed_git_hosts"))
+        command = subprocess.Popen(["node", "-e", CONNECT_JS, "127.0.0.1", str(port)], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, env={"PATH": os.environ["PATH"],
+                                                                "CFW_EGRESS_SOCKET": str(proxy.socket_path)})
+        received = bytearray()
+        assert command.stdout is not None
+        while chunk := command.stdout.read(64 * 1024):  # a reader slower than the sender, as index-pack is
+            received += chunk
+            time.sleep(0.001)
+        command.wait(30)
+        sender.join(10)
+        records = proxy.close()
+
+    assert records[0].bytes_in == len(payload), "the proxy itself lost bytes"
+    assert len(received) == len(payload) and received == payload
+    assert command.returncode == 0

@@ -70,7 +70,8 @@ const onData = (chunk) => {
 };
 socket.on("data", onData);
 socket.on("error", (error) => { process.stderr.write(`egress proxy: ${error.message}\n`); process.exit(1); });
-socket.on("end", () => process.exit(0));
+// Exit once stdout has taken every byte: a pipe to git may still hold the pack's last chunks.
+socket.on("end", () => process.stdout.write("", () => process.exit(0)));
 """
 
 
