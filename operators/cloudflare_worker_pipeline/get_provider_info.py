@@ -108,6 +108,11 @@ _OPTIONS: dict[str, tuple[str, str, str | None, str]] = {
                               "proxies (the stages' and the Deployment) check each connection as always, then ask "
                               "it to CONNECT by host name. http://[user:password@]host:port; empty: connect "
                               "directly."),
+    "tenants": ("string", "", "/etc/airflow/cloudflare-worker-tenants.yaml",
+                "The tenant map: which owner (owner label key=value) each repository builds for, and the object-key "
+                "prefixes, ConfigMap names, buckets and callers it is granted; runs outside them are refused at "
+                "validation. Inline JSON or a YAML/JSON file's path, read at each run. Empty: one tenant, any run "
+                "may name any owner."),
     "adopt_unowned_objects": ("boolean", "False", "True",
                               "Whether a run may replace an object at its key that carries no owner metadata (one "
                               "another tool stored, or this pipeline before it recorded owners); the run's owner "

@@ -127,6 +127,8 @@ class PipelineSettings:
     :param provenance_signing_conn_id, allow_unsigned_provenance: the connection holding the key
         that signs each build's provenance, and whether a deployment without it may store it unsigned.
     :param adopt_unowned_objects: whether a run may replace an object without owner metadata.
+    :param tenants: the tenant map (inline JSON or a file's path), read by validation with
+        :func:`cloudflare_worker_pipeline.tenants.load_tenants`; "" for a single tenant.
     :param allow_build_command: whether a run may pass ``build-command`` (code of the run's choosing).
     :param allow_yarn_repository_code: load Yarn plugins and run a ``yarnPath`` release, in the
         fetch (registries only, through the egress proxy) and the scripts (offline); off refuses
@@ -164,6 +166,7 @@ class PipelineSettings:
     allow_yarn_repository_code: bool
     allow_build_command: bool
     adopt_unowned_objects: bool
+    tenants: str
     provenance_signing_conn_id: str
     allow_unsigned_provenance: bool
     egress_upstream_proxy: str = field(repr=False)  # may hold the upstream's credentials
@@ -247,6 +250,7 @@ class PipelineSettings:
             allow_yarn_repository_code=read.boolean("allow_yarn_repository_code"),
             allow_build_command=read.boolean("allow_build_command"),
             adopt_unowned_objects=read.boolean("adopt_unowned_objects"),
+            tenants=read.string("tenants"),
             provenance_signing_conn_id=read.string("provenance_signing_conn_id"),
             allow_unsigned_provenance=read.boolean("allow_unsigned_provenance"),
             egress_upstream_proxy=read.proxy_url("egress_upstream_proxy", credentials=True),

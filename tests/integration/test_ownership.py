@@ -4,9 +4,11 @@ and again at each write."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
+import yaml
 from cloudflare_worker_pipeline.config_maps import build_annotations, config_map, config_map_store
 from cloudflare_worker_pipeline.parameters import MANAGED_BY_LABEL
 from cloudflare_worker_pipeline.settings import PipelineSettings
@@ -151,3 +153,69 @@ def test_force_rebuild_does_not_replace_another_repositorys_build(pipeline_dag, 
     output = failure_output(capfd)
     assert f"was built from another repository ({first.url})" in output, output[-2000:]
     assert objects_in(s3_client, bucket) == before
+
+
+def tenant_map(tmp_path, **callers: list[str]) -> str:
+    """Teams A and B, each granted its own repositories, key prefix and ConfigMap names."""
+    grants = {}
+    for team in ("team-a", "team-b"):
+        grants[f"{OWNER[0]}={team}"] = {"repositories": [f"git://127.0.0.1:*/{team}-*.git"],
+                                        "r2-object-key-prefixes": [f"{team}/"], "config-map-names": [f"{team}-*"],
+                                        **({"callers": callers[team.replace("-", "_")]} if team.replace("-", "_") in callers
+                                           else {})}
+    path = tmp_path / "tenants.yaml"
+    path.write_text(yaml.safe_dump(grants))
+    return str(path)
+
+
+def team_conf(repo_url: str, bucket: str, endpoint: str, owner: str, team: str, **overrides: str) -> dict[str, str]:
+    return conf_for(repo_url, bucket, endpoint, owner_identifier_label_value=owner, r2_object_key=f"{team}/worker.js",
+                    worker_script_artifact_config_map_name=f"{team}-artifact",
+                    kustomize_manifests_config_map_name=f"{team}-manifests", **overrides)
+
+
+def test_another_owners_value_is_refused_for_this_repository(pipeline_dag, git_server, connections, bucket, s3_server,
+                                                             s3_client, tmp_path, monkeypatch, capfd) -> None:
+    """Issue 20: team A's run once claimed team B's owner value and replaced B's object and
+    ConfigMaps. Under the deployment's tenant map, B's value is refused for A's repository, and
+    so is an additional worker writing under B's prefix; B's release stays as it was."""
+    monkeypatch.setenv(SETTING + "TENANTS", tenant_map(tmp_path))
+    theirs = git_server.publish("team-b-worker", REPO / "examples" / "hello-worker")
+    assert run_pipeline(pipeline_dag, team_conf(theirs.url, bucket, s3_server.endpoint_url, "team-b", "team-b")).state \
+        == "success", "team B builds its own repository under its own grants"
+    b_release = objects_in(s3_client, bucket), connections.objects()
+    ours = git_server.publish("team-a-worker", REPO / "examples" / "hello-worker")
+
+    claims_b = run_pipeline(pipeline_dag, team_conf(ours.url, bucket, s3_server.endpoint_url, "team-b", "team-b"))
+
+    assert claims_b.task_states["validate_parameters"] == "failed", claims_b.task_states
+    output = failure_output(capfd)
+    assert "Invalid parameter 'owner-identifier-label-value'" in output, output[-2000:]
+    assert f"grants this repository to: {OWNER[0]}=team-a" in output
+    assert (objects_in(s3_client, bucket), connections.objects()) == b_release
+
+    extra = [{"project-root": "examples-copy", "r2-object-key": "team-b/worker.js",
+              "worker-script-artifact-config-map-name": "team-a-second"}]
+    sneaks_in = run_pipeline(pipeline_dag, team_conf(ours.url, bucket, s3_server.endpoint_url, "team-a", "team-a",
+                                                     additional_workers=json.dumps(extra)))
+
+    assert sneaks_in.task_states["validate_parameters"] == "failed", sneaks_in.task_states
+    assert "Invalid parameter 'additional-workers[1].r2-object-key'" in failure_output(capfd)
+    assert (objects_in(s3_client, bucket), connections.objects()) == b_release
+
+
+def test_a_caller_the_tenant_map_does_not_list_is_refused(pipeline_dag, git_server, connections, bucket, s3_server,
+                                                          s3_client, tmp_path, monkeypatch, capfd) -> None:
+    """``callers`` binds who may trigger an owner's builds: the run's real triggering user (here
+    dag.test's ``dag_test``), read from the DAG run."""
+    repo = git_server.publish("team-a-callers", REPO / "examples" / "hello-worker")
+    conf = team_conf(repo.url, bucket, s3_server.endpoint_url, "team-a", "team-a")
+    monkeypatch.setenv(SETTING + "TENANTS", tenant_map(tmp_path, team_a=["service-catalogue"]))
+
+    run = run_pipeline(pipeline_dag, conf)
+
+    assert run.task_states["validate_parameters"] == "failed", run.task_states
+    assert "'dag_test', who triggered this run" in failure_output(capfd)
+    assert objects_in(s3_client, bucket) == {} and connections.objects() == {}
+    monkeypatch.setenv(SETTING + "TENANTS", tenant_map(tmp_path, team_a=["service-catalogue", "dag_test"]))
+    assert run_pipeline(pipeline_dag, conf).state == "success"

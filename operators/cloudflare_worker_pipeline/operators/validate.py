@@ -22,6 +22,7 @@ from cloudflare_worker_pipeline.parameter_workers import parameter_name
 from cloudflare_worker_pipeline.parameters import InvalidParameterError, PipelineParameters, git_host
 from cloudflare_worker_pipeline.settings import PipelineSettings, SettingsError
 from cloudflare_worker_pipeline.signing import ProvenanceSigningError, run_signer
+from cloudflare_worker_pipeline.tenants import TenantMapError, check_grants, load_tenants
 from cloudflare_worker_pipeline.workspace import run_workspace
 
 
@@ -102,11 +103,14 @@ class ValidateParametersOperator(BaseOperator):
             if parameters.build_command and not settings.allow_build_command:
                 raise InvalidParameterError("build-command", "none: this deployment runs no command a run names "
                                             "(setting allow_build_command = False)", list(parameters.build_command))
+            tenants = load_tenants(settings.tenants)
+            if tenants is not None:  # the deployment decides who owns what, not the run
+                check_grants(parameters, tenants, context["dag_run"].triggering_user_name)
             check_allowed_hosts(parameters, settings)
             run_signer(settings.provenance_signing_conn_id, settings.allow_unsigned_provenance)  # before any build
             store = config_map_store(settings)  # a missing connection fails here, before any build
             check_owners(parameters, settings, store, self.log)
-        except (InvalidParameterError, HostNotAllowedError, SettingsError, ProvenanceSigningError,
+        except (InvalidParameterError, HostNotAllowedError, SettingsError, TenantMapError, ProvenanceSigningError,
                 ConfigMapOwnedElsewhereError, ObjectOwnedElsewhereError) as error:
             raise AirflowFailException(str(error)) from None
         self.log.info(
