@@ -144,3 +144,26 @@ def test_a_pod_over_the_stage_timeout_is_stopped_with_the_same_error(pipeline_da
     install_pods = [p for p in kubernetes_mode.pod_store.deleted_pods if p["metadata"]["labels"]["app.kubernetes.io/component"] == "install-fetch"]
     assert install_pods and all(p["status"]["reason"] == "DeadlineExceeded" for p in install_pods)
     assert kubernetes_mode.pods == {}
+
+
+def test_a_result_far_over_the_termination_messages_4_kib_comes_back_whole(pipeline_dag, git_server, kubernetes_mode,
+                                                                           bucket, s3_server, s3_client, tmp_path) -> None:
+    """A monorepo's bundle report (25 inputs with long paths) once came back cut to the kubelet's
+    4,096 bytes, no longer JSON: "succeeded but its pod reported no results". Here it is over 64 KiB."""
+    deep = "/".join(f"{n:02d}" + "d" * 188 for n in range(14))  # a 2.7 kB directory path
+    paths = [f"src/m{n:02d}/{deep}/module.ts" for n in range(25)]
+    modules = {path: f'export const part{n} = "{chr(65 + n) * (1000 + n)}";\n' for n, path in enumerate(paths)}
+    index = "".join(f'import {{ part{n} }} from "./{path.removeprefix("src/")}";\n'.replace(".ts\"", "\"")
+                    for n, path in enumerate(paths))
+    index += "export default { fetch: () => new Response([" + ", ".join(f"part{n}" for n in range(25)) + "].join()) };\n"
+    project = hello_worker_variant(tmp_path, "deep-monorepo", files={**modules, "src/index.ts": index})
+    repo = git_server.publish("k8s-deep", project)
+
+    run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
+
+    assert run.state == "success", run.task_states
+    raw = json.dumps([{"input": path, "bytes": 0} for path in paths])
+    assert len(raw) > 64 * 1024, "the report the pod wrote is at least this long"
+    report = run.xcom("bundle")["report"]  # each input cut to 500 characters for the XCom
+    assert sorted(row["input"] for row in report) == [path[:500] for path in paths]
+    assert_published(run, s3_client, kubernetes_mode, bucket, "my-worker/build.js")

@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
+from cloudflare_worker_pipeline.build_files import list_build_files, read_build_file
 from cloudflare_worker_pipeline.modes import ExecutionMode
 from cloudflare_worker_pipeline.results import EgressEntry
 
@@ -25,6 +26,17 @@ ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _ERROR_LINE = re.compile(r"^\s*(ERROR:|npm (error|ERR!)|error\b|fatal:|✘ \[ERROR\]|ERR_PNPM|\[ERROR\]|YN\d+: .*error)", re.I)
 _WARNING_LINE = re.compile(r"^\s*(npm warn|warning\b|warn\b|▲ \[WARNING\]|\[WARN)", re.I)
 PROGRESS_SECONDS = 15  # a silent step (npm ci fetching) still says it is alive this often
+# A result is a hash, a path, a name, or a report of the bundle's heaviest inputs (25 paths, each
+# as long as a monorepo makes it): well past a pod's 4 KiB termination message, far below XCom's limits.
+MAX_RESULT_BYTES = 1024 * 1024
+
+
+def read_results(workspace: Path, results_dir: Path) -> dict[str, str]:
+    """The files a stage script wrote in ``results_dir`` (inside ``workspace``), by name. The script
+    wrote them, perhaps beside code from the repository: read unfollowed, each size-capped."""
+    relative = results_dir.relative_to(workspace)
+    return {name: read_build_file(workspace, relative / name, max_bytes=MAX_RESULT_BYTES).decode()
+            for name in list_build_files(workspace, relative)}
 
 
 class TaskLog(Protocol):

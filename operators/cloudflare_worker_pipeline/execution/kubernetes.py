@@ -5,16 +5,16 @@ another: ``KubernetesHook`` for the client, ``PodManager`` to create the pod, wa
 its log and delete it, and ``KubernetesPodTrigger`` when the stage defers (``deferrable``).
 Imported only when a task runs in this mode, so DAG parsing never pays for the provider.
 
-The pod runs the same ``sh -c`` program as the local mode; its results come back in the
-container's termination message (written by ``prelude.sh``), so the worker needs no access to
-the workspace volume for them.
+The pod runs the same ``sh -c`` program as the local mode and writes its results to the run's
+workspace claim, which the worker mounts too (it reads the bundle there): the worker reads them
+as the local mode does. The termination message, which the kubelet cuts at 4 KiB, carries only
+a failing script's ``ERROR:`` lines.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
-import json
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +28,7 @@ from airflow.sdk.exceptions import TaskDeferred
 from kubernetes.client import models as k8s
 
 from cloudflare_worker_pipeline.connections import optional_connection
-from cloudflare_worker_pipeline.execution.base import StageScriptError, TaskLog
+from cloudflare_worker_pipeline.execution.base import StageScriptError, TaskLog, read_results
 from cloudflare_worker_pipeline.execution.pod_spec import BASE_CONTAINER, StagePod, build_stage_pod
 from cloudflare_worker_pipeline.modes import ExecutionMode
 from cloudflare_worker_pipeline.results import EgressEntry
@@ -39,6 +39,8 @@ class PodScriptRunner:
     """Runs stage scripts in pods built by :func:`build_stage_pod`.
 
     :param stage: the pod's description, less its env, script and timeout (given per run).
+    :param workspace: the run's workspace as the worker sees it (the same claim the pods mount).
+    :param results_dir: the stage's results directory there.
     :param resume_method: the operator's method a deferred stage resumes in.
     """
 
@@ -47,9 +49,11 @@ class PodScriptRunner:
     # which logs every connection with the pod's address; the task does not see them.
     egress: list[EgressEntry] | None = None
 
-    def __init__(self, log: TaskLog, *, pods: PodSettings, conn_id: str, stage: StagePod,
-                 resume_method: str = "resume_stage") -> None:
+    def __init__(self, log: TaskLog, *, pods: PodSettings, conn_id: str, stage: StagePod, workspace: Path,
+                 results_dir: Path, resume_method: str = "resume_stage") -> None:
         self.log = log
+        self.workspace = workspace
+        self.results_dir = results_dir
         self.pods = pods
         self.conn_id = conn_id
         self.stage = stage
@@ -125,7 +129,7 @@ class PodScriptRunner:
         )
 
     def _finish(self, script: str, pod: k8s.V1Pod, remote: k8s.V1Pod, timeout_seconds: int) -> dict[str, str]:
-        """The results from the termination message, or the error the script or Kubernetes gave."""
+        """The results the script wrote to the claim, or the error the script or Kubernetes gave."""
         message = get_container_termination_message(remote, BASE_CONTAINER) or ""
         phase = getattr(remote.status, "phase", None)
         if phase != "Succeeded":
@@ -139,12 +143,7 @@ class PodScriptRunner:
                 raise StageScriptError(f"{script} timed out after {timeout_seconds} s and was stopped", diagnosed=False)
             raise StageScriptError(f"{script} failed in pod {pod.metadata.name} (phase {phase}): "
                                    f"{message.strip() or 'no termination message'}", diagnosed=False)
-        try:
-            results = json.loads(message)
-        except json.JSONDecodeError:
-            raise StageScriptError(f"{script} succeeded but its pod reported no results "
-                                   f"(termination message: {message!r})", diagnosed=False) from None
-        return {str(key): str(value) for key, value in results.items()}
+        return read_results(self.workspace, self.results_dir)
 
     def _log_events(self, pod: k8s.V1Pod) -> None:
         """The pod's events (image pulls, scheduling, OOM kills): why it failed, when its log cannot say."""

@@ -13,13 +13,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from cloudflare_worker_pipeline.build_files import list_build_files, read_build_file
 from cloudflare_worker_pipeline.execution.base import (
     ANSI_ESCAPE,
     ProgressReporter,
     StageScriptError,
     TaskLog,
     log_tool_line,
+    read_results,
     stage_program,
 )
 from cloudflare_worker_pipeline.execution.disk import DiskWatch, file_size_limited
@@ -34,8 +34,6 @@ from cloudflare_worker_pipeline.execution.limits import (
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy, sandboxed_popen
 from cloudflare_worker_pipeline.modes import ExecutionMode
 from cloudflare_worker_pipeline.results import EgressEntry
-
-MAX_RESULT_BYTES = 64 * 1024  # a result is a hash, a path, a name: small
 
 # Inherited from the worker's environment so tools find their proxies and CAs. Nothing else is:
 # credentials in the worker's environment (AWS_*, tokens) never reach a script, and HOME and TMPDIR
@@ -177,10 +175,7 @@ class LocalScriptRunner:
             if errors:
                 raise StageScriptError("\n".join(errors), diagnosed=True)
             raise StageScriptError(f"{script} failed with exit code {code}:\n" + "\n".join(tail), diagnosed=False)
-        # The script wrote these, perhaps beside code from the repository: read them unfollowed.
-        relative = results_dir.relative_to(self.workspace_root)
-        return {name: read_build_file(self.workspace_root, relative / name, max_bytes=MAX_RESULT_BYTES).decode()
-                for name in list_build_files(self.workspace_root, relative)}
+        return read_results(self.workspace_root, results_dir)
 
     def terminate(self) -> None:
         if self._process is not None:

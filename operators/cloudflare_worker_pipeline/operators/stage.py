@@ -220,6 +220,7 @@ class StageOperator(PipelineOperator):
             proxy={"registry": pods.registry_proxy, "git": pods.git_proxy}.get(self.egress, ""),
         )
         return PodScriptRunner(self.log, pods=pods, conn_id=settings.kubernetes_conn_id, stage=stage,
+                               workspace=Path(self.pipeline.workspace), results_dir=self.results_dir(self.pipeline),
                                resume_method=self.resume_method)
 
     def pod_stage(self) -> str:
