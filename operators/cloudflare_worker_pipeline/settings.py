@@ -135,6 +135,7 @@ class PipelineSettings:
         plugins and ignores ``yarnPath``.
     :param dependency_cache_dir, dependency_cache_claim: the shared dependency cache (local mode: a
         directory, None for none; kubernetes mode: a claim, empty for none), and its quota per partition.
+    :param services_file: the YAML file of services rebuilt on a schedule, one DAG each; None for none.
     :param dag_owner, pool, max_active_runs, stage_retries, failure_callback: what the DAGs are
         built with (see :func:`cloudflare_worker_pipeline.pipeline.pipeline_dag`).
     """
@@ -170,6 +171,7 @@ class PipelineSettings:
     provenance_signing_conn_id: str
     allow_unsigned_provenance: bool
     egress_upstream_proxy: str = field(repr=False)  # may hold the upstream's credentials
+    services_file: Path | None
     dag_owner: str
     pool: str
     max_active_runs: int
@@ -254,6 +256,7 @@ class PipelineSettings:
             provenance_signing_conn_id=read.string("provenance_signing_conn_id"),
             allow_unsigned_provenance=read.boolean("allow_unsigned_provenance"),
             egress_upstream_proxy=read.proxy_url("egress_upstream_proxy", credentials=True),
+            services_file=Path(read.string("services_file")) if read.string("services_file").strip() else None,
             dag_owner=read.string("dag_owner"),
             pool=read.string("pool"),
             max_active_runs=read.positive("max_active_runs"),

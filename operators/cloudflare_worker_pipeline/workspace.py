@@ -198,20 +198,38 @@ def run_workspace(settings: PipelineSettings, dag_id: str, run_id: str) -> Works
     return _KINDS[settings.workspace_kind](settings, dag_id, run_id)
 
 
-def mount_workspace(pod: Any, *, dag_ids: tuple[str, ...] = ("build_and_upload_cloudflare_worker",)) -> None:
+MAIN_DAG_ID = "build_and_upload_cloudflare_worker"
+
+
+def pipeline_dag_ids(settings: PipelineSettings) -> tuple[str, ...]:
+    """The pipeline's DAG ids: the main DAG's and each scheduled rebuild's (the services file's
+    valid entries, read anew, as the dag-processor reads them)."""
+    from cloudflare_worker_pipeline.services import Service, load_services
+
+    path = settings.services_file
+    if path is None:
+        return (MAIN_DAG_ID,)
+    return (MAIN_DAG_ID, *(entry.dag_id for entry in load_services(path, git_schemes=settings.git_url_schemes)
+                           if isinstance(entry, Service)))
+
+
+def mount_workspace(pod: Any, *, dag_ids: tuple[str, ...] | None = None) -> None:
     """``pod_mutation_hook`` helper: mount the workspace claim on KubernetesExecutor worker pods.
 
-    Call it from ``airflow_local_settings.pod_mutation_hook``. For worker pods of ``dag_ids`` it
-    mounts the run's claim (per-run claims) or the shared claim at ``workspace_root``, so the
-    upload and publish tasks read what the stage pods wrote. Other pods are left alone.
+    Call it from ``airflow_local_settings.pod_mutation_hook``. For worker pods of ``dag_ids`` (by
+    default the pipeline's: :func:`pipeline_dag_ids`) it mounts the run's claim (per-run claims)
+    or the shared claim at ``workspace_root``, so the upload and publish tasks read what the stage
+    pods wrote. Other pods are left alone.
     """
     from kubernetes.client import models as k8s
 
     labels = pod.metadata.labels or {}
     annotations = pod.metadata.annotations or {}
-    if labels.get("kubernetes_executor") != "True" or annotations.get("dag_id") not in dag_ids:
+    if labels.get("kubernetes_executor") != "True" or not annotations.get("dag_id"):
         return
     settings = PipelineSettings.from_airflow_config()
+    if annotations["dag_id"] not in (dag_ids if dag_ids is not None else pipeline_dag_ids(settings)):
+        return
     workspace = run_workspace(settings, annotations["dag_id"], annotations["run_id"])
     mount = workspace.volume()
     if mount is None:

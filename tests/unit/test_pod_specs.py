@@ -133,6 +133,30 @@ def test_the_pod_mutation_hook_mounts_the_run_claim_on_executor_worker_pods(monk
         {"name": "cloudflare-worker-workspace", "mountPath": f"/srv/builds/{claim}"}]
 
 
+def test_the_pod_mutation_hook_mounts_the_claim_on_every_scheduled_rebuild_dags_pods(monkeypatch, tmp_path) -> None:
+    """Issue 21: only the main DAG's worker pods got the claim; a services file's rebuild DAGs
+    upload from the same workspace and need it too. A bad entry's DAG id gets nothing."""
+    from cloudflare_worker_pipeline.workspace import mount_workspace
+
+    services = tmp_path / "services.yaml"
+    params = {"git-url": "https://github.com/org/hello.git", "r2-bucket-name": "scripts",
+              "r2-endpoint-url": "https://acct.r2.cloudflarestorage.com", "r2-object-key": "hello/{commit_sha}.js",
+              "worker-script-artifact-config-map-name": "hello-artifact",
+              "kustomize-manifests-config-map-name": "hello-manifests"}
+    services.write_text(json.dumps({"services": [{"name": "hello", "schedule": "@daily", "params": params},
+                                                 {"name": "broken", "schedule": "never", "params": params}]}))
+    monkeypatch.setenv(SETTING + "EXECUTION_MODE", "kubernetes")
+    monkeypatch.setenv(SETTING + "WORKSPACE_ROOT", "/srv/builds")
+    monkeypatch.setenv(SETTING + "WORKSPACE_CLAIM", "builds")
+    monkeypatch.setenv(SETTING + "SERVICES_FILE", str(services))
+    rebuild, broken = executor_pod(dag_id="rebuild_hello"), executor_pod(dag_id="rebuild_broken")
+    mount_workspace(rebuild)
+    mount_workspace(broken)
+    assert rebuild.spec.volumes[0].persistent_volume_claim.claim_name == "builds"
+    assert rebuild.spec.containers[0].volume_mounts[0].mount_path == "/srv/builds"
+    assert broken.spec.volumes is None
+
+
 def test_the_pod_mutation_hook_mounts_a_shared_claim_at_workspace_root_and_leaves_other_pods_alone(monkeypatch) -> None:
     from cloudflare_worker_pipeline.workspace import mount_workspace
 

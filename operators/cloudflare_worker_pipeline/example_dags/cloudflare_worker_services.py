@@ -6,10 +6,7 @@ without it, this file defines no DAG.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from airflow.sdk import DAG
-from airflow.sdk.configuration import conf
 
 from cloudflare_worker_pipeline.pipeline import bundle_asset, pipeline_dag
 from cloudflare_worker_pipeline.services import (
@@ -24,13 +21,14 @@ from cloudflare_worker_pipeline.settings import PipelineSettings
 
 def service_dags() -> dict[str, DAG]:
     """The DAGs of the services file named by the setting, by DAG id (read anew on every call)."""
-    services_file = conf.get("cloudflare_worker_pipeline", "services_file", fallback="")
-    if not services_file:
+    settings = PipelineSettings.from_airflow_config()
+    services_file = settings.services_file
+    if services_file is None:
         return {}
-    git_schemes = PipelineSettings.from_airflow_config().git_url_schemes
+    git_schemes = settings.git_url_schemes
     dags: dict[str, DAG] = {}
     errors: list[ServiceEntryError] = []
-    for entry in load_services(Path(services_file), git_schemes=git_schemes):
+    for entry in load_services(services_file, git_schemes=git_schemes):
         if isinstance(entry, Service):
             dags[entry.dag_id] = pipeline_dag(
                 entry.dag_id, asset=bundle_asset(f"cloudflare-worker-bundles/{entry.name}"),
@@ -40,7 +38,7 @@ def service_dags() -> dict[str, DAG]:
         else:
             errors.append(entry)
     if errors:
-        dags[ERRORS_DAG_ID] = services_file_errors_dag(errors, Path(services_file))
+        dags[ERRORS_DAG_ID] = services_file_errors_dag(errors, services_file)
     return dags
 
 
