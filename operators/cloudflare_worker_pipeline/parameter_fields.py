@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 
-from cloudflare_worker_pipeline.parameter_specs import InvalidParameterError
+from cloudflare_worker_pipeline.parameter_specs import OBJECT_KEY_CHARACTERS, InvalidParameterError
 from cloudflare_worker_pipeline.parameter_urls import required
 
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
@@ -19,7 +19,7 @@ _PATH_SEGMENT = re.compile(r"^[A-Za-z0-9._@+=-]+$")
 _REF = re.compile(r"^[A-Za-z0-9._/+=@-]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # S3's "safe characters" for object keys, plus "/" between segments.
-_OBJECT_KEY = re.compile(r"^[A-Za-z0-9!_.*'()/-]+$")
+_OBJECT_KEY = re.compile(rf"^[{OBJECT_KEY_CHARACTERS}]+$")
 MANAGED_BY_LABEL = ("app.kubernetes.io/managed-by", "planton-cloud")
 SHORT_SHA_LENGTH = 12
 
@@ -106,8 +106,8 @@ def stored_object_key(filled: str, value: str, name: str = "r2-object-key") -> N
         raise InvalidParameterError(name, "at most 1024 bytes", f"{len(filled.encode())} bytes")
     if not _OBJECT_KEY.match(filled):
         raise InvalidParameterError(
-            name, "S3's safe characters only: letters, digits, / ! - _ . * ' ( ) and the placeholders {commit_sha}, "
-            "{short_sha}", value)
+            name, "S3's safe characters only: letters, digits, / ! - _ . * ' ( ) = + , @ and the placeholders "
+            "{commit_sha}, {short_sha}", value)
 
 
 def dns_subdomain(name: str, value: str) -> str:

@@ -23,6 +23,11 @@ _RELATIVE_PATH = r"(?![/-])[A-Za-z0-9._@+=/-]"
 _REF = r"(?![-/.])[A-Za-z0-9._/+=@-]+"
 
 
+# What an object key may hold: S3's safe characters and the few more S3 and R2 accept that mean
+# nothing to a shell (``builds/commit=<sha>/worker.mjs``); as a regex character class.
+OBJECT_KEY_CHARACTERS = r"A-Za-z0-9!_.*'()/=+,@-"
+
+
 class InvalidParameterError(ValueError):
     """A run parameter is missing or malformed; the message names it and says what was expected."""
 
@@ -88,9 +93,9 @@ SPECS: tuple[ParameterSpec, ...] = (
                   "allowed by the deployment.", r"^https?://[A-Za-z0-9.:\[\]-]+/?$", 2048),
     ParameterSpec("r2-object-key", None, "Storage", "R2 object key",
                   "Object path in the bucket, e.g. `my-worker/{commit_sha}.js`: letters, digits and "
-                  "`/ ! - _ . * ' ( )`; `{commit_sha}` and `{short_sha}` are filled with the built commit.",
+                  "`/ ! - _ . * ' ( ) = + , @`; `{commit_sha}` and `{short_sha}` are filled with the built commit.",
                   # no leading '/', no empty, '.' or '..' segment: what parameter_fields.stored_object_key checks
-                  r"^(?!/)(?!.*//)(?!(.*/)?\.{1,2}(/|$))[A-Za-z0-9!_.*'()/{}-]+$", 1024),
+                  rf"^(?!/)(?!.*//)(?!(.*/)?\.{{1,2}}(/|$))[{{}}{OBJECT_KEY_CHARACTERS}]+$", 1024),
     ParameterSpec("worker-script-artifact-config-map-name", None, "Kubernetes metadata", "Artifact metadata ConfigMap",
                   "ConfigMap that records `bucket`, `path`, `content-hash` and `size-bytes`.",
                   rf"^(?!kube-){_DNS_SUBDOMAIN}$", 253),

@@ -235,12 +235,15 @@ def test_hosts_and_users_starting_with_a_dash_are_refused_in_every_url_form(url:
 
 
 @pytest.mark.parametrize("key", ["w/$(id).js", "w/a&&b.js", "w/a b.js", "w/a;b.js", "w/a|b.js", "w/`id`.js",
-                                 "w/a\\b.js", "w/a%2e.js", "w/ä.js", "w/a?b.js", "w/a#b.js"])
+                                 "w/a\\b.js", "w/a%2e.js", "w/ä.js", "w/a?b.js", "w/a#b.js", "w/commit=$(id).js",
+                                 "w/a>b.js", "w/a<b.js", "w/a\"b.js", "w/a~b.js", "w/a^b.js", "w/a[b].js"])
 def test_object_keys_are_limited_to_s3_safe_characters(key: str) -> None:
     assert "S3's safe characters" in rejected("r2-object-key", key)
 
 
-@pytest.mark.parametrize("key", ["my-worker/{commit_sha}.js", "w/{short_sha}/index.js", "a!b_c.d*e'f(g)h-i/x.js"])
+@pytest.mark.parametrize("key", ["my-worker/{commit_sha}.js", "w/{short_sha}/index.js", "a!b_c.d*e'f(g)h-i/x.js",
+                                 # S3 and R2 accept these, and none means anything to a shell (issue 21)
+                                 "builds/commit={commit_sha}/worker.mjs", "w/v1+build.js", "w/a,b.js", "team@v2/x.js"])
 def test_object_keys_with_safe_characters_and_placeholders_are_accepted(key: str) -> None:
     assert validate(r2_object_key=key).r2_object_key == key
 
