@@ -5,8 +5,9 @@ Its subjects are every object the run stored (the bundle, its modules, its sourc
 SHA-256; the predicate says what was built (repository, commit, the lockfile's digest), how (the
 parameters, the pipeline's version, the package manager and Node) and by whom (the Airflow DAG and
 run). The lockfile's digest and the tool versions are the worker's own measurements; what the
-sandboxed build reported (its versions, Wrangler's) sits apart, under ``reportedByBuild``. It is not signed: a reader trusts it as far as it trusts the bucket;
-its own digest is in the artifact ConfigMap (``…/provenance-sha256``) for a reader to check.
+sandboxed build reported (its versions, Wrangler's) sits apart, under ``reportedByBuild``. The
+platform signs it (:mod:`cloudflare_worker_pipeline.signing`, ``<r2-object-key>.intoto.jsonl``),
+and its digest is in the artifact ConfigMap (``…/provenance-sha256``) for a reader to check.
 """
 
 from __future__ import annotations

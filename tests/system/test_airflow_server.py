@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FIXTURES, R2_ACCESS_KEY, R2_SECRET_KEY, REPO, SESSION_DIR
-from tests.helpers import NAMESPACE, conf_for, objects_in, two_workers_conf
+from tests.helpers import NAMESPACE, OWNER, conf_for, objects_in, two_workers_conf
 
 DAG_ID = "build_and_upload_cloudflare_worker"
 SERVICES_FILE = """services:
@@ -36,6 +36,23 @@ SERVICES_FILE = """services:
       worker-script-artifact-config-map-name: broken-artifact
       kustomize-manifests-config-map-name: broken-manifests
 """
+
+RESTRICTED = "svc-restricted"
+USERNAME = "ci"
+
+
+def tenant_map(username: str) -> str:
+    """The server runs under a tenant map, as a multi-team platform would: the tests' owner is
+    granted the test repositories and their keys, for the test user; a second owner only for the
+    service catalogue's user."""
+    return json.dumps({
+        f"{OWNER[0]}={OWNER[1]}": {"repositories": ["git://127.0.0.1:*/*.git"], "config-map-names": ["*"],
+                                   "r2-object-key-prefixes": ["hello-worker/", "my-worker/", "api/", "cron/", "ui-hello/"],
+                                   "callers": [username]},
+        f"{OWNER[0]}={RESTRICTED}": {"repositories": ["git://127.0.0.1:*/restricted-*.git"],
+                                     "config-map-names": ["restricted-*"], "r2-object-key-prefixes": ["restricted/"],
+                                     "callers": ["service-catalogue"]},
+    })
 
 
 class StatsdListener:
@@ -82,10 +99,11 @@ def airflow_server(s3_server, kube_api, git_server, statsd):
                                                        "extra": {"kube_config_path": str(kubeconfig)}}),
         "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__WORKSPACE_ROOT": str(SESSION_DIR / "server-workspaces"),
         "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__SERVICES_FILE": str(services),
+        "AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__TENANTS": tenant_map(USERNAME),
         "AIRFLOW__METRICS__STATSD_ON": "True",
         "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
         "AIRFLOW__METRICS__STATSD_PORT": str(statsd.port),
-    })
+    }, username=USERNAME)
     try:
         server.wait_for_dag(DAG_ID)
         server.wait_for_dag("deploy_worker_bundle")
@@ -221,6 +239,31 @@ def test_a_hostile_repository_steals_nothing_from_a_running_airflow(airflow_serv
     assert "bundle network: none" in report, "the bundle stage could reach the API server"
 
 
+def test_the_rest_caller_is_who_the_tenant_map_binds(airflow_server, git_server, kube_api, bucket, s3_server,
+                                                     s3_client) -> None:
+    """Under the server's tenant map the REST API's authenticated user is the run's caller: an owner
+    granted only to the service catalogue's user is refused for this one, at validation."""
+    repo = git_server.publish("restricted-worker", REPO / "examples" / "hello-worker")
+    conf = conf_for(repo.url, bucket, s3_server.endpoint_url, owner_identifier_label_value=RESTRICTED,
+                    r2_object_key="restricted/worker.js", worker_script_artifact_config_map_name="restricted-artifact",
+                    kustomize_manifests_config_map_name="restricted-manifests")
+    api = airflow_server.api()
+    response = api.post(f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": conf},
+                        timeout=30)
+    assert response.status_code == 200, response.text
+    run_id = response.json()["dag_run_id"]
+
+    assert airflow_server.wait_for_run(DAG_ID, run_id)["state"] == "failed"
+    states = {ti["task_id"]: ti["state"] for ti in api.get(
+        f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", timeout=10).json()["task_instances"]}
+    assert states["validate_parameters"] == "failed" and states["checkout"] == "upstream_failed", states
+    log = api.get(f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/validate_parameters/logs/1",
+                  headers={"Accept": "text/plain"}, timeout=10).text
+    assert f"{airflow_server.username!r}, who triggered this run" in log, log[-3000:]
+    assert "restricted/worker.js" not in objects_in(s3_client, bucket)
+    assert kube_api.get(NAMESPACE, "restricted-artifact") is None
+
+
 def test_the_simple_auth_password_file_is_private(airflow_server) -> None:
     assert (airflow_server.home / "passwords.json").stat().st_mode & 0o777 == 0o600
 
@@ -321,7 +364,8 @@ def test_a_person_triggers_a_build_from_the_ui_form(airflow_server, browser_page
         "Storage": {"r2-bucket-name": bucket, "r2-endpoint-url": s3_server.endpoint_url,
                     "r2-object-key": "ui-hello/{short_sha}.js"},
         "Kubernetes metadata": {"worker-script-artifact-config-map-name": "ui-hello-artifact",
-                                "kustomize-manifests-config-map-name": "ui-hello-manifests"},
+                                "kustomize-manifests-config-map-name": "ui-hello-manifests",
+                                "owner-identifier-label-key": OWNER[0], "owner-identifier-label-value": OWNER[1]},
     }
     for section, fields in values.items():  # one section open at a time, as the form shows them
         form.get_by_role("button", name=section).click()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from importlib.metadata import version
 
 from cloudflare_worker_pipeline.parameters import PipelineParameters
 from cloudflare_worker_pipeline.provenance import parse_toolchain, provenance_key, statement
@@ -30,7 +31,7 @@ def test_the_statement_names_each_stored_file_the_commit_the_lockfile_and_the_bu
     assert definition["resolvedDependencies"][0]["digest"] == {"gitCommit": "d" * 40}
     assert "workspace" not in definition["externalParameters"], "the worker's paths are not the build's inputs"
     assert document["predicate"]["runDetails"]["builder"]["version"] == {
-        "cloudflare-worker-pipeline": document["predicate"]["runDetails"]["builder"]["version"]["cloudflare-worker-pipeline"],
+        "cloudflare-worker-pipeline": version("airflow-provider-cloudflare-worker-pipeline"),  # the installed package's
         "node": "v20.19.1", "package-manager": "pnpm@9.15.0"}
 
 
