@@ -9,6 +9,7 @@ goes through the whole DAG, which must leave nothing in the bucket, no ConfigMap
 
 from __future__ import annotations
 
+import json
 import string
 from collections import Counter
 
@@ -40,6 +41,10 @@ OPTION_LIKE = st.builds(lambda s: "-" + s, SAFE) | st.builds(lambda s: "--" + s 
 PATH_ESCAPE = (st.builds(lambda s: "/" + s, SAFE) | st.builds(lambda s: "../" + s, SAFE)
                | st.builds(lambda s: s + "/../../" + s, SAFE) | st.just(".."))
 COMMON_BAD = CONTROLLED | OVERLONG
+FLAG_BAD = st.sampled_from(["yes", "True", "1", "on", "false ", "TRUE"]) | around(SHELL) | CONTROLLED
+# Not JSON, not an array, or an array of something other than strings.
+JSON_BAD = (st.sampled_from(["--minify", "[", '{"a": 1}', "[1, 2]", '["a", null]', "[[]]", '"npm"'])
+            | around(SHELL) | CONTROLLED.map(lambda s: json.dumps([s])))
 
 BAD: dict[str, st.SearchStrategy[str]] = {
     "git-url": (COMMON_BAD | OPTION_LIKE | around(SHELL).map(lambda s: f"https://host/{s}")
@@ -70,6 +75,29 @@ BAD: dict[str, st.SearchStrategy[str]] = {
     "owner-identifier-label-key": COMMON_BAD | around(SHELL) | around(NON_ASCII) | OPTION_LIKE | st.just("a/b/c"),
     "owner-identifier-label-value": (COMMON_BAD | around(SHELL) | around(NON_ASCII) | OPTION_LIKE
                                      | st.integers(64, 100).map(lambda n: "v" * n)),
+    "force-rebuild": FLAG_BAD,
+    "upload-source-maps": FLAG_BAD,
+    "reproducibility-check": FLAG_BAD,
+    "bundle-size-limit-bytes": (COMMON_BAD | around(SHELL) | OPTION_LIKE | st.just("0") | st.just("10MB") | st.just("1e6")
+                                | st.just("٣") | st.integers(-10**9, -1).map(str) | st.floats(0.1, 1e6).map(str)),
+    "bundle-size-limit-applies-to": st.sampled_from(["brotli", "RAW", "Gzip", " raw", "raw;id"]) | around(SHELL),
+    "typescript-check": st.sampled_from(["maybe", "ON", "yes", "1", "off "]) | around(SHELL),
+    "node-version": (around(SHELL) | OPTION_LIKE | st.sampled_from(["v20", "20.x", "lts/*", "node", "1.2.3.4", "20..1"])
+                     | st.integers(10**4, 10**6).map(str)),
+    "wrangler-extra-args": JSON_BAD | st.sampled_from([  # the pipeline's own flags, deploying ones, options as values
+        '["--outdir", "/tmp"]', '["--config", "x.toml"]', '["--dry-run"]', '["--routes", "x.com/*"]',
+        '["--secrets-file", "s.env"]', '["--minify=yes"]', '["--env"]', '["--env", "--minify"]',
+        '["--tsconfig", "/etc/tsconfig.json"]', '["--tsconfig", "../../t.json"]']) | around(SHELL).map(
+        lambda s: json.dumps([s])),
+    "build-command": JSON_BAD | st.sampled_from([
+        '["/bin/sh", "-c", "id"]', '["./build.sh"]', '["-x"]', '["../bin/x"]', '[""]', '["npm", "a\\u0000b"]'])
+                     | around(SHELL).map(lambda s: json.dumps([s])),
+    "additional-workers": JSON_BAD | st.sampled_from([
+        '{"project-root": "b"}', '[{"project-root": "../b", "r2-object-key": "b.js", '
+        '"worker-script-artifact-config-map-name": "b-artifact"}]', '[{"project-root": "b"}]',
+        '[{"project-root": "b", "r2-object-key": "b/$(id).js", "worker-script-artifact-config-map-name": "b-artifact"}]',
+        '[{"project-root": "b", "r2-object-key": "b.js", "worker-script-artifact-config-map-name": "B_Artifact"}]',
+        '[{"project-root": "b", "r2-object-key": "b.js", "worker-script-artifact-config-map-name": "b", "x": 1}]']),
 }
 
 GOOD: dict[str, st.SearchStrategy[str]] = {
@@ -105,7 +133,8 @@ def test_every_bad_value_is_refused_naming_its_parameter(case: tuple[str, str]) 
     TRIED[name] += 1
     with pytest.raises(InvalidParameterError) as error:
         PipelineParameters.from_conf(conf_with(name, value), workspace="/w")
-    assert error.value.parameter == name, f"{value!r} for {name} was blamed on {error.value.parameter}"
+    blamed = error.value.parameter  # an additional worker's field is named within it: additional-workers[1].r2-object-key
+    assert blamed == name or blamed.startswith(f"{name}["), f"{value!r} for {name} was blamed on {blamed}"
 
 
 @settings(max_examples=200, deadline=None)
@@ -113,6 +142,13 @@ def test_every_bad_value_is_refused_naming_its_parameter(case: tuple[str, str]) 
 def test_valid_values_from_the_same_generators_are_accepted(case: tuple[str, str]) -> None:
     name, value = case
     PipelineParameters.from_conf(conf_with(name, value), workspace="/w")
+
+
+def test_every_parameter_of_the_table_has_bad_values() -> None:
+    """A new parameter cannot be left out: the generators' keys are the parameter table's names."""
+    from cloudflare_worker_pipeline.parameters import PARAMETER_NAMES
+
+    assert set(BAD) == set(PARAMETER_NAMES), f"no bad values for {set(PARAMETER_NAMES) - set(BAD)}"
 
 
 def test_at_least_500_bad_values_were_tried_across_every_parameter() -> None:
