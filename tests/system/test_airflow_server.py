@@ -258,7 +258,7 @@ def test_the_rest_caller_is_who_the_tenant_map_binds(airflow_server, git_server,
         f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", timeout=10).json()["task_instances"]}
     assert states["validate_parameters"] == "failed" and states["checkout"] == "upstream_failed", states
     log = api.get(f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/validate_parameters/logs/1",
-                  headers={"Accept": "text/plain"}, timeout=10).text
+                  headers={"Accept": "application/json"}, timeout=10).text
     assert f"{airflow_server.username!r}, who triggered this run" in log, log[-3000:]
     assert "restricted/worker.js" not in objects_in(s3_client, bucket)
     assert kube_api.get(NAMESPACE, "restricted-artifact") is None
