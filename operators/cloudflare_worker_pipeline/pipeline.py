@@ -1,15 +1,16 @@
 """The pipeline's task graph, built once for the triggered DAG and for every scheduled service.
 
     validate_parameters >> prepare_workspace >> checkout >> install >> [bundle ────> upload] >> publish
-                                                           install >> [typecheck ─┘       ]
-                                                checkout >> kustomize_build ──────────────────> publish
+                                                           install >> [typecheck ─┤       ]
+                                                checkout >> kustomize_build ──────┴────────────> publish
     remove_workspace: the teardown of prepare_workspace, runs whatever happened
 
     [ ]: the task group ``workers``, mapped over the run's workers (``prepare_workspace`` returns
     them): one bundle, typecheck and upload per worker, all sharing the checkout and the install.
 
-``publish`` writes both ConfigMaps (artifact metadata and manifests) once the upload and the
-kustomize branch have both succeeded, for every worker: a release is published whole or not at all.
+``upload`` waits for the overlays too, and ``publish`` writes both ConfigMaps (artifact metadata
+and manifests) once every upload has succeeded: a release is published whole or not at all, and a
+fixed ``r2-object-key`` is never replaced by a build whose overlays fail.
 When the object at the key already holds this build, ``checkout`` skips install, bundle, typecheck and
 upload (they show as skipped) and ``publish`` verifies the stored object instead; with several
 workers, the stored ones' bundles skip themselves.
@@ -118,6 +119,8 @@ def pipeline_dag(
         node = {"parameters": validated, "checkout": checkout.output}  # the stages running the project's Node
         install = stage(InstallDependenciesOperator, "install", **node)
 
+        kustomize = stage(KustomizeBuildOperator, "kustomize_build", parameters=validated)
+
         @task_group(group_id="workers", prefix_group_id=False, tooltip="bundle, typecheck and upload, per worker")
         def each_worker(worker: Any) -> None:
             bundle = stage(BundleWorkerOperator, "bundle", worker=worker, **node)
@@ -125,9 +128,9 @@ def pipeline_dag(
             upload = stage(UploadBundleOperator, "upload", worker=worker, parameters=validated, bundle=bundle.output,
                            checkout=checkout.output, install=install.output, retry_exponential_backoff=True)
             install >> [bundle, typecheck] >> upload
+            kustomize >> upload  # the overlays render before anything is written
 
         workers = each_worker.expand(worker=workspace.output)
-        kustomize = stage(KustomizeBuildOperator, "kustomize_build", parameters=validated)
         publish = stage(PublishReleaseOperator, "publish", parameters=validated, checkout=checkout.output,
                         upload_task_id="upload", outlets=[asset])
         cleanup = stage(RemoveWorkspaceOperator, "remove_workspace", parameters=validated)

@@ -80,9 +80,29 @@ def test_a_failing_overlay_fails_kustomize_build_naming_it(pipeline_dag, git_ser
 
     assert run.state == "failed"
     assert run.task_states["kustomize_build"] == "failed"
-    assert run.task_states["upload"] == "success" and run.task_states["publish"] == "upstream_failed"
+    assert run.task_states["upload"] == "upstream_failed" and run.task_states["publish"] == "upstream_failed"
     assert "ERROR: kustomize build failed for overlay qa:" in failure_output(capfd)
     assert connections.objects() == {}, "a failed overlay publishes no artifact metadata either"
+
+
+def test_a_fixed_key_keeps_the_old_release_whole_when_the_overlays_fail(pipeline_dag, git_server, connections, bucket,
+                                                                        s3_server, s3_client, tmp_path) -> None:
+    """Issue 21: with a fixed r2-object-key, upload once replaced the object while the overlays
+    failed, so the artifact ConfigMap named a hash the key no longer held. The upload now waits
+    for kustomize_build: the old object, its files and both ConfigMaps stay as they were."""
+    repo = git_server.publish("fixed-key-overlay", REPO / "examples" / "hello-worker")
+    conf = conf_for(repo.url, bucket, s3_server.endpoint_url)  # my-worker/build.js: no {commit_sha}
+    assert run_pipeline(pipeline_dag, conf).state == "success"
+    released = objects_in(s3_client, bucket), connections.objects()
+    repo.commit({"src/index.ts": (REPO / "examples" / "hello-worker" / "src" / "index.ts").read_text().replace(
+        "Hello from", "Changed in"), "_kustomize/overlays/qa/kustomization.yaml": "resources:\n  - ../../nowhere\n"},
+        "a new bundle and a broken overlay")
+
+    run = run_pipeline(pipeline_dag, conf)
+
+    assert run.task_states["kustomize_build"] == "failed" and run.task_states["bundle"] == "success", run.task_states
+    assert run.task_states["upload"] == "upstream_failed"
+    assert (objects_in(s3_client, bucket), connections.objects()) == released
 
 
 def test_a_bundle_over_the_deployment_ceiling_fails_before_upload_giving_both_sizes(

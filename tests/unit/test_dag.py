@@ -20,7 +20,7 @@ def test_the_task_graph_is_the_pipeline_diagram(pipeline_dag) -> None:
         "typecheck": ["upload"],  # type errors stop the upload
         "bundle": ["upload"],
         "upload": ["publish"],
-        "kustomize_build": ["publish"],
+        "kustomize_build": ["publish", "upload"],  # no upload before the overlays render (a fixed key stays whole)
         "publish": ["remove_workspace"],
         "remove_workspace": [],
     }
