@@ -7,12 +7,18 @@ and the owner (so a twin repository's build is never taken for this one's), the 
 choose them, the stage scripts of this pipeline version, and the Node that runs the build.
 A commit touching only other directories has the same fingerprint. Each worker of a run has its own:
 a commit changing one worker's project root rebuilds that worker only.
+
+A bundle may read more: ``import "../shared/x"`` reaches outside both trees. The bundle stage
+reports every file esbuild read, and :func:`inputs_outside` names those no hashed tree covers
+(a package under ``node_modules`` is covered by the lockfile). Such a build is stored with the
+fingerprint :data:`READS_OUTSIDE`, which no run computes: it is never skipped to.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import shutil
 import subprocess
 from functools import cache
@@ -27,6 +33,24 @@ from cloudflare_worker_pipeline.results import NodeVersion
 from cloudflare_worker_pipeline.settings import PipelineSettings
 
 FINGERPRINT_METADATA = "fingerprint"  # the object's metadata key
+READS_OUTSIDE = "reads-outside-fingerprinted-directories"  # stored instead: never equal to a fingerprint
+
+# The parameters that decide nothing :func:`bundle_fingerprint` must see, and why. Every other
+# parameter is hashed: tests/unit/test_fingerprint.py changes each and sees the fingerprint change,
+# and fails for a new parameter named in neither place.
+UNHASHED_PARAMETERS = {
+    "git-revision": "the commit's trees are hashed, not the name it was asked by",
+    "git-branch": "the same: the trees, not the branch",
+    "kustomize-base-directory": "the overlays render in every run, skipped or not",
+    "r2-bucket-name": "where the build is stored, not what it is",
+    "r2-endpoint-url": "the same",
+    "r2-object-key": "the same",
+    "worker-script-artifact-config-map-name": "written in every run, skipped or not",
+    "kustomize-manifests-config-map-name": "the same",
+    "force-rebuild": "it bypasses the skip",
+    "node-version": "the Node that runs the build is hashed (its version here, its image in pods), not the request",
+    "additional-workers": "each worker has its own fingerprint; the others' roots shape the install tree hashed",
+}
 
 
 @cache
@@ -81,6 +105,7 @@ def bundle_fingerprint(run: PipelineParameters, worker: Worker, settings: Pipeli
         "trees": sorted(line for line in input_trees.splitlines() if line.split("=", 1)[0] in directories),
         "repository": p.git_url, "owner": p.owner,  # a twin repository's build is never this one's
         "project-root": p.project_root, "package-manager-directory": p.package_manager_directory,
+        "sparse-checkout-directories": list(p.sparse_checkout_directories),  # what the build could read
         "install-env": settings.install_env,
         # what decides the outputs besides the sources, or whether this build passes its checks
         "source-maps": p.upload_source_maps, "size-limit": [p.bundle_size_limit_bytes, p.bundle_size_limit_applies_to],
@@ -89,3 +114,21 @@ def bundle_fingerprint(run: PipelineParameters, worker: Worker, settings: Pipeli
         "typescript-check": p.typescript_check, "reproducibility-check": p.reproducibility_check,
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def inputs_outside(listing: str, p: PipelineParameters, worker: Worker) -> list[str]:
+    """The files in the clone the bundle read (``listing``: esbuild's inputs, relative to the
+    worker's project root) that neither the fingerprinted trees nor the lockfile cover, relative
+    to the clone, sorted. Files outside the clone (the worker's own) are not the repository's."""
+    covered = [entry.split(":") for entry in input_directories(p, worker)]
+    outside = set()
+    for line in listing.splitlines():
+        if not line or line.startswith(("<", "\0")) or ":" in line.split("/", 1)[0]:  # esbuild's virtual modules
+            continue
+        path = posixpath.normpath(posixpath.join(worker["project_root"], line))
+        if path.startswith("../") or path == ".." or posixpath.isabs(path) or "node_modules" in path.split("/"):
+            continue
+        if not any(inside(path, directory) and not any(inside(path, other) for other in excluded)
+                   for directory, *excluded in covered):
+            outside.add(path)
+    return sorted(outside)

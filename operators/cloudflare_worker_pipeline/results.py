@@ -115,6 +115,7 @@ class BundleResult(TypedDict):
     reproducibility: Reproducibility
     report: list[ReportRow]  # the inputs that weigh most in the bundle, largest first (why a bundle grew)
     durable_objects: DurableObjects | None  # None when the project's Wrangler cannot say
+    inputs_outside: list[str]  # files read outside the fingerprinted trees (at most 20 named): never skipped to
 
 
 class TypeCheckResult(TypedDict):

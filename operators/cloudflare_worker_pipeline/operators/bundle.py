@@ -9,6 +9,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from cloudflare_worker_pipeline import metrics
+from cloudflare_worker_pipeline.fingerprint import inputs_outside
 from cloudflare_worker_pipeline.operators.node_stage import NodeStage
 from cloudflare_worker_pipeline.parameters import PipelineParameters
 from cloudflare_worker_pipeline.results import BuildFile, BundleResult, DurableObjects, ReportRow, Reproducibility
@@ -32,7 +33,7 @@ class BundleWorkerOperator(NodeStage):
 
     script = "bundle.sh"
     results = ("bundle-path", "content-hash", "size-bytes", "wrangler-version", "compressed-sizes", "files", "report",
-               "durable-objects", "reproducibility")
+               "durable-objects", "reproducibility", "inputs")
 
     def confined_directories(self, p: PipelineParameters) -> dict[str, str]:
         return {"project-root": p.project_root, "package-manager-directory": p.package_manager_directory}
@@ -43,6 +44,12 @@ class BundleWorkerOperator(NodeStage):
                 # one argument per line: validation refused control characters in every one
                 "WRANGLER_EXTRA_ARGS": "\n".join(p.wrangler_extra_args), "BUILD_COMMAND": "\n".join(p.build_command),
                 "REPRODUCIBILITY_CHECK": "true" if p.reproducibility_check else "false", "CHECKOUT_DIR": str(p.checkout_dir)}
+
+    def _inputs_outside(self, listing: str) -> list[str]:
+        """What the bundle read that this worker's fingerprint did not hash (at most 20 named)."""
+        run = PipelineParameters.from_dict(self.parameters)
+        worker = self.worker or run.workers[0]
+        return inputs_outside(listing, run, worker)[:20]
 
     def finish(self, results: dict[str, str], context: Any) -> BundleResult:
         path, size = results["bundle-path"], int(results["size-bytes"])
@@ -63,7 +70,12 @@ class BundleWorkerOperator(NodeStage):
                               wrangler_version=results["wrangler-version"].strip()[:100], gzip_bytes=gzip_bytes,
                               brotli_bytes=brotli_bytes, files=files, report=report,
                               reproducibility=parse_reproducibility(results["reproducibility"]),
-                              durable_objects=parse_durable_objects(results["durable-objects"]))
+                              durable_objects=parse_durable_objects(results["durable-objects"]),
+                              inputs_outside=self._inputs_outside(results["inputs"]))
+        if result["inputs_outside"]:
+            self.log.warning("The bundle read files outside the fingerprinted directories (%s): its build is stored as "
+                             "one a later run never skips to. A project root or package-manager-directory holding "
+                             "them lets the skip see them", ", ".join(result["inputs_outside"]))
         if result["reproducibility"]["identical"] is False:
             self.log.warning("Not reproducible: a second build of this checkout in another directory differs in %s",
                              ", ".join(result["reproducibility"]["differing"]))

@@ -18,6 +18,7 @@ from cloudflare_worker_pipeline.execution.egress import EgressPolicy
 from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
 from cloudflare_worker_pipeline.fingerprint import (
     FINGERPRINT_METADATA,
+    READS_OUTSIDE,
     bundle_fingerprint,
     local_node_version,
     run_input_directories,
@@ -190,6 +191,10 @@ class CheckoutOperator(StageOperator, SkipMixin):
             stored = self.r2.stored(p.r2_bucket_name, key)
         except R2Error as error:  # the upload reports R2's trouble, if it lasts
             self.log.warning("Could not read s3://%s/%s (%s): building it", p.r2_bucket_name, key, error)
+            return None
+        if stored is not None and stored.metadata.get(FINGERPRINT_METADATA) == READS_OUTSIDE:
+            self.log.info("s3://%s/%s holds a build that read files outside the fingerprinted directories: building it",
+                          p.r2_bucket_name, key)
             return None
         if stored is None or stored.sha256 is None or stored.metadata.get(FINGERPRINT_METADATA) != fingerprint:
             return None

@@ -14,7 +14,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from cloudflare_worker_pipeline.allowed_hosts import HostNotAllowedError, check_r2_endpoint
 from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError, read_build_file
 from cloudflare_worker_pipeline.egress_log import EGRESS_LOG_METADATA, egress_log, egress_log_key
-from cloudflare_worker_pipeline.fingerprint import FINGERPRINT_METADATA
+from cloudflare_worker_pipeline.fingerprint import FINGERPRINT_METADATA, READS_OUTSIDE
 from cloudflare_worker_pipeline.links import R2ObjectLink
 from cloudflare_worker_pipeline.operators.stage import PipelineOperator
 from cloudflare_worker_pipeline.ownership import ObjectOwnedElsewhereError, check_object_owner, object_identity
@@ -103,8 +103,8 @@ class UploadBundleOperator(PipelineOperator):
             raise AirflowFailException(f"ERROR: {error}") from None
         self.log.info("Uploading %s (%d bytes, sha256 %s) to %s at %s", bundle["bundle_path"], len(body),
                       bundle["sha256"], target, p.r2_endpoint_url)
-        metadata = {**object_identity(p.owner, p.git_url), "commit": commit,
-                    FINGERPRINT_METADATA: worker_build(self.checkout, self.worker_index)["fingerprint"]}
+        fingerprint = READS_OUTSIDE if bundle["inputs_outside"] else worker_build(self.checkout, self.worker_index)["fingerprint"]
+        metadata = {**object_identity(p.owner, p.git_url), "commit": commit, FINGERPRINT_METADATA: fingerprint}
         sizes = {GZIP_METADATA: str(bundle["gzip_bytes"]), BROTLI_METADATA: str(bundle["brotli_bytes"])}
         try:
             previous = self.r2.stored(p.r2_bucket_name, key)

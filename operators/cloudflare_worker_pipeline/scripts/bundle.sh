@@ -14,6 +14,7 @@
 #   BUILD_COMMAND         optional: a command run in PROJECT_DIR first, one argument per line
 #   REPRODUCIBILITY_CHECK "true": bundle a copy of CHECKOUT_DIR again in a fresh directory and write
 #                         RESULTS_DIR/reproducibility: "identical", or "differs <file>..."
+#                         RESULTS_DIR/inputs: the files esbuild read, one per line
 #   RESULTS_DIR   required
 
 : "${PROJECT_DIR:?PROJECT_DIR is required}" "${INSTALL_DIR:?INSTALL_DIR is required}"
@@ -167,6 +168,14 @@ if [ -f "$meta" ]; then
   ' "$meta" "$bundle" > "$RESULTS_DIR/report"
 else
   printf '[]' > "$RESULTS_DIR/report"  # no_bundle: Wrangler did not run esbuild
+fi
+# Every file esbuild read, one per line, relative to the project root: the worker checks that the
+# fingerprint saw them all (a ../shared import is outside the trees it hashes).
+if [ -f "$meta" ]; then
+  node -e 'process.stdout.write(Object.keys(require(process.argv[1]).inputs || {}).join("\n"))' "$meta" \
+    > "$RESULTS_DIR/inputs"
+else
+  : > "$RESULTS_DIR/inputs"  # no_bundle: the project's own files, as they are
 fi
 
 # Sizes as Cloudflare counts them (gzip, as Wrangler's "Total Upload") and as served (brotli).
