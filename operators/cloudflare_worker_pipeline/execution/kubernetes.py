@@ -34,6 +34,9 @@ from cloudflare_worker_pipeline.modes import ExecutionMode
 from cloudflare_worker_pipeline.results import EgressEntry
 from cloudflare_worker_pipeline.settings import PodSettings
 
+# A stage's pods of one task instance, whatever the try: what a restarted task looks for.
+REATTACH_LABELS = ("dag_id", "task_id", "run_id", "map_index", "app.kubernetes.io/component")
+
 
 class PodScriptRunner:
     """Runs stage scripts in pods built by :func:`build_stage_pod`.
@@ -78,12 +81,20 @@ class PodScriptRunner:
         return self._manager
 
     def run(self, script: str, env: Mapping[str, str], *, results_dir: Path, timeout_seconds: int) -> dict[str, str]:
-        """Create the pod and wait for it here, or (``deferrable``) hand the wait to the triggerer."""
+        """Create the pod and wait for it here, or (``deferrable``) hand the wait to the triggerer.
+        A pod an earlier try of this task left running (its worker died) is followed instead."""
         pod = self.build_pod(script, env, results_dir=results_dir, timeout_seconds=timeout_seconds)
-        self.log.info("Running %s in pod %s/%s (image %s)", script, pod.metadata.namespace, pod.metadata.name,
-                      self.stage.image)
+        earlier = self._earlier_pod(pod)
+        if earlier is not None:
+            self.log.info("Reattaching to pod %s/%s, which try %s of this task started and which is %s: following it "
+                          "instead of starting %s again", earlier.metadata.namespace, earlier.metadata.name,
+                          (earlier.metadata.labels or {}).get("try_number", "?"), earlier.status.phase, script)
+            pod = earlier
+        else:
+            self.log.info("Running %s in pod %s/%s (image %s)", script, pod.metadata.namespace, pod.metadata.name,
+                          self.stage.image)
+            self.manager.create_pod(pod)
         self._pod = pod
-        self.manager.create_pod(pod)
         if self.pods.deferrable:
             raise TaskDeferred(trigger=self._trigger(pod), method_name=self.resume_method,
                                timeout=datetime.timedelta(seconds=timeout_seconds + self.pods.startup_timeout_seconds + 60))
@@ -152,6 +163,25 @@ class PodScriptRunner:
                 self.log.warning("Pod %s event: %s %s", pod.metadata.name, event.reason, event.message)
         except Exception as error:  # best effort: the failure itself is reported either way
             self.log.warning("Could not read the events of pod %s: %s", pod.metadata.name, error)
+
+    def _earlier_pod(self, pod: k8s.V1Pod) -> k8s.V1Pod | None:
+        """What ``KubernetesPodOperator(reattach_on_restart=True)`` looks for: this stage's pod of
+        the same task instance, any try. The newest pending, running or succeeded one is followed
+        (a finished try deleted its pod); the others are deleted, failed ones kept where
+        ``keep_failed_pods`` says so, and never followed."""
+        labels = pod.metadata.labels or {}
+        selector = ",".join(f"{key}={labels[key]}" for key in REATTACH_LABELS if key in labels)
+        found = self.manager._client.list_namespaced_pod(pod.metadata.namespace, label_selector=selector).items
+        found.sort(key=lambda p: (p.metadata.creation_timestamp or datetime.datetime.min.replace(tzinfo=datetime.UTC),
+                                  p.metadata.name))
+        alive = [p for p in found if getattr(p.status, "phase", None) in ("Pending", "Running", "Succeeded")]
+        chosen = alive[-1] if alive else None
+        for leftover in found:
+            if leftover is not chosen:
+                self.log.info("Pod %s/%s was left by an earlier try (%s)", leftover.metadata.namespace,
+                              leftover.metadata.name, getattr(leftover.status, "phase", "unknown"))
+                self._delete(leftover, failed=getattr(leftover.status, "phase", None) == "Failed")
+        return chosen
 
     def _delete(self, pod: k8s.V1Pod, *, failed: bool) -> None:
         self._pod = None
