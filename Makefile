@@ -68,6 +68,7 @@ system-deps:
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	test -x /usr/sbin/sshd || missing="$$missing openssh-server"; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 	@command -v bun >/dev/null || { echo "installing: bun $(BUN_VERSION) (npm -g)"; \

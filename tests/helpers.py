@@ -166,7 +166,8 @@ RENDERED_RUN = "manual__2026-11-30T00:00:00+00:00"
 
 
 def render_pod(operator_class: type, monkeypatch: pytest.MonkeyPatch, *, checkout: dict[str, Any] | None = None,
-               additional_workers: str = "[]", worker_index: int | None = None, **settings: str) -> dict[str, Any]:
+               additional_workers: str = "[]", worker_index: int | None = None, git_url: str = VALID["git-url"],
+               **settings: str) -> dict[str, Any]:
     """The pod ``operator_class`` would run in the kubernetes mode, as the API would receive it."""
     from cloudflare_worker_pipeline.parameters import PipelineParameters
     from cloudflare_worker_pipeline.settings import PipelineSettings
@@ -178,7 +179,7 @@ def render_pod(operator_class: type, monkeypatch: pytest.MonkeyPatch, *, checkou
     for key, value in settings.items():
         monkeypatch.setenv(SETTING + key.upper(), value)
     params = PipelineParameters.from_conf({
-        **VALID, "r2-bucket-name": "scripts", "r2-object-key": "w/abc.js",
+        **VALID, "git-url": git_url, "r2-bucket-name": "scripts", "r2-object-key": "w/abc.js",
         "worker-script-artifact-config-map-name": "w-artifact", "kustomize-manifests-config-map-name": "w-manifests",
         "owner-identifier-label-key": "planton.cloud/service-id", "owner-identifier-label-value": "svc-1",
         "package-manager-directory": ".", "additional-workers": additional_workers,

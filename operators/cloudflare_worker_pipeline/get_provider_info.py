@@ -74,8 +74,13 @@ _OPTIONS: dict[str, tuple[str, str, str | None, str]] = {
     "git_conn_id": ("string", "git_default", None,
                     "Connection with a private repository's HTTPS user (login) and token (password); used when it "
                     "exists (local mode)."),
+    "git_known_hosts": ("string", "", "/etc/ssh/ssh_known_hosts",
+                        "A known_hosts file on the worker with the SSH git servers' host keys (ssh:// and scp-like "
+                        "git-url values); the git connection's extra known_hosts adds to it. Host keys are always "
+                        "checked: an SSH URL without a known host key is refused."),
     "git_credentials_secret": ("string", "", "git-credentials",
-                               "Kubernetes mode: a Secret with keys username and password the checkout pod reads."),
+                               "Kubernetes mode: a Secret with keys username and password (HTTPS), or ssh-privatekey "
+                               "(an SSH deploy key), the checkout pod reads."),
     "sandbox": ("string", "bubblewrap", "none",
                 "Local mode: bubblewrap runs every stage script in a sandbox; none runs them as the worker's user, "
                 "for trusted repositories only."),

@@ -102,6 +102,7 @@ class PipelineSettings:
     :param stage_timeout_seconds: the longest any stage script may run.
     :param git_conn_id: Airflow connection with the HTTPS credentials of private repositories
         (login: user name, password: token); used by the local mode when it exists.
+    :param git_known_hosts: a known_hosts file with the SSH git servers' host keys, or None.
     :param git_credentials_secret: in the kubernetes mode, a Secret (keys ``username``,
         ``password``) the checkout pod reads the same credentials from, so no value is in its spec.
     :param git_submodules: fetch the repository's submodules (off: a build sees only its own code).
@@ -155,6 +156,7 @@ class PipelineSettings:
     pods: PodSettings
     git_conn_id: str
     git_credentials_secret: str
+    git_known_hosts: Path | None
     git_submodules: bool
     sandbox: str
     sandbox_read_only_paths: tuple[Path, ...]
@@ -237,6 +239,7 @@ class PipelineSettings:
             ),
             git_conn_id=read.string("git_conn_id"),
             git_credentials_secret=read.string("git_credentials_secret"),
+            git_known_hosts=Path(read.string("git_known_hosts")) if read.string("git_known_hosts").strip() else None,
             git_submodules=read.boolean("git_submodules"),
             sandbox=read.choice("sandbox", SANDBOX_MODES),
             sandbox_read_only_paths=tuple(Path(p) for p in read.items("sandbox_read_only_paths")),

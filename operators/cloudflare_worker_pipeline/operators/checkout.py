@@ -23,6 +23,7 @@ from cloudflare_worker_pipeline.fingerprint import (
     local_node_version,
     run_input_directories,
 )
+from cloudflare_worker_pipeline.git_ssh import deploy_key, is_ssh_url, known_hosts
 from cloudflare_worker_pipeline.links import CommitLink
 from cloudflare_worker_pipeline.modes import ExecutionMode
 from cloudflare_worker_pipeline.node_version import NodeVersionError, image_for, project_node_version, satisfies
@@ -104,20 +105,35 @@ class CheckoutOperator(StageOperator, SkipMixin):
             "GIT_ALLOW_PROTOCOL": ":".join(self.settings.git_url_schemes),
             "GIT_SUBMODULES": "true" if self.settings.git_submodules else "false",
             "INPUT_DIRECTORIES": "\n".join(run_input_directories(p)),
+            **({"GIT_SSH_KNOWN_HOSTS": known_hosts(self.settings, self._git_connection())} if is_ssh_url(p.git_url)
+               else {}),
         }
 
-    def secret_env(self) -> dict[str, str]:
-        """HTTPS credentials of a private repository, from the git connection when it exists."""
+    def _git_connection(self) -> Any | None:
         from cloudflare_worker_pipeline.connections import optional_connection
 
-        connection = optional_connection(self.settings.git_conn_id)
-        if connection is None or not connection.password:
+        return optional_connection(self.settings.git_conn_id)
+
+    def secret_env(self) -> dict[str, str]:
+        """A private repository's credentials, from the git connection when it exists: the HTTPS
+        token, or for an SSH URL the deploy key (see :mod:`cloudflare_worker_pipeline.git_ssh`)."""
+        connection = self._git_connection()
+        if connection is None:
+            return {}
+        if is_ssh_url(self.pipeline.git_url):
+            key = deploy_key(connection)
+            return {"GIT_SSH_KEY": key} if key else {}
+        if not connection.password:
             return {}
         return {"GIT_USERNAME": connection.login or "x-access-token", "GIT_PASSWORD": connection.password}
 
     def secret_refs(self) -> dict[str, tuple[str, str]]:
         secret = self.settings.git_credentials_secret
-        return {"GIT_USERNAME": (secret, "username"), "GIT_PASSWORD": (secret, "password")} if secret else {}
+        if not secret:
+            return {}
+        if is_ssh_url(self.pipeline.git_url):
+            return {"GIT_SSH_KEY": (secret, "ssh-privatekey")}
+        return {"GIT_USERNAME": (secret, "username"), "GIT_PASSWORD": (secret, "password")}
 
     def sandbox_policy(self, p: PipelineParameters) -> SandboxPolicy:
         """A ``file://`` repository (allowed by setting) is shown read-only; nothing else of the host."""

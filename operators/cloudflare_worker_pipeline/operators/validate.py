@@ -10,7 +10,10 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from cloudflare_worker_pipeline.allowed_hosts import HostNotAllowedError, check_host, check_r2_endpoint
 from cloudflare_worker_pipeline.config_maps import ConfigMapStore, config_map_store
+from cloudflare_worker_pipeline.connections import optional_connection
 from cloudflare_worker_pipeline.execution.base import TaskLog
+from cloudflare_worker_pipeline.git_ssh import check_ssh_access
+from cloudflare_worker_pipeline.modes import ExecutionMode
 from cloudflare_worker_pipeline.ownership import (
     OWNER_ANNOTATION,
     ConfigMapOwnedElsewhereError,
@@ -107,6 +110,8 @@ class ValidateParametersOperator(BaseOperator):
             if tenants is not None:  # the deployment decides who owns what, not the run
                 check_grants(parameters, tenants, context["dag_run"].triggering_user_name)
             check_allowed_hosts(parameters, settings)
+            check_ssh_access(parameters.git_url, settings, optional_connection(settings.git_conn_id),
+                             kubernetes=settings.execution_mode is ExecutionMode.KUBERNETES)
             run_signer(settings.provenance_signing_conn_id, settings.allow_unsigned_provenance)  # before any build
             store = config_map_store(settings)  # a missing connection fails here, before any build
             check_owners(parameters, settings, store, self.log)

@@ -38,6 +38,18 @@ if [ -n "${GIT_PASSWORD:-}" ]; then
     '!f() { test "$1" = get || return 0; echo "username=${GIT_USERNAME:-x-access-token}"; echo "password=${GIT_PASSWORD}"; }; f'
 fi
 
+if [ -n "${GIT_SSH_KEY:-}" ]; then
+  # An SSH deploy key: a file in this stage's own /tmp (the sandbox's tmpfs, the pod's emptyDir),
+  # readable by this user only, removed when the stage ends; host keys always checked.
+  [ -n "${GIT_SSH_KNOWN_HOSTS:-}" ] || fail "git-url is an SSH URL, and no host key is known for it (setting git_known_hosts, or the git connection's extra known_hosts): host keys are always checked"
+  ssh_dir=$(mktemp -d /tmp/cfw-ssh.XXXXXX)  # never TMPDIR: that is in the workspace later stages see
+  trap 'rm -rf "$ssh_dir"' EXIT
+  (umask 077 && printf '%s\n' "$GIT_SSH_KEY" > "$ssh_dir/key" && printf '%s\n' "$GIT_SSH_KNOWN_HOSTS" > "$ssh_dir/known_hosts")
+  unset GIT_SSH_KEY
+  GIT_SSH_COMMAND="${GIT_SSH_COMMAND:-ssh} -F /dev/null -i $ssh_dir/key -o IdentitiesOnly=yes -o IdentityAgent=none -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=$ssh_dir/known_hosts -o GlobalKnownHostsFile=/dev/null"
+  export GIT_SSH_COMMAND
+fi
+
 fetch_opts=""
 if [ -n "$SPARSE_CHECKOUT_DIRECTORIES" ]; then
   echo "checkout: sparse checkout of: $(printf '%s' "$SPARSE_CHECKOUT_DIRECTORIES" | tr '\n' ' ')"
