@@ -12,6 +12,7 @@ from the service catalogue's REST calls or the UI's trigger form. The task graph
 from __future__ import annotations
 
 from cloudflare_worker_pipeline.pipeline import bundle_asset, pipeline_dag
+from cloudflare_worker_pipeline.workspace import MAIN_DAG_ID
 
-dag = pipeline_dag("build_and_upload_cloudflare_worker", asset=bundle_asset("cloudflare-worker-bundles"),
+dag = pipeline_dag(MAIN_DAG_ID, asset=bundle_asset("cloudflare-worker-bundles"),
                    doc_md=__doc__)

@@ -7,6 +7,7 @@ without it, this file defines no DAG.
 from __future__ import annotations
 
 from airflow.sdk import DAG
+from airflow.sdk.configuration import conf
 
 from cloudflare_worker_pipeline.pipeline import bundle_asset, pipeline_dag
 from cloudflare_worker_pipeline.services import (
@@ -21,10 +22,11 @@ from cloudflare_worker_pipeline.settings import PipelineSettings
 
 def service_dags() -> dict[str, DAG]:
     """The DAGs of the services file named by the setting, by DAG id (read anew on every call)."""
+    if not conf.get("cloudflare_worker_pipeline", "services_file", fallback="").strip():
+        return {}  # nothing to parse: the settings are not even read
     settings = PipelineSettings.from_airflow_config()
     services_file = settings.services_file
-    if services_file is None:
-        return {}
+    assert services_file is not None
     git_schemes = settings.git_url_schemes
     dags: dict[str, DAG] = {}
     errors: list[ServiceEntryError] = []

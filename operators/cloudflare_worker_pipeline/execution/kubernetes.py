@@ -17,6 +17,7 @@ import asyncio
 import datetime
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from airflow.providers.cncf.kubernetes.triggers.pod import KubernetesPodTrigger
 from airflow.providers.cncf.kubernetes.utils.container import get_container_termination_message
 from airflow.providers.cncf.kubernetes.utils.pod_manager import PodManager
 from airflow.sdk.exceptions import TaskDeferred
+from kubernetes.client import CoreV1Api
 from kubernetes.client import models as k8s
 
 from cloudflare_worker_pipeline.connections import optional_connection
@@ -77,8 +79,13 @@ class PodScriptRunner:
     @property
     def manager(self) -> PodManager:
         if self._manager is None:
-            self._manager = PodManager(kube_client=KubernetesHook(conn_id=self.conn_id).core_v1_client)
+            self._manager = PodManager(kube_client=self.client)
         return self._manager
+
+    @cached_property
+    def client(self) -> CoreV1Api:
+        """The hook's client, for what ``PodManager`` does not do (finding an earlier try's pod)."""
+        return KubernetesHook(conn_id=self.conn_id).core_v1_client
 
     def run(self, script: str, env: Mapping[str, str], *, results_dir: Path, timeout_seconds: int) -> dict[str, str]:
         """Create the pod and wait for it here, or (``deferrable``) hand the wait to the triggerer.
@@ -171,7 +178,7 @@ class PodScriptRunner:
         ``keep_failed_pods`` says so, and never followed."""
         labels = pod.metadata.labels or {}
         selector = ",".join(f"{key}={labels[key]}" for key in REATTACH_LABELS if key in labels)
-        found = self.manager._client.list_namespaced_pod(pod.metadata.namespace, label_selector=selector).items
+        found = self.client.list_namespaced_pod(pod.metadata.namespace, label_selector=selector).items
         found.sort(key=lambda p: (p.metadata.creation_timestamp or datetime.datetime.min.replace(tzinfo=datetime.UTC),
                                   p.metadata.name))
         alive = [p for p in found if getattr(p.status, "phase", None) in ("Pending", "Running", "Succeeded")]
