@@ -81,7 +81,7 @@ def objects_in(s3_client: Any, bucket: str) -> dict[str, bytes]:
 
 
 def workspace_of(run: PipelineRun) -> Path:
-    return Path(run.xcom("validate_parameters")["workspace"])
+    return Path(run.xcom("setup", key="parameters")["workspace"])
 
 
 # The bundles the example and the fixtures build, pinned: a change to how dependencies are fetched

@@ -19,9 +19,13 @@ class PipelineRun:
     # the mapped tasks (bundle, typecheck, upload: one instance per worker) by (task_id, map_index)
     mapped_states: dict[tuple[str, int], str] = field(default_factory=dict)
     mapped_xcoms: dict[tuple[str, int], Any] = field(default_factory=dict)
+    keyed_xcoms: dict[tuple[str, str], Any] = field(default_factory=dict)  # (task_id, key): the other keys
 
-    def xcom(self, task_id: str, map_index: int | None = None) -> Any:
-        """A task's result; for a mapped task, its instance ``map_index`` (by default the one there is)."""
+    def xcom(self, task_id: str, map_index: int | None = None, *, key: str = "return_value") -> Any:
+        """A task's result (or its XCom ``key``); for a mapped task, its instance ``map_index`` (by
+        default the one there is)."""
+        if key != "return_value":
+            return self.keyed_xcoms.get((task_id, key))
         return self.xcoms.get(task_id) if map_index is None else self.mapped_xcoms.get((task_id, map_index))
 
 
@@ -46,8 +50,10 @@ def run_pipeline(dag: Any, conf: dict[str, Any], *, fill_defaults: bool = True) 
                         if row.key == "return_value" and row.map_index >= 0}
         links = {f"{row.task_id}/{row.key.removeprefix('_link_')}": XComModel.deserialize_value(row)
                  for row in rows if row.key.startswith("_link_")}
+        keyed = {(row.task_id, row.key): XComModel.deserialize_value(row) for row in rows
+                 if row.key != "return_value" and not row.key.startswith("_link_") and row.map_index < 0}
     return PipelineRun(run_id=dag_run.run_id, state=_value(dag_run.state), task_states=task_states, xcoms=xcoms,
-                       links=links, mapped_states=mapped_states, mapped_xcoms=mapped_xcoms)
+                       links=links, mapped_states=mapped_states, mapped_xcoms=mapped_xcoms, keyed_xcoms=keyed)
 
 
 def _value(state: Any) -> str:

@@ -16,11 +16,11 @@ _SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>.+)$")
 _R2_ENDPOINT = re.compile(r"^(?P<account>[0-9a-f]{32})\.(?:[a-z]+\.)?r2\.cloudflarestorage\.com$")
 
 
-def _result_of(ti_key: Any, task_id: str | None = None) -> dict[str, Any]:
-    """A task's return value in the same run (default: the task the link is on)."""
+def _result_of(ti_key: Any, task_id: str | None = None, key: str = "return_value") -> dict[str, Any]:
+    """A task's XCom (its return value by default) in the same run (default: the task the link is on)."""
     from airflow.sdk.execution_time.xcom import XCom
 
-    value = XCom.get_one(key="return_value", dag_id=ti_key.dag_id, task_id=task_id or ti_key.task_id,
+    value = XCom.get_one(key=key, dag_id=ti_key.dag_id, task_id=task_id or ti_key.task_id,
                          run_id=ti_key.run_id, map_index=ti_key.map_index if task_id is None else -1)
     return value if isinstance(value, dict) else {}
 
@@ -57,7 +57,7 @@ class CommitLink(BaseOperatorLink):
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         commit = _result_of(ti_key).get("commit_sha", "")
-        git_url = _result_of(ti_key, "validate_parameters").get("git_url", "")
+        git_url = _result_of(ti_key, "setup", "parameters").get("git_url", "")
         return commit_url(git_url, commit) if commit and git_url else ""
 
 

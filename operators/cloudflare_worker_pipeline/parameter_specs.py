@@ -5,7 +5,7 @@ The same table drives the DAG's ``params`` (so the REST API answers HTTP 400 nam
 before a run exists, and the trigger form shows titles, sections and descriptions), the first
 pass of :mod:`cloudflare_worker_pipeline.parameters`' validation, and the README's parameter table
 (a test keeps them equal). The semantic checks a pattern cannot express (the sparse directories
-covering the project, hosts on the allowlists) run in ``validate_parameters``.
+covering the project, hosts on the allowlists) run in ``setup`` (its validation step).
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
 """The pipeline's task graph, built once for the triggered DAG and for every scheduled service.
 
-    validate_parameters >> prepare_workspace >> checkout >> install >> [bundle ────> upload] >> publish
-                                                           install >> [typecheck ─┤       ]
-                                                checkout >> kustomize_build ──────┴────────────> publish
-    remove_workspace: the teardown of prepare_workspace, runs whatever happened
+    setup >> checkout >> install >> [bundle ────> upload] >> publish
+                         install >> [typecheck ─┤       ]
+              checkout >> kustomize_build ──────┴────────────> publish
+    remove_workspace: the teardown of setup, runs whatever happened
 
-    [ ]: the task group ``workers``, mapped over the run's workers (``prepare_workspace`` returns
-    them): one bundle, typecheck and upload per worker, all sharing the checkout and the install.
+    setup validates the parameters, then prepares the workspace: two steps, one task (each hop
+    between tasks is a trip through the scheduler). [ ]: the task group ``workers``, mapped over
+    the run's workers (``setup`` returns them): one bundle, typecheck and upload per worker, all
+    sharing the checkout and the install.
 
 ``upload`` waits for the overlays too, and ``publish`` writes both ConfigMaps (artifact metadata
 and manifests) once every upload has succeeded: a release is published whole or not at all, and a
@@ -27,7 +29,7 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Asset, BaseOperator, task_group
+from airflow.sdk import DAG, Asset, BaseOperator, XComArg, task_group
 
 from cloudflare_worker_pipeline.get_provider_info import SECTION
 from cloudflare_worker_pipeline.operators.bundle import BundleWorkerOperator
@@ -35,10 +37,10 @@ from cloudflare_worker_pipeline.operators.checkout import CheckoutOperator
 from cloudflare_worker_pipeline.operators.install import InstallDependenciesOperator
 from cloudflare_worker_pipeline.operators.kustomize import KustomizeBuildOperator
 from cloudflare_worker_pipeline.operators.publish import PublishReleaseOperator
+from cloudflare_worker_pipeline.operators.setup import PARAMETERS_XCOM, SETUP_TASK_ID, SetupRunOperator
 from cloudflare_worker_pipeline.operators.typecheck import TypeCheckOperator
 from cloudflare_worker_pipeline.operators.upload import UploadBundleOperator
-from cloudflare_worker_pipeline.operators.validate import ValidateParametersOperator
-from cloudflare_worker_pipeline.operators.workspace import PrepareWorkspaceOperator, RemoveWorkspaceOperator
+from cloudflare_worker_pipeline.operators.workspace import RemoveWorkspaceOperator
 from cloudflare_worker_pipeline.parameters import dag_params
 from cloudflare_worker_pipeline.settings import PipelineSettings, SettingsError
 from cloudflare_worker_pipeline.task_docs import RUNBOOK, TASK_DOCS
@@ -47,7 +49,7 @@ from cloudflare_worker_pipeline.task_docs import RUNBOOK, TASK_DOCS
 DEFAULT_ARGS = {"retry_delay": timedelta(seconds=15), "max_retry_delay": timedelta(minutes=5),
                 "execution_timeout": timedelta(minutes=30)}
 # Retries where a retry can help: network steps and API writes. Settings and arguments override.
-STAGE_RETRIES = {"validate_parameters": 0, "prepare_workspace": 0, "checkout": 2, "install": 1, "bundle": 0,
+STAGE_RETRIES = {"setup": 0, "checkout": 2, "install": 1, "bundle": 0,
                  "typecheck": 0, "upload": 3, "kustomize_build": 1, "publish": 3, "remove_workspace": 0}
 
 
@@ -111,10 +113,9 @@ def pipeline_dag(
         def stage(operator: type[BaseOperator], task_id: str, **kwargs: Any) -> Any:
             return operator(task_id=task_id, retries=tries[task_id], doc_md=TASK_DOCS[task_id], **kwargs)
 
-        parameters = stage(ValidateParametersOperator, "validate_parameters")
-        validated = parameters.output
+        setup = stage(SetupRunOperator, SETUP_TASK_ID)
+        validated = XComArg(setup, key=PARAMETERS_XCOM)
 
-        workspace = stage(PrepareWorkspaceOperator, "prepare_workspace", parameters=validated)
         checkout = stage(CheckoutOperator, "checkout", parameters=validated)
         node = {"parameters": validated, "checkout": checkout.output}  # the stages running the project's Node
         install = stage(InstallDependenciesOperator, "install", **node)
@@ -130,12 +131,14 @@ def pipeline_dag(
             install >> [bundle, typecheck] >> upload
             kustomize >> upload  # the overlays render before anything is written
 
-        workers = each_worker.expand(worker=workspace.output)
-        publish = stage(PublishReleaseOperator, "publish", parameters=validated, checkout=checkout.output,
+        workers = each_worker.expand(worker=setup.output)
+        # publish reads the parameters from setup's XCom itself: it runs after skipped stages (none_failed),
+        # and Airflow lets only all_success tasks follow a setup task directly
+        publish = stage(PublishReleaseOperator, "publish", checkout=checkout.output,
                         upload_task_id="upload", outlets=[asset])
         cleanup = stage(RemoveWorkspaceOperator, "remove_workspace", parameters=validated)
 
-        parameters >> workspace >> checkout >> install >> workers >> publish
+        setup >> checkout >> install >> workers >> publish
         checkout >> kustomize >> publish
-        publish >> cleanup.as_teardown(setups=workspace)
+        publish >> cleanup.as_teardown(setups=setup)
     return dag

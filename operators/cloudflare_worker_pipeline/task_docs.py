@@ -13,14 +13,13 @@ ConfigMaps that deploys read. A port of the Tekton pipeline `build-and-upload-cl
 
 | Step | Task | Writes |
 |---|---|---|
-| 1 | `validate_parameters` | nothing (reads only) |
-| 2 | `prepare_workspace` (setup) | the run's workspace |
-| 3 | `checkout` | the clone |
-| 4 | `install` → `bundle`, `typecheck` | `node_modules`, `dist/` |
-| 5 | `kustomize_build` (beside 4-6) | rendered overlays |
-| 6 | `upload` | the R2 object |
-| 7 | `publish` | both ConfigMaps, the Asset event |
-| 8 | `remove_workspace` (teardown) | removes the workspace |
+| 1 | `setup`: validate parameters, then prepare workspace | the run's workspace (after validation) |
+| 2 | `checkout` | the clone |
+| 3 | `install` → `bundle`, `typecheck` | `node_modules`, `dist/` |
+| 4 | `kustomize_build` (beside 3-5) | rendered overlays |
+| 5 | `upload` | the R2 object |
+| 6 | `publish` | both ConfigMaps, the Asset event |
+| 7 | `remove_workspace` (teardown) | removes the workspace |
 
 **A release is published whole.** `publish` runs only when `upload` and `kustomize_build` both
 succeeded, so a red run never leaves new manifests beside an old bundle or the reverse.
@@ -37,10 +36,11 @@ several workers, a stored worker's own instances are skipped while the others bu
 
 ## When a run is red
 
-- **`validate_parameters` failed**: the message names the parameter or setting; fix the conf
-  and trigger again. Nothing was cloned or written.
-- **`prepare_workspace` failed**: the deployment cannot host the build (bubblewrap cannot run,
-  or the workspace claim is missing or not mounted); the message says which and how to fix it.
+- **`setup` failed in its "Validate parameters" section**: the message names the parameter or
+  setting; fix the conf and trigger again. Nothing was cloned or written.
+- **`setup` failed in its "Prepare workspace" section**: the deployment cannot host the build
+  (bubblewrap cannot run, or the workspace claim is missing or not mounted); the message says which
+  and how to fix it.
 - **A stage failed with `ERROR: ...`**: the project's problem (no Wrangler config, a broken
   overlay, a bundle over the size limit); not retried. Fix the repository.
 - **A stage failed otherwise** (network, registry, timeout): it was retried; check the task log's
@@ -54,11 +54,12 @@ Each run's objects carry the commit: the R2 object's `commit` metadata, and the 
 """
 
 TASK_DOCS = {
-    "validate_parameters": "Checks every parameter, the allowed hosts, the owners of the object and the ConfigMaps, "
-                           "and that the ConfigMaps can be written. Fails once, naming the parameter or setting.",
-    "prepare_workspace": "Creates the run's workspace (a directory, or a Kubernetes claim) and checks this "
-                         "deployment can use it. Returns the run's workers, which `bundle`, `typecheck` and `upload` "
-                         "are mapped over. The run's setup task; `remove_workspace` is its teardown.",
+    "setup": "Two steps, each a section of the log. **Validate parameters**: every parameter, the allowed hosts, the "
+             "owners of the object and the ConfigMaps, and that the ConfigMaps can be written; fails once, naming the "
+             "parameter or setting. **Prepare workspace**: creates the run's workspace (a directory, or a Kubernetes "
+             "claim) and checks this deployment can use it. Returns the run's workers, which `bundle`, `typecheck` and "
+             "`upload` are mapped over; the validated parameters are its XCom `parameters`. The run's setup task; "
+             "`remove_workspace` is its teardown.",
     "checkout": "Clones `git-url` at `git-revision` (shallow; sparse when asked). Returns `commit_sha` and the "
                 "build's fingerprint. A symlink leading out of the clone fails here, naming it. When the object at the "
                 "key already holds this build, it skips `install`, `bundle`, `typecheck` and `upload`.",

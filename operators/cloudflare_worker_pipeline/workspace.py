@@ -32,12 +32,12 @@ class WorkspaceNotVisibleError(RuntimeError):
 
 
 def check_visible(path: Path, task_id: str) -> None:
-    """Fail when ``path`` (the run's workspace, prepared by ``prepare_workspace``) is not on this
+    """Fail when ``path`` (the run's workspace, prepared by ``setup``) is not on this
     worker: another worker prepared it, and this one does not share its ``workspace_root``."""
     if path.is_dir():
         return
     raise WorkspaceNotVisibleError(
-        f"{task_id}: the run's workspace {path} is not on this worker ({socket.gethostname()}): prepare_workspace "
+        f"{task_id}: the run's workspace {path} is not on this worker ({socket.gethostname()}): setup "
         "created it on another. Every task of a run must see one workspace: give all workers the same "
         f"workspace_root on a shared volume ([{SECTION}] workspace_root), or route the pipeline's tasks to one "
         "worker's queue (README, \"Scaling out\")"

@@ -186,7 +186,7 @@ def test_bad_values_through_the_whole_dag_leave_nothing_behind(pipeline_dag, git
         except ParamValidationError as error:  # the DAG's schema refused it before any task ran
             assert name in str(error)
         else:
-            assert run.task_states["validate_parameters"] == "failed", (name, value)
+            assert run.task_states["setup"] == "failed", (name, value)
             assert run.task_states["checkout"] == "upstream_failed"
         assert objects_in(s3_client, bucket) == {}
         assert connections.objects() == {}

@@ -110,7 +110,7 @@ def test_a_bundle_over_the_deployment_ceiling_fails_before_upload_giving_both_si
     monkeypatch.setenv("AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__MAX_BUNDLE_BYTES", "4096")
     repo = git_server.publish("too-large", REPO / "examples" / "hello-worker")
     refused = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
-    assert refused.task_states["validate_parameters"] == "failed", "the run's limit may not exceed the ceiling"
+    assert refused.task_states["setup"] == "failed", "the run's limit may not exceed the ceiling"
     assert ("Invalid parameter 'bundle-size-limit-bytes': expected at most 4096 (the deployment's setting "
             "max_bundle_bytes), got 10485760") in failure_output(capfd)
 
@@ -161,7 +161,7 @@ def test_a_deployment_can_forbid_build_command(pipeline_dag, git_server, connect
     run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url,
                                               build_command='["node", "-e", "1"]'))
 
-    assert run.task_states["validate_parameters"] == "failed", run.task_states
+    assert run.task_states["setup"] == "failed", run.task_states
     output = failure_output(capfd)
     assert "Invalid parameter 'build-command'" in output and "allow_build_command = False" in output, output[-2000:]
     assert objects_in(s3_client, bucket) == {}
@@ -178,7 +178,7 @@ def test_another_port_on_an_allowed_endpoint_host_is_refused_before_anything_is_
 
     run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, f"http://127.0.0.1:{other}"))
 
-    assert run.task_states["validate_parameters"] == "failed", run.task_states
+    assert run.task_states["setup"] == "failed", run.task_states
     assert f"port {other} of host 127.0.0.1 is not allowed here" in failure_output(capfd)
     assert objects_in(s3_client, bucket) == {}
 
@@ -208,9 +208,9 @@ def test_bad_parameters_fail_before_anything_is_cloned_uploaded_or_written(
         run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url, **overrides))
     except ParamValidationError as error:  # the DAG's schema refused it: no run exists (the REST API's 400)
         assert parameter in str(error)
-    else:  # a rule only validate_parameters can check
+    else:  # a rule only setup's validation can check
         assert run.state == "failed"
-        assert run.task_states["validate_parameters"] == "failed"
+        assert run.task_states["setup"] == "failed"
         assert run.task_states["checkout"] == "upstream_failed"
         assert f"Invalid parameter '{parameter}'" in failure_output(capfd)
     assert objects_in(s3_client, bucket) == {}

@@ -71,5 +71,5 @@ def test_a_payload_the_schema_or_validation_refuses_is_refused_naming_its_parame
         return
     finally:
         assert not os.path.exists(MARKER), f"{name}={value!r} reached a shell"
-    assert run.task_states["validate_parameters"] == "failed", (name, value, run.task_states)
+    assert run.task_states["setup"] == "failed", (name, value, run.task_states)
     assert f"Invalid parameter '{name}'" in failure_output(capfd)

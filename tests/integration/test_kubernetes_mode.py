@@ -99,7 +99,7 @@ def test_a_per_run_claim_without_kubernetes_executor_fails_at_run_start_saying_w
     repo = git_server.publish("k8s-celery", REPO / "examples" / "hello-worker")
     run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
 
-    assert run.task_states["prepare_workspace"] == "failed"
+    assert run.task_states["setup"] == "failed"
     assert "only KubernetesExecutor worker pods can mount" in failure_output(capfd)
     assert per_run_claims.pod_store.deleted_pods == [] and per_run_claims.pods == {}
     assert not [path for _, path, _ in per_run_claims.requests if "persistentvolumeclaims" in path]
@@ -111,7 +111,7 @@ def test_a_missing_shared_claim_fails_at_run_start(pipeline_dag, git_server, kub
     repo = git_server.publish("k8s-missing-claim", REPO / "examples" / "hello-worker")
     run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
 
-    assert run.task_states["prepare_workspace"] == "failed"
+    assert run.task_states["setup"] == "failed"
     assert f"claim 'no-such-claim' not found in namespace {NAMESPACE}" in failure_output(capfd)
     assert kubernetes_mode.pod_store.deleted_pods == []
 

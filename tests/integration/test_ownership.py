@@ -44,7 +44,7 @@ def test_a_config_map_of_another_owner_is_refused_before_anything_is_built(
 
     run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
 
-    assert run.task_states["validate_parameters"] == "failed"
+    assert run.task_states["setup"] == "failed"
     output = failure_output(capfd)
     assert "Invalid parameter 'kustomize-manifests-config-map-name'" in output and says in output
     assert connections.get(NAMESPACE, "my-worker-manifests") == before
@@ -59,7 +59,7 @@ def test_an_object_of_another_owner_is_refused_before_anything_is_built(
 
     run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
 
-    assert run.task_states["validate_parameters"] == "failed"
+    assert run.task_states["setup"] == "failed"
     assert "Invalid parameter 'r2-object-key'" in failure_output(capfd)
     assert objects_in(s3_client, bucket) == {"my-worker/build.js": b"theirs"}
     assert connections.objects() == {}
@@ -103,7 +103,7 @@ def test_manifest_files_are_owned_the_same_way(pipeline_dag, git_server, no_kube
 
     run = run_pipeline(pipeline_dag, other)
 
-    assert run.task_states["validate_parameters"] == "failed"
+    assert run.task_states["setup"] == "failed"
     assert f"belongs to another owner ({OWNER[0]}={OWNER[1]})" in failure_output(capfd)
 
 
@@ -115,7 +115,7 @@ def test_an_object_without_owner_metadata_is_not_replaced_unless_the_deployment_
 
     refused = run_pipeline(pipeline_dag, conf)
 
-    assert refused.task_states["validate_parameters"] == "failed", refused.task_states
+    assert refused.task_states["setup"] == "failed", refused.task_states
     output = failure_output(capfd)
     assert "Invalid parameter 'r2-object-key'" in output and "exists without owner metadata" in output, output[-2000:]
     assert objects_in(s3_client, bucket) == {"my-worker/build.js": b"another tool's"}
@@ -149,7 +149,7 @@ def test_force_rebuild_does_not_replace_another_repositorys_build(pipeline_dag, 
 
     run = run_pipeline(pipeline_dag, {**conf_for(second.url, bucket, s3_server.endpoint_url), "force-rebuild": "true"})
 
-    assert run.task_states["validate_parameters"] == "failed", run.task_states
+    assert run.task_states["setup"] == "failed", run.task_states
     output = failure_output(capfd)
     assert f"was built from another repository ({first.url})" in output, output[-2000:]
     assert objects_in(s3_client, bucket) == before
@@ -188,7 +188,7 @@ def test_another_owners_value_is_refused_for_this_repository(pipeline_dag, git_s
 
     claims_b = run_pipeline(pipeline_dag, team_conf(ours.url, bucket, s3_server.endpoint_url, "team-b", "team-b"))
 
-    assert claims_b.task_states["validate_parameters"] == "failed", claims_b.task_states
+    assert claims_b.task_states["setup"] == "failed", claims_b.task_states
     output = failure_output(capfd)
     assert "Invalid parameter 'owner-identifier-label-value'" in output, output[-2000:]
     assert f"grants this repository to: {OWNER[0]}=team-a" in output
@@ -199,7 +199,7 @@ def test_another_owners_value_is_refused_for_this_repository(pipeline_dag, git_s
     sneaks_in = run_pipeline(pipeline_dag, team_conf(ours.url, bucket, s3_server.endpoint_url, "team-a", "team-a",
                                                      additional_workers=json.dumps(extra)))
 
-    assert sneaks_in.task_states["validate_parameters"] == "failed", sneaks_in.task_states
+    assert sneaks_in.task_states["setup"] == "failed", sneaks_in.task_states
     assert "Invalid parameter 'additional-workers[1].r2-object-key'" in failure_output(capfd)
     assert (objects_in(s3_client, bucket), connections.objects()) == b_release
 
@@ -214,7 +214,7 @@ def test_a_caller_the_tenant_map_does_not_list_is_refused(pipeline_dag, git_serv
 
     run = run_pipeline(pipeline_dag, conf)
 
-    assert run.task_states["validate_parameters"] == "failed", run.task_states
+    assert run.task_states["setup"] == "failed", run.task_states
     assert "'dag_test', who triggered this run" in failure_output(capfd)
     assert objects_in(s3_client, bucket) == {} and connections.objects() == {}
     monkeypatch.setenv(SETTING + "TENANTS", tenant_map(tmp_path, team_a=["service-catalogue", "dag_test"]))

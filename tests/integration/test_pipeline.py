@@ -252,7 +252,7 @@ def test_a_missing_kubernetes_connection_fails_the_run_before_anything_is_built(
     repo = git_server.publish("no-connection", REPO / "examples" / "hello-worker")
     run = run_pipeline(pipeline_dag, conf_for(repo.url, bucket, s3_server.endpoint_url))
 
-    assert run.task_states["validate_parameters"] == "failed"
+    assert run.task_states["setup"] == "failed"
     assert run.task_states["checkout"] == "upstream_failed"
     assert ("configmap_destination is cluster, but Airflow has no connection 'kubernetes_default'"
             in failure_output(capfd))

@@ -120,7 +120,7 @@ def test_a_plain_http_git_server_is_refused_unless_the_setting_allows_it(pipelin
                            json.dumps({"conn_type": "generic", "login": "ci-bot", "password": TOKEN}))
         conf = conf_for(internal.url("internal-http"), bucket, s3_server.endpoint_url)
         refused = run_pipeline(pipeline_dag, conf)
-        assert refused.task_states["validate_parameters"] == "failed"
+        assert refused.task_states["setup"] == "failed"
         assert "http:// needs the allow_http_git_urls setting" in failure_output(capfd)
 
         monkeypatch.setenv("AIRFLOW__CLOUDFLARE_WORKER_PIPELINE__ALLOW_HTTP_GIT_URLS", "true")
@@ -198,11 +198,11 @@ def test_an_ssh_url_without_a_known_host_key_or_a_deploy_key_is_refused_at_valid
     url = ssh_git.url("ssh-refused")
     monkeypatch.setenv("AIRFLOW_CONN_GIT_DEFAULT", ssh_connection(ssh_git, known_hosts=""))
     no_host = run_pipeline(pipeline_dag, conf_for(url, bucket, s3_server.endpoint_url))
-    assert no_host.task_states["validate_parameters"] == "failed"
+    assert no_host.task_states["setup"] == "failed"
     assert "host keys are always checked" in failure_output(capfd)
     monkeypatch.setenv("AIRFLOW_CONN_GIT_DEFAULT", json.dumps({"conn_type": "ssh", "extra": {
         "known_hosts": ssh_git.known_hosts}}))
     no_key = run_pipeline(pipeline_dag, conf_for(url, bucket, s3_server.endpoint_url))
-    assert no_key.task_states["validate_parameters"] == "failed"
+    assert no_key.task_states["setup"] == "failed"
     assert "a deploy key in the connection git_default (extra private_key)" in failure_output(capfd)
     assert objects_in(s3_client, bucket) == {}

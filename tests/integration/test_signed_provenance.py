@@ -117,7 +117,7 @@ def test_without_the_signing_connection_runs_are_refused_unless_unsigned_output_
 
     refused = run_pipeline(pipeline_dag, conf)
 
-    assert refused.task_states["validate_parameters"] == "failed", refused.task_states
+    assert refused.task_states["setup"] == "failed", refused.task_states
     assert "provenance_signing_conn_id: connection 'provenance_signing_default' does not exist" in failure_output(capfd)
     assert objects_in(s3_client, bucket) == {}
 

@@ -177,7 +177,7 @@ def test_the_catalogue_triggers_a_build_over_rest_and_reads_the_results_back(air
     states = {ti["task_id"]: ti["state"] for ti in api.get(
         f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns/{again}/taskInstances", timeout=10).json()["task_instances"]}
     assert states == {**dict.fromkeys(("install", "bundle", "typecheck", "upload"), "skipped"),
-                      **dict.fromkeys(("validate_parameters", "prepare_workspace", "checkout", "kustomize_build",
+                      **dict.fromkeys(("setup", "checkout", "kustomize_build",
                                        "publish", "remove_workspace"), "success")}
     published = api.get(f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns/{again}/taskInstances/publish/xcomEntries/"
                         "return_value", params={"deserialize": "true"}, timeout=10).json()["value"]
@@ -256,8 +256,8 @@ def test_the_rest_caller_is_who_the_tenant_map_binds(airflow_server, git_server,
     assert airflow_server.wait_for_run(DAG_ID, run_id)["state"] == "failed"
     states = {ti["task_id"]: ti["state"] for ti in api.get(
         f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", timeout=10).json()["task_instances"]}
-    assert states["validate_parameters"] == "failed" and states["checkout"] == "upstream_failed", states
-    log = api.get(f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/validate_parameters/logs/1",
+    assert states["setup"] == "failed" and states["checkout"] == "upstream_failed", states
+    log = api.get(f"{airflow_server.url}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/setup/logs/1",
                   headers={"Accept": "application/json"}, timeout=10).text
     assert f"{airflow_server.username!r}, who triggered this run" in log, log[-3000:]
     assert "restricted/worker.js" not in objects_in(s3_client, bucket)

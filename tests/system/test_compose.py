@@ -287,7 +287,7 @@ def _probe_sandbox_in_a_mount_namespace(setup: str, scratch: Path) -> subprocess
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root to make a mount namespace")
 def test_the_worker_unmasks_proc_which_the_build_sandbox_needs_inside_docker(compose, tmp_path) -> None:
     """Inside a container whose /proc Docker masks, bubblewrap cannot mount the sandbox's own /proc:
-    every run would fail at prepare_workspace. The worker service turns the masks off."""
+    every run would fail at setup. The worker service turns the masks off."""
     masked = _probe_sandbox_in_a_mount_namespace(DOCKER_MASKED_PROC, tmp_path / "masked")
     assert masked.returncode != 0 and "Can't mount proc" in masked.stderr, masked.stderr[-2000:]
     assert "systempaths=unconfined" in masked.stderr  # the error says what to set

@@ -12,9 +12,9 @@ from tests.conftest import REPO
 def test_the_task_graph_is_the_pipeline_diagram(pipeline_dag) -> None:
     edges = {task.task_id: sorted(task.downstream_task_ids) for task in pipeline_dag.tasks}
     assert edges == {
-        "validate_parameters": ["bundle", "checkout", "install", "kustomize_build", "prepare_workspace", "publish",
-                                "remove_workspace", "typecheck", "upload"],  # the validated parameters
-        "prepare_workspace": ["bundle", "checkout", "remove_workspace", "typecheck", "upload"],  # the workers
+        # the validated parameters, and the workers (publish reads them without an edge: it follows skipped stages,
+        # and Airflow lets only all_success tasks follow a setup task)
+        "setup": ["bundle", "checkout", "install", "kustomize_build", "remove_workspace", "typecheck", "upload"],
         "checkout": ["bundle", "install", "kustomize_build", "publish", "typecheck", "upload"],  # commit, Node, stored build
         "install": ["bundle", "typecheck", "upload"],  # the toolchain, for the provenance
         "typecheck": ["upload"],  # type errors stop the upload
@@ -24,12 +24,12 @@ def test_the_task_graph_is_the_pipeline_diagram(pipeline_dag) -> None:
         "publish": ["remove_workspace"],
         "remove_workspace": [],
     }
-    # one bundle, typecheck and upload per worker: Airflow maps the group over prepare_workspace's list
+    # one bundle, typecheck and upload per worker: Airflow maps the group over setup's list
     group = pipeline_dag.task_group_dict["workers"]
     assert type(group).__name__ == "MappedTaskGroup"
     assert sorted(group.children) == ["bundle", "typecheck", "upload"]
     assert pipeline_dag.get_task("remove_workspace").is_teardown
-    assert pipeline_dag.get_task("prepare_workspace").is_setup
+    assert pipeline_dag.get_task("setup").is_setup
     # checkout may skip install (and so bundle and upload): publish still runs then, never after a failure
     assert pipeline_dag.get_task("publish").trigger_rule == "none_failed"
     assert {pipeline_dag.get_task(task).trigger_rule for task in ("install", "bundle", "typecheck", "upload")} == {

@@ -17,7 +17,7 @@ def build(**kwargs: object) -> object:
 def test_the_defaults_retry_only_what_a_retry_can_fix() -> None:
     dag = build()
     assert {task.task_id: task.retries for task in dag.tasks} == {
-        "validate_parameters": 0, "prepare_workspace": 0, "checkout": 2, "install": 1, "bundle": 0, "typecheck": 0,
+        "setup": 0, "checkout": 2, "install": 1, "bundle": 0, "typecheck": 0,
         "upload": 3, "kustomize_build": 1, "publish": 3, "remove_workspace": 0}
     assert dag.max_active_runs == 4
     assert {task.owner for task in dag.tasks} == {"airflow"}

@@ -2,10 +2,10 @@
 
 Triggered with DAG-run conf using the spec's parameter names (``git-url``, ``r2-object-key``...)
 from the service catalogue's REST calls or the UI's trigger form. The task graph is in
-``operators/pipeline.py``:
+``cloudflare_worker_pipeline/pipeline.py``:
 
-    validate_parameters >> checkout >> install >> bundle >> upload >> store_artifact_metadata
-                           checkout >> kustomize_build            (in parallel with install..metadata)
+    setup >> checkout >> install >> [bundle, typecheck] >> upload >> publish
+             checkout >> kustomize_build ──────────────> upload, publish
     remove_workspace: teardown, runs whatever happened
 """
 

@@ -35,8 +35,10 @@ if TYPE_CHECKING:
 class PipelineOperator(BaseOperator):
     """An operator reading the validated parameters.
 
-    :param parameters: the output of ``validate_parameters`` (an XComArg resolving to
-        :meth:`PipelineParameters.to_dict`); operators never read the raw DAG-run conf.
+    :param parameters: the validated parameters ``setup`` stores (an XComArg resolving to
+        :meth:`PipelineParameters.to_dict`); operators never read the raw DAG-run conf. None: read
+        from ``setup``'s XCom when the task runs, without an edge from ``setup`` (``publish``: Airflow
+        lets only ``all_success`` tasks follow a setup task directly).
     :param worker: in the per-worker stages, the worker this task instance builds (one of
         :attr:`PipelineParameters.workers`, mapped by Airflow); its values replace the top-level ones.
     """
@@ -44,14 +46,21 @@ class PipelineOperator(BaseOperator):
     template_fields: Sequence[str] = ("parameters", "worker")
     ui_color = "#f6821f"  # Cloudflare orange
 
-    def __init__(self, *, parameters: Any, worker: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *, parameters: Any = None, worker: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.parameters = parameters
         self.worker: Worker | None = worker
 
     @cached_property
     def pipeline(self) -> PipelineParameters:
-        parameters = PipelineParameters.from_dict(self.parameters)
+        raw = self.parameters
+        if raw is None:
+            from airflow.sdk import get_current_context
+
+            from cloudflare_worker_pipeline.operators.setup import PARAMETERS_XCOM, SETUP_TASK_ID
+
+            raw = get_current_context()["ti"].xcom_pull(task_ids=SETUP_TASK_ID, key=PARAMETERS_XCOM)
+        parameters = PipelineParameters.from_dict(raw)
         return parameters.for_worker(self.worker) if self.worker else parameters
 
     @property

@@ -1,11 +1,10 @@
 """Validation of the run's parameters and of the deployment: the gate before anything is cloned
-or written. It only reads; the workspace is prepared by the next task."""
+or written. It only reads. The first step of the run's ``setup`` task (:mod:`.setup`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from cloudflare_worker_pipeline.allowed_hosts import HostNotAllowedError, check_host, check_r2_endpoint
@@ -83,46 +82,41 @@ def check_object(parameters: PipelineParameters, settings: PipelineSettings, par
         log.warning("Could not check the owner of %s now (%s); the upload checks again", target, type(error).__name__)
 
 
-class ValidateParametersOperator(BaseOperator):
-    """Check every parameter and the deployment, and return the parameters for the stages.
+def validate_run(settings: PipelineSettings, dag_id: str, context: Any, log: TaskLog) -> PipelineParameters:
+    """Check every parameter and the deployment; the parameters the stages read.
 
     Bad input fails here, once and without retries, naming the parameter; nothing has been
-    cloned, uploaded or written yet. A deployment that cannot work (say, a workspace claim the
-    upload task could never read) fails here too, saying why.
+    cloned, uploaded or written yet. A deployment that cannot work (a missing connection, a
+    signer that cannot sign, a tenant map that cannot be read) fails here too, saying why.
     """
-
-    ui_color = "#fbd38d"
-
-    def execute(self, context: Any) -> dict[str, Any]:
-        try:
-            settings = PipelineSettings.from_airflow_config()
-            workspace = run_workspace(settings, self.dag_id, context["run_id"])
-            parameters = PipelineParameters.from_conf(
-                dict(context["params"]), workspace=str(workspace.path), git_schemes=settings.git_url_schemes
-            )
-            if parameters.bundle_size_limit_bytes > settings.max_bundle_bytes:
-                raise InvalidParameterError("bundle-size-limit-bytes", f"at most {settings.max_bundle_bytes} (the "
-                                            "deployment's setting max_bundle_bytes)", parameters.bundle_size_limit_bytes)
-            if parameters.build_command and not settings.allow_build_command:
-                raise InvalidParameterError("build-command", "none: this deployment runs no command a run names "
-                                            "(setting allow_build_command = False)", list(parameters.build_command))
-            tenants = load_tenants(settings.tenants)
-            if tenants is not None:  # the deployment decides who owns what, not the run
-                check_grants(parameters, tenants, context["dag_run"].triggering_user_name)
-            check_allowed_hosts(parameters, settings)
-            check_ssh_access(parameters.git_url, settings, optional_connection(settings.git_conn_id),
-                             kubernetes=settings.execution_mode is ExecutionMode.KUBERNETES)
-            run_signer(settings.provenance_signing_conn_id, settings.allow_unsigned_provenance)  # before any build
-            store = config_map_store(settings)  # a missing connection fails here, before any build
-            check_owners(parameters, settings, store, self.log)
-        except (InvalidParameterError, HostNotAllowedError, SettingsError, TenantMapError, ProvenanceSigningError,
-                ConfigMapOwnedElsewhereError, ObjectOwnedElsewhereError) as error:
-            raise AirflowFailException(str(error)) from None
-        self.log.info(
-            "Building %s at %s (%s) in bucket %s; workspace %s (%s, %s mode); ConfigMaps to %s",
-            parameters.git_url, parameters.git_revision, ", ".join(
-                f"project root {w['project_root']} into {w['r2_object_key']}" for w in parameters.workers),
-            parameters.r2_bucket_name, parameters.workspace, workspace.kind.value, settings.execution_mode.value,
-            settings.configmap_destination.value,
+    try:
+        workspace = run_workspace(settings, dag_id, str(context["run_id"]))
+        parameters = PipelineParameters.from_conf(
+            dict(context["params"]), workspace=str(workspace.path), git_schemes=settings.git_url_schemes
         )
-        return parameters.to_dict()
+        if parameters.bundle_size_limit_bytes > settings.max_bundle_bytes:
+            raise InvalidParameterError("bundle-size-limit-bytes", f"at most {settings.max_bundle_bytes} (the "
+                                        "deployment's setting max_bundle_bytes)", parameters.bundle_size_limit_bytes)
+        if parameters.build_command and not settings.allow_build_command:
+            raise InvalidParameterError("build-command", "none: this deployment runs no command a run names "
+                                        "(setting allow_build_command = False)", list(parameters.build_command))
+        tenants = load_tenants(settings.tenants)
+        if tenants is not None:  # the deployment decides who owns what, not the run
+            check_grants(parameters, tenants, context["dag_run"].triggering_user_name)
+        check_allowed_hosts(parameters, settings)
+        check_ssh_access(parameters.git_url, settings, optional_connection(settings.git_conn_id),
+                         kubernetes=settings.execution_mode is ExecutionMode.KUBERNETES)
+        run_signer(settings.provenance_signing_conn_id, settings.allow_unsigned_provenance)  # before any build
+        store = config_map_store(settings)  # a missing connection fails here, before any build
+        check_owners(parameters, settings, store, log)
+    except (InvalidParameterError, HostNotAllowedError, SettingsError, TenantMapError, ProvenanceSigningError,
+            ConfigMapOwnedElsewhereError, ObjectOwnedElsewhereError) as error:
+        raise AirflowFailException(str(error)) from None
+    log.info(
+        "Building %s at %s (%s) in bucket %s; workspace %s (%s, %s mode); ConfigMaps to %s",
+        parameters.git_url, parameters.git_revision, ", ".join(
+            f"project root {w['project_root']} into {w['r2_object_key']}" for w in parameters.workers),
+        parameters.r2_bucket_name, parameters.workspace, workspace.kind.value, settings.execution_mode.value,
+        settings.configmap_destination.value,
+    )
+    return parameters
