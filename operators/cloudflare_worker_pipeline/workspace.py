@@ -102,7 +102,11 @@ class LocalDirectory(Workspace):
 
         self.path.mkdir(parents=True, exist_ok=True)
         if self.settings.sandbox != "none":
-            check_sandbox(self.path.parent / f".sandbox-check-{self.path.name}")
+            try:
+                check_sandbox(self.path.parent / f".sandbox-check-{self.path.name}")
+            except BaseException:  # the teardown runs only after a setup that succeeded
+                shutil.rmtree(self.path, ignore_errors=True)
+                raise
         log.info("Prepared workspace %s (%s)", self.path, self.kind.value)
 
 

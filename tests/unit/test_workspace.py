@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from tests.helpers import SETTING
@@ -76,3 +78,17 @@ def test_a_workspace_another_worker_prepared_fails_saying_what_to_do(tmp_path) -
     assert message.startswith(f"install: the run's workspace {tmp_path / 'elsewhere'} is not on this worker "
                               f"({socket.gethostname()})")
     assert "same workspace_root on a shared volume" in message and "one worker's queue" in message
+
+
+def test_a_directory_whose_sandbox_check_fails_is_removed_again(monkeypatch, tmp_path) -> None:
+    """The teardown runs only after a setup that succeeded: a failed check must not leave the directory."""
+    from cloudflare_worker_pipeline.execution.sandbox import SandboxUnavailableError
+    from cloudflare_worker_pipeline.settings import PipelineSettings
+    from cloudflare_worker_pipeline.workspace import run_workspace
+
+    monkeypatch.setenv(SETTING + "WORKSPACE_ROOT", str(tmp_path / "builds"))
+    local = run_workspace(PipelineSettings.from_airflow_config(), DAG, RUN)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on it
+    with pytest.raises(SandboxUnavailableError):
+        local.prepare(logging.getLogger("test"), {})
+    assert not local.path.exists() and local.path.parent.is_dir()

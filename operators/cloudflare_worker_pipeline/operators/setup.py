@@ -40,7 +40,7 @@ class SetupRunOperator(BaseOperator):
     1. **Validate parameters** (:func:`.validate.validate_run`): bad input fails here, once and
        without retries, naming the parameter, before anything is cloned or written.
     2. **Prepare workspace**: a directory or a claim, checked usable by this deployment (bubblewrap
-       runs here; workers see the shared claim). A workspace that fails this check is removed again:
+       runs here; workers see the shared claim). A directory that fails this check is removed again:
        the teardown runs only after a setup that succeeded.
 
     Returns the run's workers, which ``bundle``, ``typecheck`` and ``upload`` are mapped over; the
@@ -68,10 +68,6 @@ class SetupRunOperator(BaseOperator):
             try:
                 workspace.prepare(self.log, parameters.owner_labels)
             except (SettingsError, SandboxUnavailableError) as error:
-                try:
-                    workspace.remove(self.log)
-                except Exception as cleanup:  # the preparation's error is the one to report
-                    self.log.warning("Could not remove the workspace again: %s", cleanup)
                 raise AirflowFailException(str(error)) from None
         context["ti"].xcom_push(key=PARAMETERS_XCOM, value=parameters.to_dict())
         return parameters.workers
