@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 SECTION = "cloudflare_worker_pipeline"
+# The triggered DAG (the scheduled rebuilds are rebuild_<service>).
+MAIN_DAG_ID = "build_and_upload_cloudflare_worker"
 VERSION = "0.1.0"
 
 _POD_RESOURCES = ('{"requests": {"cpu": "500m", "memory": "1Gi", "ephemeral-storage": "1Gi"}, '

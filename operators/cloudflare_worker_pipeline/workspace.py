@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudflare_worker_pipeline.execution.base import TaskLog
-from cloudflare_worker_pipeline.get_provider_info import SECTION
+from cloudflare_worker_pipeline.get_provider_info import MAIN_DAG_ID, SECTION
 from cloudflare_worker_pipeline.modes import WorkspaceKind
 from cloudflare_worker_pipeline.settings import PipelineSettings, SettingsError
 
@@ -200,9 +200,6 @@ _KINDS: dict[WorkspaceKind, type[Workspace]] = {
 def run_workspace(settings: PipelineSettings, dag_id: str, run_id: str) -> Workspace:
     """The run's workspace, of the kind the settings give."""
     return _KINDS[settings.workspace_kind](settings, dag_id, run_id)
-
-
-MAIN_DAG_ID = "build_and_upload_cloudflare_worker"
 
 
 def pipeline_dag_ids(settings: PipelineSettings) -> tuple[str, ...]:

@@ -11,8 +11,8 @@ from the service catalogue's REST calls or the UI's trigger form. The task graph
 
 from __future__ import annotations
 
+from cloudflare_worker_pipeline.get_provider_info import MAIN_DAG_ID
 from cloudflare_worker_pipeline.pipeline import bundle_asset, pipeline_dag
-from cloudflare_worker_pipeline.workspace import MAIN_DAG_ID
 
 dag = pipeline_dag(MAIN_DAG_ID, asset=bundle_asset("cloudflare-worker-bundles"),
                    doc_md=__doc__)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from cloudflare_worker_pipeline import metrics
-from cloudflare_worker_pipeline.fingerprint import inputs_outside
 from cloudflare_worker_pipeline.operators.node_stage import NodeStage
-from cloudflare_worker_pipeline.parameters import PipelineParameters
-from cloudflare_worker_pipeline.results import BuildFile, BundleResult, DurableObjects, ReportRow, Reproducibility
+
+if TYPE_CHECKING:
+    from cloudflare_worker_pipeline.parameters import PipelineParameters
+    from cloudflare_worker_pipeline.results import BuildFile, BundleResult, DurableObjects, ReportRow, Reproducibility
+
 
 _BUNDLE_PATH = re.compile(r"^dist/[A-Za-z0-9._-]+\.m?js$")
 # A file beside the bundle: Wrangler names modules "<sha1>-<source name>"; one path segment.
@@ -47,11 +48,17 @@ class BundleWorkerOperator(NodeStage):
 
     def _inputs_outside(self, listing: str) -> list[str]:
         """What the bundle read that this worker's fingerprint did not hash (at most 20 named)."""
+        from cloudflare_worker_pipeline.fingerprint import inputs_outside
+        from cloudflare_worker_pipeline.parameters import PipelineParameters
+
         run = PipelineParameters.from_dict(self.parameters)
         worker = self.worker or run.workers[0]
         return inputs_outside(listing, run, worker)[:20]
 
     def finish(self, results: dict[str, str], context: Any) -> BundleResult:
+        from cloudflare_worker_pipeline import metrics
+        from cloudflare_worker_pipeline.results import BundleResult
+
         path, size = results["bundle-path"], int(results["size-bytes"])
         if not _BUNDLE_PATH.match(path):
             raise AirflowFailException(f"ERROR: the bundle stage reported an unexpected bundle path {path!r}")
@@ -89,6 +96,8 @@ class BundleWorkerOperator(NodeStage):
 
 def parse_files(listing: str, bundle_name: str) -> list[BuildFile]:
     """The bundle stage's ``files`` result: each a module the bundle imports, or its source map."""
+    from cloudflare_worker_pipeline.results import BuildFile
+
     files: list[BuildFile] = []
     for line in listing.splitlines():
         match = _FILE_LINE.match(line)
@@ -121,6 +130,8 @@ def check_worker_size(p: PipelineParameters, path: str, size: int, gzip_bytes: i
 
 def parse_reproducibility(raw: str) -> Reproducibility:
     """The bundle stage's ``reproducibility``: not-checked, identical, or differs <file>..."""
+    from cloudflare_worker_pipeline.results import Reproducibility
+
     if raw == "identical":
         return Reproducibility(checked=True, identical=True, differing=[])
     if raw.startswith("differs"):
@@ -132,6 +143,8 @@ def parse_reproducibility(raw: str) -> Reproducibility:
 
 def parse_report(raw: str) -> list[ReportRow]:
     """The bundle stage's report: esbuild's bytes per input, largest first (at most 25)."""
+    from cloudflare_worker_pipeline.results import ReportRow
+
     try:
         rows = json.loads(raw)
     except ValueError:
@@ -144,6 +157,8 @@ def parse_report(raw: str) -> list[ReportRow]:
 
 def parse_durable_objects(raw: str) -> DurableObjects | None:
     """The config's Durable Objects as the bundle stage read them through Wrangler; None if it could not."""
+    from cloudflare_worker_pipeline.results import DurableObjects
+
     try:
         value = json.loads(raw)
     except ValueError:

@@ -4,44 +4,21 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow.sdk.bases.skipmixin import SkipMixin
 from airflow.sdk.exceptions import AirflowFailException
 
-from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError
-from cloudflare_worker_pipeline.clone_paths import PathEscapesCloneError, check_no_escaping_symlinks
-from cloudflare_worker_pipeline.egress_log import EGRESS_LOG_METADATA, egress_log_key
-from cloudflare_worker_pipeline.egress_policies import git_egress
-from cloudflare_worker_pipeline.execution.egress import EgressPolicy
-from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
-from cloudflare_worker_pipeline.fingerprint import (
-    FINGERPRINT_METADATA,
-    READS_OUTSIDE,
-    bundle_fingerprint,
-    local_node_version,
-    run_input_directories,
-)
-from cloudflare_worker_pipeline.git_ssh import deploy_key, is_ssh_url, known_hosts
 from cloudflare_worker_pipeline.links import CommitLink
-from cloudflare_worker_pipeline.modes import ExecutionMode
-from cloudflare_worker_pipeline.node_version import NodeVersionError, image_for, project_node_version, satisfies
 from cloudflare_worker_pipeline.operators.stage import StageOperator
-from cloudflare_worker_pipeline.ownership import same_identity
-from cloudflare_worker_pipeline.parameters import PipelineParameters, Worker, object_key_for_commit
-from cloudflare_worker_pipeline.provenance import PROVENANCE_METADATA, provenance_key
-from cloudflare_worker_pipeline.results import CheckoutResult, NodeVersion, StoredBuild, UploadedFile, WorkerBuild
-from cloudflare_worker_pipeline.signing import SIGNATURE_METADATA, ProvenanceSigningError, run_signer, signature_key
-from cloudflare_worker_pipeline.toolchain import measured_toolchain
-from cloudflare_worker_pipeline.worker_files import (
-    BROTLI_METADATA,
-    GZIP_METADATA,
-    MANIFEST_METADATA,
-    MAX_MANIFEST_BYTES,
-    manifest_key,
-    parse_manifest,
-)
+
+if TYPE_CHECKING:
+    from cloudflare_worker_pipeline.execution.egress import EgressPolicy
+    from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
+    from cloudflare_worker_pipeline.parameters import PipelineParameters, Worker
+    from cloudflare_worker_pipeline.results import CheckoutResult, NodeVersion, StoredBuild, UploadedFile, WorkerBuild
+
 
 
 class CheckoutOperator(StageOperator, SkipMixin):
@@ -72,6 +49,8 @@ class CheckoutOperator(StageOperator, SkipMixin):
         self.build_task_id = build_task_id
 
     def execute(self, context: Any) -> CheckoutResult:
+        from cloudflare_worker_pipeline.modes import ExecutionMode
+
         settings, url = self.settings, self.pipeline.git_url
         if settings.execution_mode is ExecutionMode.KUBERNETES and settings.pods.git_proxy and not url.startswith(
                 ("https://", "http://")):
@@ -96,6 +75,9 @@ class CheckoutOperator(StageOperator, SkipMixin):
         return result  # not reached: skip() raises DownstreamTasksSkipped
 
     def script_env(self, p: PipelineParameters) -> dict[str, str]:
+        from cloudflare_worker_pipeline.fingerprint import run_input_directories
+        from cloudflare_worker_pipeline.git_ssh import is_ssh_url, known_hosts
+
         return {
             "GIT_URL": p.git_url,
             "GIT_REVISION": p.git_revision,
@@ -117,6 +99,8 @@ class CheckoutOperator(StageOperator, SkipMixin):
     def secret_env(self) -> dict[str, str]:
         """A private repository's credentials, from the git connection when it exists: the HTTPS
         token, or for an SSH URL the deploy key (see :mod:`cloudflare_worker_pipeline.git_ssh`)."""
+        from cloudflare_worker_pipeline.git_ssh import deploy_key, is_ssh_url
+
         connection = self._git_connection()
         if connection is None:
             return {}
@@ -128,6 +112,8 @@ class CheckoutOperator(StageOperator, SkipMixin):
         return {"GIT_USERNAME": connection.login or "x-access-token", "GIT_PASSWORD": connection.password}
 
     def secret_refs(self) -> dict[str, tuple[str, str]]:
+        from cloudflare_worker_pipeline.git_ssh import is_ssh_url
+
         secret = self.settings.git_credentials_secret
         if not secret:
             return {}
@@ -137,6 +123,8 @@ class CheckoutOperator(StageOperator, SkipMixin):
 
     def sandbox_policy(self, p: PipelineParameters) -> SandboxPolicy:
         """A ``file://`` repository (allowed by setting) is shown read-only; nothing else of the host."""
+        from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
+
         policy = super().sandbox_policy(p)
         if not self.settings.allow_file_git_urls or not (p.git_url.startswith("file://") or p.git_url.startswith("/")):
             return policy
@@ -147,11 +135,19 @@ class CheckoutOperator(StageOperator, SkipMixin):
     def egress_policy(self, p: PipelineParameters) -> EgressPolicy | None:
         """git may reach the hosts of ``allowed_git_hosts`` (the git URL's, its submodules') on git's
         ports: https, git://, ssh, the URL's own port, and plain http only where allowed."""
+        from cloudflare_worker_pipeline.egress_policies import git_egress
+
         with contextlib.suppress(ValueError):
             return git_egress(self.settings, {urlsplit(p.git_url).port} - {None})  # type: ignore[arg-type]
         return git_egress(self.settings)
 
     def finish(self, results: dict[str, str], context: Any) -> CheckoutResult:
+        from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError
+        from cloudflare_worker_pipeline.clone_paths import PathEscapesCloneError, check_no_escaping_symlinks
+        from cloudflare_worker_pipeline.node_version import NodeVersionError
+        from cloudflare_worker_pipeline.results import CheckoutResult
+        from cloudflare_worker_pipeline.toolchain import measured_toolchain
+
         p = self.pipeline
         try:
             check_no_escaping_symlinks(p.checkout_dir)
@@ -168,12 +164,20 @@ class CheckoutOperator(StageOperator, SkipMixin):
 
     def _worker_build(self, p: PipelineParameters, worker: Worker, commit: str, input_trees: str,
                       node: NodeVersion | None) -> WorkerBuild:
+        from cloudflare_worker_pipeline.fingerprint import bundle_fingerprint
+        from cloudflare_worker_pipeline.results import WorkerBuild
+
         fingerprint = bundle_fingerprint(p, worker, self.settings, input_trees, node)
         return WorkerBuild(fingerprint=fingerprint,
                            stored_build=self._stored_build(p.for_worker(worker), commit, fingerprint))
 
     def _node_version(self) -> NodeVersion | None:
         """The Node the project asks for; in the local mode the worker's ``node`` must satisfy it."""
+        from cloudflare_worker_pipeline.fingerprint import local_node_version
+        from cloudflare_worker_pipeline.modes import ExecutionMode
+        from cloudflare_worker_pipeline.node_version import NodeVersionError, image_for, project_node_version, satisfies
+        from cloudflare_worker_pipeline.results import NodeVersion
+
         p = self.pipeline
         if p.node_version:
             wanted: NodeVersion | None = NodeVersion(version=p.node_version, source="parameter node-version")
@@ -197,7 +201,15 @@ class CheckoutOperator(StageOperator, SkipMixin):
 
     def _stored_build(self, p: PipelineParameters, commit: str, fingerprint: str) -> StoredBuild | None:
         """The object at the worker's key, when it already holds this build and ``force-rebuild`` is off."""
+        from cloudflare_worker_pipeline.egress_log import EGRESS_LOG_METADATA, egress_log_key
+        from cloudflare_worker_pipeline.fingerprint import FINGERPRINT_METADATA, READS_OUTSIDE
         from cloudflare_worker_pipeline.hooks.r2 import R2Error
+        from cloudflare_worker_pipeline.ownership import same_identity
+        from cloudflare_worker_pipeline.parameters import object_key_for_commit
+        from cloudflare_worker_pipeline.provenance import PROVENANCE_METADATA, provenance_key
+        from cloudflare_worker_pipeline.results import StoredBuild
+        from cloudflare_worker_pipeline.signing import SIGNATURE_METADATA, signature_key
+        from cloudflare_worker_pipeline.worker_files import BROTLI_METADATA, GZIP_METADATA, MANIFEST_METADATA
 
         if p.force_rebuild:
             self.log.info("force-rebuild: building, whatever the object at the key holds")
@@ -242,6 +254,8 @@ class CheckoutOperator(StageOperator, SkipMixin):
 
     def _signing(self) -> bool:
         """Does this deployment sign provenance (a signing connection exists, or is required)?"""
+        from cloudflare_worker_pipeline.signing import ProvenanceSigningError, run_signer
+
         settings = self.settings
         try:
             return run_signer(settings.provenance_signing_conn_id, settings.allow_unsigned_provenance) is not None
@@ -252,6 +266,7 @@ class CheckoutOperator(StageOperator, SkipMixin):
         """The stored build's statement or egress log at ``key``, when the bundle's metadata names
         one and it still holds that digest."""
         from cloudflare_worker_pipeline.hooks.r2 import R2Error
+        from cloudflare_worker_pipeline.results import UploadedFile
 
         if not sha256:
             return None
@@ -266,6 +281,7 @@ class CheckoutOperator(StageOperator, SkipMixin):
     def _stored_files(self, p: PipelineParameters, key: str, manifest_sha256: str | None) -> list[UploadedFile] | None:
         """The files stored beside the bundle, from the manifest it names; None: build again."""
         from cloudflare_worker_pipeline.hooks.r2 import R2Error
+        from cloudflare_worker_pipeline.worker_files import MAX_MANIFEST_BYTES, manifest_key, parse_manifest
 
         if not manifest_sha256:
             return []

@@ -6,18 +6,17 @@ import enum
 import platform
 import re
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cloudflare_worker_pipeline.egress_policies import registry_egress
-from cloudflare_worker_pipeline.execution.egress import EgressPolicy
-from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
-from cloudflare_worker_pipeline.fingerprint import node_identity
-from cloudflare_worker_pipeline.modes import ExecutionMode
 from cloudflare_worker_pipeline.operators.node_stage import NodeStage
 from cloudflare_worker_pipeline.operators.stage import StageOperator
-from cloudflare_worker_pipeline.parameters import PipelineParameters
-from cloudflare_worker_pipeline.provenance import parse_toolchain
-from cloudflare_worker_pipeline.results import InstallResult
+
+if TYPE_CHECKING:
+    from cloudflare_worker_pipeline.execution.egress import EgressPolicy
+    from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
+    from cloudflare_worker_pipeline.parameters import PipelineParameters
+    from cloudflare_worker_pipeline.results import InstallResult
+
 
 FETCHED_XCOM = "fetched"
 
@@ -101,6 +100,9 @@ class InstallDependenciesOperator(NodeStage):
 
     def dependency_cache(self, p: PipelineParameters) -> PurePosixPath | None:
         """Where the fetch sees the shared cache: a partition per platform and Node, or None."""
+        from cloudflare_worker_pipeline.fingerprint import node_identity
+        from cloudflare_worker_pipeline.modes import ExecutionMode
+
         settings = self.settings
         partition = re.sub(r"[^a-z0-9._-]+", "_", f"{platform.system()}-{platform.machine()}-"
                            f"{node_identity(settings, self.node_version)}".lower())
@@ -119,6 +121,8 @@ class InstallDependenciesOperator(NodeStage):
     def sandbox_policy(self, p: PipelineParameters) -> SandboxPolicy:
         """The stage's usual view; the fetch also writes the shared cache (the package manager alone
         runs there). The scripts never see it."""
+        from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
+
         policy = super().sandbox_policy(p)
         cache = self.dependency_cache(p)
         if cache is None or self.phase is not InstallPhase.FETCH:
@@ -129,9 +133,13 @@ class InstallDependenciesOperator(NodeStage):
     def egress_policy(self, p: PipelineParameters) -> EgressPolicy | None:
         """The fetch (the package manager and corepack) may reach the registries: ``allowed_registry_hosts``
         and the hosts of the registry URLs in ``install_env``, on their ports. The scripts: nowhere."""
+        from cloudflare_worker_pipeline.egress_policies import registry_egress
+
         return registry_egress(self.settings) if self.phase is InstallPhase.FETCH else None
 
     def finish(self, results: dict[str, str], context: Any) -> Any:
+        from cloudflare_worker_pipeline.provenance import parse_toolchain
+
         if self.phase is InstallPhase.FETCH:
             return {"package_manager": results["package-manager"], "toolchain": parse_toolchain(results["toolchain"]),
                     "egress": self.stage_egress}
@@ -140,6 +148,8 @@ class InstallDependenciesOperator(NodeStage):
 
 def install_result(fetched: dict[str, Any], install_scripts: Any) -> InstallResult:
     """The task's XCom value: what the fetch found, and which scripts ran."""
+    from cloudflare_worker_pipeline.results import InstallResult
+
     return InstallResult(package_manager=str(fetched["package_manager"]), toolchain=dict(fetched["toolchain"]),
                          install_scripts=str(install_scripts), egress=fetched.get("egress"))
 

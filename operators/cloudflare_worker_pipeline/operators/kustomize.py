@@ -5,16 +5,17 @@ from __future__ import annotations
 import base64
 import re
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError, list_build_files, read_build_file
-from cloudflare_worker_pipeline.config_maps import MAX_CONFIGMAP_BYTES, ConfigMapTooLargeError
-from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
 from cloudflare_worker_pipeline.operators.stage import StageOperator
-from cloudflare_worker_pipeline.parameters import PipelineParameters
-from cloudflare_worker_pipeline.results import KustomizeResult
+
+if TYPE_CHECKING:
+    from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
+    from cloudflare_worker_pipeline.parameters import PipelineParameters
+    from cloudflare_worker_pipeline.results import KustomizeResult
+
 
 _CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 
@@ -31,6 +32,9 @@ def read_rendered_overlays(p: PipelineParameters) -> dict[str, str]:
     Raises :class:`UnsafeBuildFileError`, :class:`ConfigMapTooLargeError` or ``ValueError`` (a
     name that is not a ConfigMap key).
     """
+    from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError, list_build_files, read_build_file
+    from cloudflare_worker_pipeline.config_maps import MAX_CONFIGMAP_BYTES, ConfigMapTooLargeError
+
     workspace = Path(p.workspace)
     rendered = rendered_overlays_dir(p).relative_to(workspace)
     data: dict[str, str] = {}
@@ -70,6 +74,8 @@ class KustomizeBuildOperator(StageOperator):
     def sandbox_policy(self, p: PipelineParameters) -> SandboxPolicy:
         """kustomize sees the clone read-only and nothing else of the run; no network, so remote
         resources and bases outside the clone fail with kustomize's own error."""
+        from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
+
         home = Path(p.workspace) / ".home-kustomize"
         return SandboxPolicy(writable=(self.results_dir(p), rendered_overlays_dir(p), home), home=home,
                              read_only=(*self.host_read_only_paths(), p.checkout_dir))
@@ -78,6 +84,9 @@ class KustomizeBuildOperator(StageOperator):
         return {"KUSTOMIZE_DIR": str(p.kustomize_dir), "OUTPUT_DIR": str(rendered_overlays_dir(p))}
 
     def finish(self, results: dict[str, str], context: Any) -> KustomizeResult:
+        from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError
+        from cloudflare_worker_pipeline.results import KustomizeResult
+
         try:
             return KustomizeResult(overlays=sorted(read_rendered_overlays(self.pipeline)))
         except (ValueError, UnsafeBuildFileError) as error:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowSkipException
 
 from cloudflare_worker_pipeline.operators.stage import StageOperator
-from cloudflare_worker_pipeline.results import CheckoutResult, NodeVersion, worker_build
+
+if TYPE_CHECKING:
+    from cloudflare_worker_pipeline.results import CheckoutResult, NodeVersion
+
 
 
 class NodeStage(StageOperator):
@@ -32,6 +35,8 @@ class NodeStage(StageOperator):
     def skip_stored_worker(self) -> None:
         """A per-worker stage whose worker's object already holds its build has nothing to do
         (checkout skipped install, and all that follows, only when every worker's does)."""
+        from cloudflare_worker_pipeline.results import worker_build
+
         if self.worker is None or self.checkout is None:
             return
         stored = worker_build(self.checkout, self.worker_index)["stored_build"]

@@ -10,42 +10,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow.task.trigger_rule import TriggerRule
 
-from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError
-from cloudflare_worker_pipeline.config_maps import (
-    ConfigMapStore,
-    ConfigMapTooLargeError,
-    artifact_annotations,
-    build_annotations,
-    config_map,
-    config_map_store,
-)
 from cloudflare_worker_pipeline.links import R2ObjectLink
 from cloudflare_worker_pipeline.operators.kustomize import read_rendered_overlays
 from cloudflare_worker_pipeline.operators.stage import PipelineOperator
-from cloudflare_worker_pipeline.ownership import ConfigMapOwnedElsewhereError
-from cloudflare_worker_pipeline.parameters import PipelineParameters
-from cloudflare_worker_pipeline.results import (
-    CheckoutResult,
-    PublishResult,
-    UploadResult,
-    WorkerBuild,
-    WorkerRelease,
-    worker_build,
-)
-from cloudflare_worker_pipeline.settings import SettingsError
-from cloudflare_worker_pipeline.signing import (
-    ProvenanceSigningError,
-    ProvenanceVerificationError,
-    public_key_pem,
-    run_signer,
-)
-from cloudflare_worker_pipeline.verify import verify_release
-from cloudflare_worker_pipeline.workspace import WorkspaceNotVisibleError, check_visible
+
+if TYPE_CHECKING:
+    from cloudflare_worker_pipeline.config_maps import ConfigMapStore
+    from cloudflare_worker_pipeline.parameters import PipelineParameters
+    from cloudflare_worker_pipeline.results import CheckoutResult, PublishResult, UploadResult, WorkerBuild
+
 
 
 class MetadataNotPublishedError(AirflowException):
@@ -78,6 +56,17 @@ class PublishReleaseOperator(PipelineOperator):
         self.upload_task_id = upload_task_id
 
     def execute(self, context: Any) -> PublishResult:
+        from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError
+        from cloudflare_worker_pipeline.config_maps import (
+            ConfigMapTooLargeError,
+            build_annotations,
+            config_map,
+            config_map_store,
+        )
+        from cloudflare_worker_pipeline.results import PublishResult, WorkerRelease
+        from cloudflare_worker_pipeline.settings import SettingsError
+        from cloudflare_worker_pipeline.workspace import WorkspaceNotVisibleError, check_visible
+
         p, settings = self.pipeline, self.settings
         workers = p.workers
         artifacts = self._artifacts(context, len(workers))
@@ -130,6 +119,14 @@ class PublishReleaseOperator(PipelineOperator):
     def _verify(self, artifacts: list[UploadResult]) -> None:
         """What ``verify`` checks, before any ConfigMap names the release: the platform's signature,
         every signed file's bytes, this run's commit and owner."""
+        from cloudflare_worker_pipeline.signing import (
+            ProvenanceSigningError,
+            ProvenanceVerificationError,
+            public_key_pem,
+            run_signer,
+        )
+        from cloudflare_worker_pipeline.verify import verify_release
+
         settings, p = self.settings, self.pipeline
         try:
             signer = run_signer(settings.provenance_signing_conn_id, settings.allow_unsigned_provenance)
@@ -154,6 +151,8 @@ class PublishReleaseOperator(PipelineOperator):
 
     def _artifacts(self, context: Any, count: int) -> list[UploadResult]:
         """Each worker's object to publish: what its upload stored, or the build checkout found stored."""
+        from cloudflare_worker_pipeline.results import worker_build
+
         builds = [worker_build(self.checkout, index) for index in range(count)]
         uploaded: list[UploadResult | None] = [None] * count
         if any(build["stored_build"] is None for build in builds):
@@ -165,6 +164,8 @@ class PublishReleaseOperator(PipelineOperator):
         return [self._artifact(index, build, uploaded[index]) for index, build in enumerate(builds)]
 
     def _artifact(self, index: int, build: WorkerBuild, uploaded: UploadResult | None) -> UploadResult:
+        from cloudflare_worker_pipeline.results import UploadResult
+
         stored, commit = build["stored_build"], self.checkout["commit_sha"]
         if stored is None:
             if not uploaded:
@@ -185,6 +186,8 @@ class PublishReleaseOperator(PipelineOperator):
     def _artifact_config_map(self, p: PipelineParameters, artifact: UploadResult,
                              annotations: dict[str, str]) -> dict[str, Any]:
         """A worker's artifact metadata ConfigMap: the spec's four keys, annotated with this run."""
+        from cloudflare_worker_pipeline.config_maps import artifact_annotations, config_map
+
         return config_map(p.worker_script_artifact_config_map_name, self.settings.namespace, p.labels, {
             "bucket": artifact["bucket"],
             "path": artifact["key"],
@@ -193,6 +196,8 @@ class PublishReleaseOperator(PipelineOperator):
         }, {**annotations, **artifact_annotations(artifact)})
 
     def _write(self, store: ConfigMapStore, manifest: dict[str, Any], still_ours: Any, artifact: UploadResult) -> str:
+        from cloudflare_worker_pipeline.ownership import ConfigMapOwnedElsewhereError
+
         meta = manifest["metadata"]
         try:
             where = store.write(manifest, self.log, still_ours)

@@ -15,18 +15,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from cloudflare_worker_pipeline import metrics
-from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError
-from cloudflare_worker_pipeline.clone_paths import PathEscapesCloneError, check_confined
-from cloudflare_worker_pipeline.execution.base import ScriptRunner, StageScriptError
-from cloudflare_worker_pipeline.execution.egress import EgressPolicy
-from cloudflare_worker_pipeline.execution.local import LocalScriptRunner
-from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy, SandboxUnavailableError, ca_paths
-from cloudflare_worker_pipeline.modes import ExecutionMode
-from cloudflare_worker_pipeline.parameters import PipelineParameters, Worker
-from cloudflare_worker_pipeline.results import EgressEntry
-from cloudflare_worker_pipeline.settings import PipelineSettings
-from cloudflare_worker_pipeline.workspace import WorkspaceNotVisibleError, check_visible, run_workspace
+if TYPE_CHECKING:
+    from cloudflare_worker_pipeline.execution.base import ScriptRunner
+    from cloudflare_worker_pipeline.execution.egress import EgressPolicy
+    from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
+    from cloudflare_worker_pipeline.parameters import PipelineParameters, Worker
+    from cloudflare_worker_pipeline.results import EgressEntry
+    from cloudflare_worker_pipeline.settings import PipelineSettings
+
 
 if TYPE_CHECKING:
     from cloudflare_worker_pipeline.hooks.r2 import R2Hook
@@ -53,6 +49,8 @@ class PipelineOperator(BaseOperator):
 
     @cached_property
     def pipeline(self) -> PipelineParameters:
+        from cloudflare_worker_pipeline.parameters import PipelineParameters
+
         raw = self.parameters
         if raw is None:
             from airflow.sdk import get_current_context
@@ -69,6 +67,8 @@ class PipelineOperator(BaseOperator):
 
     @cached_property
     def settings(self) -> PipelineSettings:
+        from cloudflare_worker_pipeline.settings import PipelineSettings
+
         return PipelineSettings.from_airflow_config()
 
     @cached_property
@@ -128,6 +128,8 @@ class StageOperator(PipelineOperator):
 
     def sandbox_policy(self, p: PipelineParameters) -> SandboxPolicy:
         """What the script may see and write in the local mode: the clone, the run's HOME, its results."""
+        from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
+
         home = Path(p.workspace) / ".home"
         return SandboxPolicy(writable=(p.checkout_dir, home, self.results_dir(p)), home=home,
                              read_only=self.host_read_only_paths(), egress=self.egress_policy(p))
@@ -138,6 +140,8 @@ class StageOperator(PipelineOperator):
 
     def host_read_only_paths(self) -> tuple[Path, ...]:
         """Host paths every sandbox shows read-only: the setting's, and the worker's CA files."""
+        from cloudflare_worker_pipeline.execution.sandbox import ca_paths
+
         return (*self.settings.sandbox_read_only_paths, *ca_paths(os.environ))
 
     def execute(self, context: Any) -> Any:
@@ -160,6 +164,8 @@ class StageOperator(PipelineOperator):
 
     def _request(self, runner: ScriptRunner, seen: PipelineParameters) -> dict[str, Any]:
         """The script's environment, results directory and deadline, as ``runner`` sees the workspace."""
+        from cloudflare_worker_pipeline.modes import ExecutionMode
+
         secrets = self.secret_env()
         if secrets and runner.mode is ExecutionMode.KUBERNETES:  # pods read credentials by Secret reference
             if self.secret_refs():
@@ -173,6 +179,14 @@ class StageOperator(PipelineOperator):
                 "timeout_seconds": self.settings.stage_timeout_seconds}
 
     def _stage(self, runner: ScriptRunner, context: Any, run: Callable[[PipelineParameters], dict[str, str]]) -> Any:
+        from cloudflare_worker_pipeline import metrics
+        from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError
+        from cloudflare_worker_pipeline.clone_paths import PathEscapesCloneError, check_confined
+        from cloudflare_worker_pipeline.execution.base import StageScriptError
+        from cloudflare_worker_pipeline.execution.sandbox import SandboxUnavailableError
+        from cloudflare_worker_pipeline.modes import ExecutionMode
+        from cloudflare_worker_pipeline.workspace import WorkspaceNotVisibleError, check_visible
+
         self._runner = runner
         started = time.monotonic()
         try:
@@ -205,6 +219,10 @@ class StageOperator(PipelineOperator):
 
     def make_runner(self, context: Any) -> ScriptRunner:
         """The one place the execution mode becomes a runner."""
+        from cloudflare_worker_pipeline.execution.local import LocalScriptRunner
+        from cloudflare_worker_pipeline.modes import ExecutionMode
+        from cloudflare_worker_pipeline.workspace import run_workspace
+
         settings = self.settings
         if settings.execution_mode is ExecutionMode.LOCAL:
             return LocalScriptRunner(self.log, workspace=Path(self.pipeline.workspace),

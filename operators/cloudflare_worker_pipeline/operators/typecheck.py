@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
 from cloudflare_worker_pipeline.operators.node_stage import NodeStage
-from cloudflare_worker_pipeline.parameters import PipelineParameters
-from cloudflare_worker_pipeline.results import TypeCheckResult
+
+if TYPE_CHECKING:
+    from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
+    from cloudflare_worker_pipeline.parameters import PipelineParameters
+    from cloudflare_worker_pipeline.results import TypeCheckResult
+
 
 
 class TypeCheckOperator(NodeStage):
@@ -29,9 +32,13 @@ class TypeCheckOperator(NodeStage):
 
     def sandbox_policy(self, p: PipelineParameters) -> SandboxPolicy:
         """The compiler reads the clone and writes nothing in it; no network."""
+        from cloudflare_worker_pipeline.execution.sandbox import SandboxPolicy
+
         home = Path(p.workspace) / ".home-typecheck"
         return SandboxPolicy(writable=(self.results_dir(p), home), home=home,
                              read_only=(*self.host_read_only_paths(), p.checkout_dir))
 
     def finish(self, results: dict[str, str], context: Any) -> TypeCheckResult:
+        from cloudflare_worker_pipeline.results import TypeCheckResult
+
         return TypeCheckResult(typescript=results["typescript"])

@@ -7,45 +7,23 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from cloudflare_worker_pipeline.allowed_hosts import HostNotAllowedError, check_r2_endpoint
-from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError, read_build_file
-from cloudflare_worker_pipeline.egress_log import EGRESS_LOG_METADATA, egress_log, egress_log_key
-from cloudflare_worker_pipeline.fingerprint import FINGERPRINT_METADATA, READS_OUTSIDE
 from cloudflare_worker_pipeline.links import R2ObjectLink
 from cloudflare_worker_pipeline.operators.stage import PipelineOperator
-from cloudflare_worker_pipeline.ownership import ObjectOwnedElsewhereError, check_object_owner, object_identity
-from cloudflare_worker_pipeline.parameters import object_key_for_commit
-from cloudflare_worker_pipeline.provenance import PROVENANCE_METADATA, provenance_key, statement, statement_bytes
-from cloudflare_worker_pipeline.results import (
-    BuildFile,
-    BundleResult,
-    CheckoutResult,
-    InstallResult,
-    UploadedFile,
-    UploadResult,
-    worker_build,
-)
-from cloudflare_worker_pipeline.signing import (
-    SIGNATURE_METADATA,
-    ProvenanceSigningError,
-    run_signer,
-    sign,
-    signature_key,
-)
-from cloudflare_worker_pipeline.worker_files import (
-    BROTLI_METADATA,
-    GZIP_METADATA,
-    MANIFEST_METADATA,
-    content_type,
-    file_key,
-    manifest_body,
-    manifest_key,
-)
-from cloudflare_worker_pipeline.workspace import WorkspaceNotVisibleError, check_visible
+
+if TYPE_CHECKING:
+    from cloudflare_worker_pipeline.results import (
+        BuildFile,
+        BundleResult,
+        CheckoutResult,
+        InstallResult,
+        UploadedFile,
+        UploadResult,
+    )
+
 
 
 @contextmanager
@@ -83,7 +61,29 @@ class UploadBundleOperator(PipelineOperator):
         self.install: InstallResult | None = install
 
     def execute(self, context: Any) -> UploadResult:
+        from cloudflare_worker_pipeline.allowed_hosts import HostNotAllowedError, check_r2_endpoint
+        from cloudflare_worker_pipeline.egress_log import EGRESS_LOG_METADATA, egress_log_key
+        from cloudflare_worker_pipeline.fingerprint import FINGERPRINT_METADATA, READS_OUTSIDE
         from cloudflare_worker_pipeline.hooks.r2 import PermanentR2Error, R2Error
+        from cloudflare_worker_pipeline.ownership import ObjectOwnedElsewhereError, check_object_owner, object_identity
+        from cloudflare_worker_pipeline.parameters import object_key_for_commit
+        from cloudflare_worker_pipeline.provenance import PROVENANCE_METADATA, provenance_key
+        from cloudflare_worker_pipeline.results import UploadedFile, UploadResult, worker_build
+        from cloudflare_worker_pipeline.signing import (
+            SIGNATURE_METADATA,
+            ProvenanceSigningError,
+            run_signer,
+            sign,
+            signature_key,
+        )
+        from cloudflare_worker_pipeline.worker_files import (
+            BROTLI_METADATA,
+            GZIP_METADATA,
+            MANIFEST_METADATA,
+            file_key,
+            manifest_body,
+            manifest_key,
+        )
 
         p, bundle, commit = self.pipeline, self.bundle, self.checkout["commit_sha"]
         key = object_key_for_commit(p.r2_object_key, commit)
@@ -162,12 +162,16 @@ class UploadBundleOperator(PipelineOperator):
 
     def _egress_log(self, context: Any, key: str) -> bytes:
         """Where checkout and install's fetch went, as the worker's egress proxy saw it."""
+        from cloudflare_worker_pipeline.egress_log import egress_log
+
         return egress_log(key=key, commit=self.checkout["commit_sha"], invocation=f"{self.dag_id}/{context['run_id']}",
                           stages={"checkout": self.checkout.get("egress"),
                                   "install": self.install.get("egress") if self.install else None})
 
     def _provenance(self, context: Any, key: str, files: list[UploadedFile], log: UploadedFile) -> bytes:
         """The in-toto statement for the bundle and every file beside it; the egress log is a byproduct."""
+        from cloudflare_worker_pipeline.provenance import statement, statement_bytes
+
         dag_run = context.get("dag_run")
         started = getattr(dag_run, "start_date", None) or datetime.now(UTC)
         document = statement(
@@ -182,6 +186,10 @@ class UploadBundleOperator(PipelineOperator):
 
     def _put_file(self, key: str, file: BuildFile, body: bytes, metadata: dict[str, str]) -> UploadedFile:
         """Store one module or source map; a module already stored with these bytes is left as it is."""
+        from cloudflare_worker_pipeline.ownership import ObjectOwnedElsewhereError, check_object_owner
+        from cloudflare_worker_pipeline.results import UploadedFile
+        from cloudflare_worker_pipeline.worker_files import content_type
+
         stored = self.r2.stored(self.pipeline.r2_bucket_name, key)
         uploaded = UploadedFile(key=key, kind=file["kind"], sha256=file["sha256"], size_bytes=file["size_bytes"])
         if file["kind"] == "module" and stored is not None and stored.holds(file["sha256"], file["size_bytes"]):
@@ -209,6 +217,9 @@ class UploadBundleOperator(PipelineOperator):
 
     def _read_measured(self, relative: str, sha256: str, size_bytes: int) -> bytes:
         """A file the build wrote under the project root, checked against the bundle stage's hash."""
+        from cloudflare_worker_pipeline.build_files import UnsafeBuildFileError, read_build_file
+        from cloudflare_worker_pipeline.workspace import WorkspaceNotVisibleError, check_visible
+
         p = self.pipeline
         path = p.project_dir / relative
         try:
