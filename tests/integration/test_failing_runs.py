@@ -221,10 +221,12 @@ def test_bad_parameters_fail_before_anything_is_cloned_uploaded_or_written(
 
 
 def test_conf_missing_a_required_parameter_is_refused_by_the_dag_params(airflow_db, connections) -> None:
-    from airflow.dag_processing.dagbag import DagBag
+    """A DAG built for this test: in one process, dag.test() leaves each run's conf in the DAG's
+    Param objects (a task process parses the DAG afresh, so runs never share them)."""
     from airflow.sdk.exceptions import ParamValidationError
+    from cloudflare_worker_pipeline.pipeline import bundle_asset, pipeline_dag
 
-    fresh_dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("build_and_upload_cloudflare_worker")
+    fresh_dag = pipeline_dag("build_and_upload_cloudflare_worker", asset=bundle_asset("cloudflare-worker-bundles"))
     with pytest.raises(ParamValidationError, match="r2-bucket-name"):
         fresh_dag.test(run_conf={"git-url": "https://github.com/org/repo.git"})
 
